@@ -1,0 +1,41 @@
+"""casyncio: asyncio's event loop, implemented in C.
+
+Use it with ``asyncio.run(main(), loop_factory=casyncio.new_event_loop)``,
+``casyncio.run(main())``, ``casyncio.install()`` or
+``python -m casyncio run script.py``.
+"""
+import asyncio as _asyncio
+import sys as _sys
+
+from . import _casyncio
+
+__all__ = ("Loop", "new_event_loop", "EventLoopPolicy", "install", "run")
+
+
+class Loop(_casyncio.Loop, _asyncio.AbstractEventLoop):
+    """The casyncio event loop (the C type, registered as an asyncio loop)."""
+
+
+def new_event_loop():
+    """Return a new casyncio event loop."""
+    return Loop()
+
+
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose new loops are casyncio loops."""
+
+    def new_event_loop(self):
+        return Loop()
+
+
+def install():
+    """Make every loop created through the asyncio policy a casyncio loop."""
+    _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+def run(main, *, debug=None):
+    """asyncio.run(main) on a casyncio loop."""
+    if _sys.version_info >= (3, 12):
+        return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)
+    with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)

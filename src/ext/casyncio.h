@@ -1,0 +1,169 @@
+/* Shared declarations of the CPython binding: module state, the Handle and
+ * Loop object layouts, and the functions the binding's files call across
+ * one another. Everything here is internal to the _casyncio module. */
+#ifndef CASYNCIO_EXT_H
+#define CASYNCIO_EXT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "cio_poller.h"
+#include "cio_ready_queue.h"
+#include "cio_timer_heap.h"
+
+/* Objects from Python's own asyncio and friends that the binding calls.
+ * Looked up once at import; owned by the module state. */
+typedef struct {
+    PyTypeObject *loop_type;
+    PyTypeObject *handle_type;
+    PyTypeObject *timer_handle_type;
+
+    PyObject *future_type;            /* asyncio.Future */
+    PyObject *task_type;              /* asyncio.Task */
+    PyObject *ensure_future;          /* asyncio.ensure_future */
+    PyObject *isfuture;               /* asyncio.isfuture */
+    PyObject *gather;                 /* asyncio.gather */
+    PyObject *wrap_future;            /* asyncio.wrap_future */
+    PyObject *set_result_unless_cancelled;
+    PyObject *set_running_loop;       /* asyncio.events._set_running_loop */
+    PyObject *get_running_loop;       /* asyncio.events._get_running_loop */
+    PyObject *is_debug_mode;          /* asyncio.coroutines._is_debug_mode */
+    PyObject *iscoroutine;
+    PyObject *iscoroutinefunction;
+    PyObject *format_callback_source; /* asyncio.format_helpers */
+    PyObject *extract_stack;          /* asyncio.format_helpers */
+    PyObject *format_list;            /* traceback.format_list */
+    PyObject *logger;                 /* asyncio.log.logger */
+    PyObject *thread_pool_executor;   /* concurrent.futures */
+    PyObject *thread_type;            /* threading.Thread */
+    PyObject *weakset_type;           /* weakref.WeakSet */
+    PyObject *partial;                /* functools.partial */
+    PyObject *sys_module;
+
+    PyObject *kwnames_loop;           /* ("loop",) */
+    PyObject *kwnames_debug;          /* ("debug",) */
+    PyObject *empty_tuple;
+    double clock_resolution;          /* seconds */
+    int format_source_takes_debug;    /* 3.13 added the debug= keyword */
+} cio_state;
+
+typedef struct LoopObject LoopObject;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *callback;          /* NULL once cancelled */
+    PyObject *args;              /* a tuple; NULL once cancelled */
+    PyObject *context;
+    LoopObject *loop;
+    PyObject *source_traceback;  /* set in debug mode only */
+    PyObject *repr_cache;        /* set when cancelled in debug mode */
+    PyObject *weakreflist;
+    char cancelled;
+    char is_timer;               /* a TimerHandleObject */
+} HandleObject;
+
+typedef struct {
+    HandleObject base;
+    cio_timer_t node;            /* queued in loop->timers while pending */
+} TimerHandleObject;
+
+/* Per-fd watchers, indexed by fd: the Handles add_reader/add_writer made. */
+typedef struct {
+    HandleObject *reader;
+    HandleObject *writer;
+    unsigned events;             /* what the poller is watching: CIO_POLL_* */
+} cio_fd_watch_t;
+
+struct LoopObject {
+    PyObject_HEAD
+    cio_state *state;            /* borrowed: the type keeps the module */
+    cio_poller_t poller;
+    cio_timer_heap_t timers;     /* strong refs to TimerHandleObjects */
+    cio_ready_queue_t ready;     /* strong refs to HandleObjects */
+    cio_fd_watch_t *fds;
+    size_t fds_len;
+    size_t fds_watched;          /* fds with a non-empty event mask */
+
+    PyObject *exception_handler;
+    PyObject *task_factory;
+    PyObject *default_executor;
+    PyObject *asyncgens;         /* weakref.WeakSet of live async gens */
+    PyObject *old_agen_hooks;
+    PyObject *current_handle;    /* debug mode only, as in stdlib */
+    PyObject *weakreflist;
+
+    double slow_callback_duration;
+    unsigned long thread_id;     /* meaningful while running */
+    int coro_tracking_saved_depth;
+    char running;
+    char closed;
+    char stopping;
+    char debug;
+    char poller_open;
+    char asyncgens_shutdown_called;
+    char executor_shutdown_called;
+    char coro_tracking_enabled;
+};
+
+/* module.c */
+cio_state *cio_get_state_by_type(PyTypeObject *type);
+/* Raises the OSError subclass for a negative errno returned by the core. */
+PyObject *cio_raise_errno(int neg_errno);
+/* Takes the raised exception (normalized, with traceback) off the thread. */
+PyObject *cio_fetch_exception(void);
+void cio_restore_exception(PyObject *exc);
+int cio_is_exit_exception(PyObject *exc);  /* SystemExit or KeyboardInterrupt */
+/* Calls logger.error(msg, exc_info=exc_info) on asyncio's logger. */
+int cio_log_error(cio_state *st, PyObject *msg, PyObject *exc_info);
+/* Parses FASTCALL arguments of the form (f, *args, context=None). */
+int cio_parse_callback_args(const char *fname, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames,
+                            Py_ssize_t npositional, PyObject **context);
+
+/* handle.c */
+extern PyType_Spec cio_handle_spec;
+extern PyType_Spec cio_timer_handle_spec;
+/* A new Handle (or TimerHandle when type is the timer type). context NULL
+ * or None means a copy of the current context. */
+HandleObject *cio_handle_new(LoopObject *loop, PyTypeObject *type,
+                             PyObject *callback, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *context);
+/* Runs the callback. Returns 0, or -1 with SystemExit/KeyboardInterrupt
+ * (or an error of the exception handler) set; other errors go to the
+ * loop's exception handler. */
+int cio_handle_run(HandleObject *h);
+void cio_handle_cancel_quietly(HandleObject *h);
+PyObject *cio_handle_format_callback(HandleObject *h);
+
+/* loop.c */
+extern PyType_Spec cio_loop_spec;
+/* Gathers the Loop's method tables; call before creating the type. */
+void cio_loop_spec_prepare(void);
+int cio_loop_check_closed(LoopObject *self);
+PyObject *cio_loop_call_soon_impl(LoopObject *self, PyObject *callback,
+                                  PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *context, int threadsafe);
+void cio_loop_unschedule_timer(LoopObject *self, TimerHandleObject *timer);
+PyObject *cio_loop_create_future(LoopObject *self);
+
+/* loop_fd.c */
+extern PyMethodDef cio_loop_fd_methods[];
+int cio_loop_dispatch_io(LoopObject *self, const cio_poll_event_t *events,
+                         int n);
+void cio_loop_fds_clear(LoopObject *self);
+int cio_loop_fds_traverse(LoopObject *self, visitproc visit, void *arg);
+
+/* loop_errors.c */
+extern PyMethodDef cio_loop_error_methods[];
+/* Calls self.call_exception_handler(context), as stdlib's Handle._run does;
+ * returns -1 only when that call raised. */
+int cio_loop_report(LoopObject *self, PyObject *context);
+
+/* loop_lifecycle.c: executor, async generators, coroutine tracking */
+extern PyMethodDef cio_loop_lifecycle_methods[];
+int cio_loop_set_coro_tracking(LoopObject *self, int enabled);
+int cio_loop_install_asyncgen_hooks(LoopObject *self);
+int cio_loop_restore_asyncgen_hooks(LoopObject *self);
+int cio_loop_shutdown_executor_nowait(LoopObject *self);
+
+#endif

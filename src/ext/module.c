@@ -1,0 +1,295 @@
+/* The _casyncio extension module: module state, multi-phase init, and the
+ * small helpers (errno to OSError, exception juggling, argument parsing)
+ * that the other files of the binding share. */
+#include "casyncio.h"
+
+#include "cio_clock.h"
+
+static struct PyModuleDef casyncio_module;
+
+cio_state *
+cio_get_state_by_type(PyTypeObject *type)
+{
+    PyObject *module = PyType_GetModuleByDef(type, &casyncio_module);
+
+    return module ? (cio_state *)PyModule_GetState(module) : NULL;
+}
+
+PyObject *
+cio_raise_errno(int neg_errno)
+{
+    errno = -neg_errno;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+PyObject *
+cio_fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+void
+cio_restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *tb = PyException_GetTraceback(exc);
+
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
+
+int
+cio_is_exit_exception(PyObject *exc)
+{
+    return PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_SystemExit) ||
+           PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_KeyboardInterrupt);
+}
+
+int
+cio_log_error(cio_state *st, PyObject *msg, PyObject *exc_info)
+{
+    PyObject *kwargs = NULL, *res = NULL, *meth = NULL;
+    int rc = -1;
+
+    meth = PyObject_GetAttrString(st->logger, "error");
+    if (meth == NULL) {
+        goto done;
+    }
+    kwargs = Py_BuildValue("{sO}", "exc_info", exc_info);
+    if (kwargs == NULL) {
+        goto done;
+    }
+    res = PyObject_VectorcallDict(meth, &msg, 1, kwargs);
+    rc = res ? 0 : -1;
+done:
+    Py_XDECREF(meth);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(res);
+    return rc;
+}
+
+int
+cio_parse_callback_args(const char *fname, PyObject *const *args,
+                        Py_ssize_t nargs, PyObject *kwnames,
+                        Py_ssize_t npositional, PyObject **context)
+{
+    Py_ssize_t i, nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+    *context = NULL;
+    for (i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);  // borrowed
+        if (PyUnicode_CompareWithASCIIString(name, "context") != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%U'",
+                         fname, name);
+            return -1;
+        }
+        *context = args[nargs + i];
+    }
+    if (nargs < npositional) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() missing %zd required positional argument%s",
+                     fname, npositional - nargs,
+                     npositional - nargs == 1 ? "" : "s");
+        return -1;
+    }
+    if (*context == Py_None) {
+        *context = NULL;
+    }
+    return 0;
+}
+
+static PyObject *
+import_attr(const char *module_name, const char *attr)
+{
+    PyObject *module = PyImport_ImportModule(module_name);
+    PyObject *value;
+
+    if (module == NULL) {
+        return NULL;
+    }
+    value = PyObject_GetAttrString(module, attr);
+    Py_DECREF(module);
+    return value;
+}
+
+/* 3.13 gave _format_callback_source a keyword-only debug flag. */
+static int
+detect_format_debug_keyword(cio_state *st)
+{
+    PyObject *code = PyObject_GetAttrString(st->format_callback_source,
+                                            "__code__");
+    PyObject *kwonly;
+    long n;
+
+    if (code == NULL) {
+        return -1;
+    }
+    kwonly = PyObject_GetAttrString(code, "co_kwonlyargcount");
+    Py_DECREF(code);
+    if (kwonly == NULL) {
+        return -1;
+    }
+    n = PyLong_AsLong(kwonly);
+    Py_DECREF(kwonly);
+    st->format_source_takes_debug = n > 0;
+    return n < 0 && PyErr_Occurred() ? -1 : 0;
+}
+
+#define IMPORT(field, mod, attr)                                            \
+    do {                                                                    \
+        st->field = import_attr(mod, attr);                                 \
+        if (st->field == NULL) {                                            \
+            return -1;                                                      \
+        }                                                                   \
+    } while (0)
+
+static int
+state_import(cio_state *st)
+{
+    IMPORT(future_type, "asyncio", "Future");
+    IMPORT(task_type, "asyncio", "Task");
+    IMPORT(ensure_future, "asyncio", "ensure_future");
+    IMPORT(gather, "asyncio", "gather");
+    IMPORT(isfuture, "asyncio", "isfuture");
+    IMPORT(wrap_future, "asyncio", "wrap_future");
+    IMPORT(set_result_unless_cancelled, "asyncio.futures",
+           "_set_result_unless_cancelled");
+    IMPORT(set_running_loop, "asyncio.events", "_set_running_loop");
+    IMPORT(get_running_loop, "asyncio.events", "_get_running_loop");
+    IMPORT(is_debug_mode, "asyncio.coroutines", "_is_debug_mode");
+    IMPORT(iscoroutine, "asyncio.coroutines", "iscoroutine");
+    IMPORT(iscoroutinefunction, "asyncio.coroutines", "iscoroutinefunction");
+    IMPORT(format_callback_source, "asyncio.format_helpers",
+           "_format_callback_source");
+    IMPORT(extract_stack, "asyncio.format_helpers", "extract_stack");
+    IMPORT(format_list, "traceback", "format_list");
+    IMPORT(logger, "asyncio.log", "logger");
+    IMPORT(thread_pool_executor, "concurrent.futures", "ThreadPoolExecutor");
+    IMPORT(thread_type, "threading", "Thread");
+    IMPORT(weakset_type, "weakref", "WeakSet");
+    IMPORT(partial, "functools", "partial");
+    st->sys_module = PyImport_ImportModule("sys");
+    st->kwnames_loop = Py_BuildValue("(s)", "loop");
+    st->kwnames_debug = Py_BuildValue("(s)", "debug");
+    st->empty_tuple = PyTuple_New(0);
+    if (!st->sys_module || !st->kwnames_loop || !st->kwnames_debug ||
+        !st->empty_tuple) {
+        return -1;
+    }
+    st->clock_resolution = (double)cio_clock_resolution_ns() * 1e-9;
+    return detect_format_debug_keyword(st);
+}
+
+static int
+add_type(PyObject *module, PyType_Spec *spec, PyObject *base,
+         PyTypeObject **slot)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, spec, base);
+
+    if (type == NULL) {
+        return -1;
+    }
+    *slot = (PyTypeObject *)type;
+    return PyModule_AddObjectRef(module, strrchr(spec->name, '.') + 1, type);
+}
+
+static int
+casyncio_exec(PyObject *module)
+{
+    cio_state *st = PyModule_GetState(module);
+
+    if (state_import(st) < 0) {
+        return -1;
+    }
+    if (add_type(module, &cio_handle_spec, NULL, &st->handle_type) < 0) {
+        return -1;
+    }
+    if (add_type(module, &cio_timer_handle_spec,
+                 (PyObject *)st->handle_type, &st->timer_handle_type) < 0) {
+        return -1;
+    }
+    cio_loop_spec_prepare();
+    if (add_type(module, &cio_loop_spec, NULL, &st->loop_type) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+#define STATE_FIELDS(X)                                                     \
+    X(loop_type) X(handle_type) X(timer_handle_type) X(future_type)         \
+    X(task_type) X(ensure_future) X(isfuture) X(gather) X(wrap_future)                  \
+    X(set_result_unless_cancelled) X(set_running_loop)                      \
+    X(get_running_loop) X(is_debug_mode) X(iscoroutine)                     \
+    X(iscoroutinefunction) X(format_callback_source) X(extract_stack)       \
+    X(format_list) X(logger) X(thread_pool_executor) X(thread_type)         \
+    X(weakset_type) X(partial) X(sys_module) X(kwnames_loop)                \
+    X(kwnames_debug) X(empty_tuple)
+
+static int
+casyncio_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    cio_state *st = PyModule_GetState(module);
+
+#define VISIT(f) Py_VISIT(st->f);
+    STATE_FIELDS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int
+casyncio_clear(PyObject *module)
+{
+    cio_state *st = PyModule_GetState(module);
+
+#define CLEAR(f) Py_CLEAR(st->f);
+    STATE_FIELDS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void
+casyncio_free(void *module)
+{
+    casyncio_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot casyncio_slots[] = {
+    {Py_mod_exec, casyncio_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef casyncio_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "casyncio._casyncio",
+    .m_doc = "The C implementation of the casyncio event loop.",
+    .m_size = sizeof(cio_state),
+    .m_slots = casyncio_slots,
+    .m_traverse = casyncio_traverse,
+    .m_clear = casyncio_clear,
+    .m_free = casyncio_free,
+};
+
+PyMODINIT_FUNC
+PyInit__casyncio(void)
+{
+    return PyModuleDef_Init(&casyncio_module);
+}
