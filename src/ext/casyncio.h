@@ -25,8 +25,9 @@ typedef struct {
     PyObject *gather;                 /* asyncio.gather */
     PyObject *wrap_future;            /* asyncio.wrap_future */
     PyObject *set_result_unless_cancelled;
-    PyObject *set_running_loop;       /* asyncio.events._set_running_loop */
-    PyObject *get_running_loop;       /* asyncio.events._get_running_loop */
+    PyObject *events_module;          /* asyncio.events: its running-loop
+                                         functions are looked up per run,
+                                         as stdlib does, so patches apply */
     PyObject *is_debug_mode;          /* asyncio.coroutines._is_debug_mode */
     PyObject *iscoroutine;
     PyObject *iscoroutinefunction;

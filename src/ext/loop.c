@@ -503,7 +503,8 @@ loop_check_running(LoopObject *self)
                         "This event loop is already running");
         return -1;
     }
-    running = PyObject_CallNoArgs(self->state->get_running_loop);
+    running = PyObject_CallMethod(self->state->events_module,
+                                  "_get_running_loop", NULL);
     if (running == NULL) {
         return -1;
     }
@@ -520,7 +521,8 @@ loop_check_running(LoopObject *self)
 static int
 loop_set_running_loop(LoopObject *self, PyObject *loop)
 {
-    PyObject *res = PyObject_CallOneArg(self->state->set_running_loop, loop);
+    PyObject *res = PyObject_CallMethod(self->state->events_module,
+                                        "_set_running_loop", "O", loop);
 
     Py_XDECREF(res);
     return res ? 0 : -1;

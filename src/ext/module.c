@@ -50,8 +50,12 @@ cio_restore_exception(PyObject *exc)
 #if PY_VERSION_HEX >= 0x030C0000
     PyErr_SetRaisedException(exc);
 #else
-    PyObject *tb = PyException_GetTraceback(exc);
+    PyObject *tb;
 
+    if (exc == NULL) {
+        return;
+    }
+    tb = PyException_GetTraceback(exc);
     PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
 #endif
 }
@@ -173,8 +177,6 @@ state_import(cio_state *st)
     IMPORT(wrap_future, "asyncio", "wrap_future");
     IMPORT(set_result_unless_cancelled, "asyncio.futures",
            "_set_result_unless_cancelled");
-    IMPORT(set_running_loop, "asyncio.events", "_set_running_loop");
-    IMPORT(get_running_loop, "asyncio.events", "_get_running_loop");
     IMPORT(is_debug_mode, "asyncio.coroutines", "_is_debug_mode");
     IMPORT(iscoroutine, "asyncio.coroutines", "iscoroutine");
     IMPORT(iscoroutinefunction, "asyncio.coroutines", "iscoroutinefunction");
@@ -188,10 +190,11 @@ state_import(cio_state *st)
     IMPORT(weakset_type, "weakref", "WeakSet");
     IMPORT(partial, "functools", "partial");
     st->sys_module = PyImport_ImportModule("sys");
+    st->events_module = PyImport_ImportModule("asyncio.events");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     st->kwnames_debug = Py_BuildValue("(s)", "debug");
     st->empty_tuple = PyTuple_New(0);
-    if (!st->sys_module || !st->kwnames_loop || !st->kwnames_debug ||
+    if (!st->sys_module || !st->events_module || !st->kwnames_loop || !st->kwnames_debug ||
         !st->empty_tuple) {
         return -1;
     }
@@ -237,8 +240,7 @@ casyncio_exec(PyObject *module)
 #define STATE_FIELDS(X)                                                     \
     X(loop_type) X(handle_type) X(timer_handle_type) X(future_type)         \
     X(task_type) X(ensure_future) X(isfuture) X(gather) X(wrap_future)                  \
-    X(set_result_unless_cancelled) X(set_running_loop)                      \
-    X(get_running_loop) X(is_debug_mode) X(iscoroutine)                     \
+    X(set_result_unless_cancelled) X(events_module) X(is_debug_mode) X(iscoroutine)                     \
     X(iscoroutinefunction) X(format_callback_source) X(extract_stack)       \
     X(format_list) X(logger) X(thread_pool_executor) X(thread_type)         \
     X(weakset_type) X(partial) X(sys_module) X(kwnames_loop)                \

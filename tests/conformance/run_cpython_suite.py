@@ -1,0 +1,289 @@
+"""Run CPython's own test.test_asyncio against casyncio, beside stdlib.
+
+Every loop the asyncio policy creates becomes a loop of the target kind, and
+the loop-agnostic mixins (EventLoopTestsMixin, BaseSockTestsMixin, ...) are
+bound to it. A test counts as *exercised* only if it created at least one
+target loop; the report gives, per module, how many tests were exercised and
+how many of those passed, for casyncio and for the stdlib loop run the same
+way. The exit status is 1 when a gated test passes on stdlib but not on
+casyncio.
+
+    python tests/conformance/run_cpython_suite.py [--modules m1,m2] [-v]
+
+Each module runs in its own child process (a crash costs one module, not
+the run); children print JSON, the parent prints the table.
+"""
+import argparse
+import concurrent.futures
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+# Modules of this issue's scope, each with an optional regex: only tests
+# whose id matches it are gated (the rest of the module is still reported).
+GATED = {
+    "test_tasks": None, "test_futures2": None, "test_locks": None,
+    "test_queues": None, "test_taskgroups": None, "test_timeouts": None,
+    "test_waitfor": None, "test_context": None, "test_threads": None,
+    "test_pep492": None, "test_runners": None,
+    "test_events": (r"run_until_complete|call_later|call_soon|"
+                    r"run_in_executor|reader|writer|"
+                    r"fds_after_closing|close_running|\.test_close$|"
+                    r"PolicyTests"),
+}
+# Reported but not gated yet: they need networking, pipes or processes.
+REPORTED = ["test_sock_lowlevel", "test_sendfile", "test_server",
+            "test_streams", "test_buffered_proto", "test_protocols",
+            "test_subprocess", "test_unix_events", "test_ssl",
+            "test_sslproto"]
+
+# Loop-agnostic mixins, bound to the target loop: module -> [(mixin names)].
+MIXINS = {
+    "test_events": [("EventLoopTestsMixin", "SubprocessTestsMixin")],
+    "test_sock_lowlevel": [("BaseSockTestsMixin",)],
+    "test_sendfile": [("SockSendfileMixin", "SendfileMixin")],
+    "test_subprocess": [("SubprocessMixin",)],
+}
+# Classes that pin a stdlib selector loop themselves: skipped, as the
+# bound mixins above run the same tests on the target loop.
+PINNED = re.compile(r"(Select|EPoll|Poll|Kqueue|Proactor)EventLoopTests|"
+                    r"SelectEventLoopTests|EventLoopTests$|"
+                    r"^(Select|Poll|EPoll|Kqueue|Proactor)")
+
+created = 0
+
+
+def SWAPPED_FUNCTIONS():
+    """Module attributes that test_events' GetEventLoop tests replace."""
+    import asyncio
+    import asyncio.events
+    names = ("_get_running_loop", "_set_running_loop", "get_running_loop",
+             "get_event_loop")
+    return [(module, name) for module in (asyncio, asyncio.events)
+            for name in names]
+
+
+def target_factory(kind):
+    if kind == "casyncio":
+        import casyncio
+        cls = casyncio.Loop
+    else:
+        import asyncio
+        cls = asyncio.SelectorEventLoop
+
+    def new_loop(*args, **kwargs):
+        global created
+        created += 1
+        return cls()
+    return new_loop
+
+
+def patch_policy(factory):
+    import asyncio
+    policy = asyncio.DefaultEventLoopPolicy
+    policy._loop_factory = staticmethod(factory)
+    asyncio.set_event_loop_policy(None)
+
+
+def bind_mixins(module, factory):
+    """Test classes running module's loop-agnostic mixins on factory."""
+    import test.test_asyncio.utils as test_utils
+    classes = []
+    for names in MIXINS.get(module.__name__.rsplit(".", 1)[1], []):
+        bases = tuple(getattr(module, n) for n in names if hasattr(module, n))
+        if not bases:
+            continue
+
+        def create_event_loop(self):
+            return factory()
+        cls = type("Target" + bases[0].__name__, bases + (test_utils.TestCase,),
+                   {"create_event_loop": create_event_loop})
+        classes.append(cls)
+    return classes
+
+
+class CountingResult(unittest.TestResult):
+    """Records, per test, whether it created a target loop and its outcome."""
+
+    def __init__(self, verbose):
+        super().__init__()
+        self.outcomes = {}
+        self.verbose = verbose
+
+    def startTest(self, test):
+        self._start = created
+        self._saved = {name: getattr(module, name)
+                       for module, name in SWAPPED_FUNCTIONS()}
+        self._outcome = "passed"
+        super().startTest(test)
+
+    def _set(self, outcome):
+        self._outcome = outcome
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._set("failed")
+        self._report(test, err)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._set("failed")
+        self._report(test, err)
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._set("skipped")
+
+    def addExpectedFailure(self, test, err):
+        super().addExpectedFailure(test, err)
+        self._set("passed")
+
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
+        self._set("failed")
+
+    def _report(self, test, err):
+        if self.verbose:
+            print("FAIL", test.id(), file=sys.stderr)
+            print(self._exc_info_to_string(err, test)[-1500:],
+                  file=sys.stderr)
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        # A test whose setUp fails never runs the tearDown that undoes its
+        # patches; restore them so one failure cannot cascade.
+        for (module, name), value in zip(SWAPPED_FUNCTIONS(),
+                                         self._saved.values()):
+            setattr(module, name, value)
+        self.outcomes[test.id()] = (self._outcome, created > self._start)
+
+
+def iter_tests(suite):
+    for item in suite:
+        if isinstance(item, unittest.TestSuite):
+            yield from iter_tests(item)
+        else:
+            yield item
+
+
+def run_module(name, kind, verbose):
+    factory = target_factory(kind)
+    patch_policy(factory)
+    module = importlib.import_module("test.test_asyncio." + name)
+    loader = unittest.TestLoader()
+    suite = unittest.TestSuite()
+    for test in iter_tests(loader.loadTestsFromModule(module)):
+        if not PINNED.search(type(test).__name__):
+            suite.addTest(test)
+    for cls in bind_mixins(module, factory):
+        suite.addTests(loader.loadTestsFromTestCase(cls))
+    result = CountingResult(verbose)
+    # Module-level fixtures (setUpModule/tearDownModule) run via the suite.
+    unittest.TestSuite([suite]).run(result)
+    return result.outcomes
+
+
+def child_main(args):
+    outcomes = run_module(args.child, args.loop, args.verbose)
+    sys.stdout.write("\n@@RESULT@@" + json.dumps(outcomes) + "\n")
+
+
+def run_child(name, kind, verbose, timeout):
+    cmd = [sys.executable, __file__, "--child", name, "--loop", kind]
+    if verbose:
+        cmd.append("-v")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout}s"
+    if verbose and proc.stderr:
+        sys.stderr.write(proc.stderr[-20000:])
+    marker = proc.stdout.rfind("@@RESULT@@")
+    if marker < 0:
+        return None, f"crashed (exit {proc.returncode}): {proc.stderr[-800:]}"
+    return json.loads(proc.stdout[marker + 10:]), None
+
+
+def counts(outcomes, pattern=None):
+    used = passed = 0
+    for test_id, (outcome, exercised) in outcomes.items():
+        if not exercised or outcome == "skipped":
+            continue
+        if pattern and not re.search(pattern, test_id):
+            continue
+        used += 1
+        passed += outcome == "passed"
+    return used, passed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--modules", help="comma-separated module names")
+    parser.add_argument("--all", action="store_true",
+                        help="also report modules outside the gate")
+    parser.add_argument("--loop", default="casyncio")
+    parser.add_argument("--child")
+    parser.add_argument("--timeout", type=int, default=900)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        return child_main(args)
+
+    modules = list(GATED) + (REPORTED if args.all else [])
+    if args.modules:
+        modules = args.modules.split(",")
+    jobs = {}
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        for name in modules:
+            for kind in ("casyncio", "asyncio"):
+                jobs[name, kind] = pool.submit(run_child, name, kind,
+                                               args.verbose, args.timeout)
+    print(f"CPython {sys.version.split()[0]} test.test_asyncio on casyncio "
+          f"vs the stdlib loop ({time.monotonic() - t0:.0f}s)")
+    print(f"{'module':<20} {'casyncio exercised/passed':>26} "
+          f"{'stdlib exercised/passed':>24}  gated regressions")
+    regressions = []
+    totals = [0, 0, 0, 0]
+    for name in modules:
+        mine, err_mine = jobs[name, "casyncio"].result()
+        base, err_base = jobs[name, "asyncio"].result()
+        if mine is None or base is None:
+            print(f"{name:<20} casyncio: {err_mine or 'ok'}; "
+                  f"stdlib: {err_base or 'ok'}")
+            if name in GATED:
+                regressions.append(f"{name} (did not complete)")
+            continue
+        m_used, m_pass = counts(mine)
+        b_used, b_pass = counts(base)
+        totals = [totals[0] + m_used, totals[1] + m_pass,
+                  totals[2] + b_used, totals[3] + b_pass]
+        lost = []
+        if name in GATED:
+            pattern = GATED[name]
+            for test_id, (outcome, exercised) in base.items():
+                if outcome != "passed" or not exercised:
+                    continue
+                if pattern and not re.search(pattern, test_id):
+                    continue
+                if mine.get(test_id, ("missing",))[0] != "passed":
+                    lost.append(test_id)
+        regressions += lost
+        print(f"{name:<20} {m_used:>17}/{m_pass:<8} {b_used:>15}/{b_pass:<8}"
+              f"  {len(lost) if name in GATED else '-'}")
+    print(f"{'total':<20} {totals[0]:>17}/{totals[1]:<8} "
+          f"{totals[2]:>15}/{totals[3]:<8}")
+    for test_id in regressions:
+        print("REGRESSION", test_id)
+    print(f"conformance: {totals[1]} passed, {totals[0] - totals[1]} failed")
+    return 1 if regressions else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
