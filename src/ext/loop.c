@@ -528,12 +528,11 @@ loop_set_running_loop(LoopObject *self, PyObject *loop)
     return res ? 0 : -1;
 }
 
+/* Makes this the running loop; loop_run_cleanup undoes it, also when this
+ * fails half-way. The caller has checked the loop may run. */
 static int
 loop_run_setup(LoopObject *self)
 {
-    if (cio_loop_check_closed(self) < 0 || loop_check_running(self) < 0) {
-        return -1;
-    }
     if (cio_loop_set_coro_tracking(self, self->debug) < 0) {
         return -1;
     }
@@ -570,8 +569,12 @@ loop_run_cleanup(LoopObject *self)
 static PyObject *
 loop_run_forever(LoopObject *self, PyObject *Py_UNUSED(ignored))
 {
-    int rc = loop_run_setup(self);
+    int rc;
 
+    if (cio_loop_check_closed(self) < 0 || loop_check_running(self) < 0) {
+        return NULL;
+    }
+    rc = loop_run_setup(self);
     while (rc == 0) {
         rc = loop_run_once(self);
         if (self->stopping) {

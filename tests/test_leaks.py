@@ -1,0 +1,110 @@
+"""Leak checks: each object path runs many times and the references it
+touches (and the process's memory) must stay flat. The interpreters here
+are release builds, so per-object sys.getrefcount stands in for
+sys.gettotalrefcount."""
+import asyncio
+import gc
+import os
+import resource
+import sys
+
+import pytest
+
+import casyncio
+
+ROUNDS = 20000
+
+
+def rss_kib():
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+
+def exercise(loop, cb, arg):
+    """Every Handle/TimerHandle path that holds cb and arg."""
+    for _ in range(100):
+        loop.call_soon(cb, arg)
+        loop.call_soon(cb, arg, context=None).cancel()
+        loop.call_later(0, cb, arg)
+        loop.call_later(100, cb, arg).cancel()
+        loop.call_at(loop.time() + 100, cb, arg)
+        repr(loop.call_soon(cb, arg))
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def test_handles_do_not_leak_references():
+    loop = casyncio.new_event_loop()
+    calls = []
+    cb = calls.append
+    arg = object()
+    try:
+        exercise(loop, cb, arg)  # warm-up: freelists, caches
+        calls.clear()
+        before = (sys.getrefcount(cb), sys.getrefcount(arg))
+        for _ in range(ROUNDS // 100):
+            exercise(loop, cb, arg)
+            calls.clear()
+        # call_at timers far in the future are still pending: 1 ref each.
+        pending = (ROUNDS // 100) * 100
+        after = (sys.getrefcount(cb), sys.getrefcount(arg))
+        assert after[0] - before[0] == pending
+        assert after[1] - before[1] == pending
+    finally:
+        loop.close()
+    gc.collect()
+    assert sys.getrefcount(arg) == before[1] - 100  # warm-up timers gone too
+
+
+def test_loop_lifecycle_memory_is_flat():
+    async def main():
+        await asyncio.sleep(0)
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(fut.set_result, 1)
+        await fut
+        await asyncio.gather(*(asyncio.sleep(0) for _ in range(10)))
+
+    def cycle(n):
+        for _ in range(n):
+            casyncio.run(main())
+            loop = casyncio.new_event_loop()
+            r, w = os.pipe()
+            loop.add_reader(r, print)
+            loop.add_writer(w, print)
+            loop.remove_reader(r)
+            loop.close()
+            os.close(r)
+            os.close(w)
+        gc.collect()
+
+    cycle(200)
+    start = rss_kib()
+    cycle(2000)
+    grown = rss_kib() - start
+    assert grown < 2048, f"RSS grew by {grown} KiB over 2000 loop lifecycles"
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_exception_path_does_not_leak(debug):
+    loop = casyncio.new_event_loop()
+    loop.set_debug(debug)
+    loop.set_exception_handler(lambda lp, ctx: None)
+    arg = object()
+
+    def bad(a):
+        raise ValueError(a)
+
+    def burst():
+        for _ in range(200):
+            loop.call_soon(bad, arg)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+    burst()
+    gc.collect()
+    before = sys.getrefcount(arg)
+    for _ in range(20):
+        burst()
+    gc.collect()
+    assert sys.getrefcount(arg) == before
+    loop.close()

@@ -1,0 +1,645 @@
+"""Parity tests for the loop's non-network API: scheduling, running,
+closing, errors, exception handlers, fd watchers, executors, async
+generators. Each runs on stdlib asyncio and casyncio (see conftest.py)."""
+import asyncio
+import contextvars
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+PY312 = sys.version_info >= (3, 12)
+
+
+def run_briefly(loop, n=1):
+    for _ in range(n):
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+
+# ---- call_soon, call_later, call_at -----------------------------------------
+
+def test_call_soon_runs_in_fifo_order_with_args(loop):
+    calls = []
+    for i in range(5):
+        loop.call_soon(calls.append, i)
+    loop.call_soon(lambda *a: calls.append(a), 1, "x", None)
+    run_briefly(loop)
+    assert calls == [0, 1, 2, 3, 4, (1, "x", None)]
+
+
+def test_callbacks_added_while_running_wait_for_next_iteration(loop):
+    calls = []
+
+    def first():
+        calls.append("first")
+        loop.call_soon(calls.append, "nested")
+        loop.stop()
+
+    loop.call_soon(first)
+    loop.call_soon(calls.append, "second")
+    loop.run_forever()
+    assert calls == ["first", "second"]
+    run_briefly(loop)
+    assert calls == ["first", "second", "nested"]
+
+
+def test_call_soon_context(loop):
+    var = contextvars.ContextVar("var", default="default")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "in ctx")
+    seen = []
+    handle = loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    var.set("outer")
+    loop.call_soon(lambda: seen.append(var.get()))
+    run_briefly(loop)
+    assert seen == ["in ctx", "outer"]
+    if PY312:  # Handle.get_context() is new in 3.12
+        assert handle.get_context() is ctx
+
+
+def test_cancelled_handle_does_not_run(loop):
+    calls = []
+    h = loop.call_soon(calls.append, 1)
+    assert not h.cancelled()
+    h.cancel()
+    h.cancel()
+    assert h.cancelled()
+    run_briefly(loop)
+    assert calls == []
+
+
+def test_timers_run_in_deadline_order_and_ties_in_call_order(loop):
+    calls = []
+    when = loop.time() + 0.02
+    for i in range(5):
+        loop.call_at(when, calls.append, i)
+    loop.call_at(when - 0.01, calls.append, "early")
+    loop.call_later(0.03, loop.stop)
+    loop.run_forever()
+    if loop.kind == "casyncio":
+        assert calls == ["early", 0, 1, 2, 3, 4]
+    else:  # heapq leaves the order of equal deadlines undefined
+        assert calls[0] == "early" and sorted(calls[1:]) == [0, 1, 2, 3, 4]
+
+
+def test_call_later_is_never_early(loop):
+    fired = []
+    start = loop.time()
+    loop.call_later(0.05, lambda: fired.append(loop.time()))
+    loop.call_later(0.06, loop.stop)
+    loop.run_forever()
+    assert fired[0] - start >= 0.05
+
+
+def test_timer_handle_when_and_cancel(loop):
+    calls = []
+    t = loop.call_at(loop.time() + 0.01, calls.append, 1)
+    assert isinstance(t.when(), float)
+    t.cancel()
+    assert t.cancelled()
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert calls == []
+
+
+def test_negative_delay_runs_on_next_iteration(loop):
+    calls = []
+    loop.call_later(-5, calls.append, "neg")
+    run_briefly(loop)
+    assert calls == ["neg"]
+
+
+@pytest.mark.parametrize("method,args,message", [
+    ("call_later", (None, print), "delay must not be None"),
+    ("call_at", (None, print), "when cannot be None"),
+])
+def test_none_delay_is_a_type_error(loop, method, args, message):
+    with pytest.raises(TypeError, match=message):
+        getattr(loop, method)(*args)
+
+
+def test_loop_time_is_monotonic_clock(loop):
+    before = time.monotonic()
+    now = loop.time()
+    after = time.monotonic()
+    assert before <= now <= after
+
+
+def test_handle_repr(loop):
+    def cb():
+        pass
+    name = cb.__qualname__
+    h = loop.call_soon(cb)
+    r = repr(h)
+    assert r.startswith(f"<Handle {name}() at ") and r.endswith(">")
+    h.cancel()
+    assert repr(h).startswith("<Handle cancelled")
+    t = loop.call_at(1234.5, cb, 7)
+    assert repr(t).startswith(f"<TimerHandle when=1234.5 {name}(7) at ")
+    t.cancel()
+
+
+# ---- running and stopping ------------------------------------------------------
+
+def test_run_until_complete_returns_result_and_raises_exception(loop):
+    async def ok():
+        await asyncio.sleep(0)
+        return 42
+
+    async def bad():
+        raise ValueError("boom")
+
+    assert loop.run_until_complete(ok()) == 42
+    with pytest.raises(ValueError, match="boom"):
+        loop.run_until_complete(bad())
+    fut = loop.create_future()
+    loop.call_soon(fut.set_result, "f")
+    assert loop.run_until_complete(fut) == "f"
+
+
+def test_run_until_complete_stopped_early(loop):
+    async def forever():
+        loop.stop()
+        await asyncio.sleep(10)
+
+    task = loop.create_task(forever())
+    with pytest.raises(RuntimeError,
+                       match=r"^Event loop stopped before Future completed\.$"):
+        loop.run_until_complete(task)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        loop.run_until_complete(task)
+
+
+def test_running_state_and_nested_run_errors(loop):
+    seen = {}
+
+    async def main():
+        seen["running"] = loop.is_running()
+        with pytest.raises(RuntimeError,
+                           match="^This event loop is already running$"):
+            loop.run_forever()
+        coro = asyncio.sleep(0)
+        with pytest.raises(RuntimeError,
+                           match="^This event loop is already running$"):
+            loop.run_until_complete(coro)
+        coro.close()
+        with pytest.raises(RuntimeError,
+                           match="^Cannot close a running event loop$"):
+            loop.close()
+        seen["running_loop"] = asyncio.get_running_loop()
+        seen["event_loop"] = asyncio.get_event_loop()
+
+    assert not loop.is_running()
+    loop.run_until_complete(main())
+    assert seen == {"running": True, "running_loop": loop,
+                    "event_loop": loop}
+    assert not loop.is_running()
+
+
+def test_another_running_loop_is_refused(loop, loop_factory):
+    other = loop_factory()
+
+    async def main():
+        with pytest.raises(RuntimeError, match="^Cannot run the event loop "
+                           "while another loop is running$"):
+            other.run_forever()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        other.close()
+
+
+def test_closed_loop_errors(loop):
+    loop.close()
+    loop.close()  # idempotent
+    assert loop.is_closed()
+    for call in (lambda: loop.call_soon(print),
+                 lambda: loop.call_later(1, print),
+                 lambda: loop.call_at(1, print),
+                 lambda: loop.call_soon_threadsafe(print),
+                 loop.run_forever,
+                 lambda: loop.run_in_executor(None, print),
+                 lambda: loop.add_reader(0, print)):
+        with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+            call()
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+        loop.run_until_complete(coro)
+    coro.close()
+    assert loop.remove_reader(0) is False
+
+
+def test_close_drops_pending_callbacks(loop):
+    calls = []
+    loop.call_soon(calls.append, 1)
+    loop.call_later(0.001, calls.append, 2)
+    loop.close()
+    assert calls == []
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_exit_exceptions_leave_run_forever(loop, exc_type):
+    calls = []
+
+    def boom():
+        raise exc_type()
+
+    loop.call_soon(boom)
+    loop.call_soon(calls.append, "after")
+    with pytest.raises(exc_type):
+        loop.run_forever()
+    assert not loop.is_running()
+    assert asyncio._get_running_loop() is None
+    run_briefly(loop)  # the loop is reusable and kept the queued callback
+    assert calls == ["after"]
+
+
+def test_stop_then_run_forever_runs_one_iteration(loop):
+    calls = []
+    loop.stop()
+    loop.call_soon(calls.append, 1)
+    loop.run_forever()
+    assert calls == [1]
+
+
+def test_call_soon_threadsafe_wakes_the_loop(loop):
+    result = []
+
+    def worker():
+        time.sleep(0.05)
+        loop.call_soon_threadsafe(result.append, "from thread")
+        loop.call_soon_threadsafe(loop.stop)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    loop.call_later(5, loop.stop)  # a bound, if the wake-up were lost
+    start = time.monotonic()
+    loop.run_forever()
+    t.join()
+    assert result == ["from thread"]
+    assert time.monotonic() - start < 4
+
+
+# ---- argument checking -----------------------------------------------------------
+
+def test_debug_mode_checks_callbacks(loop):
+    async def coro_fn():
+        pass
+
+    for method in ("call_soon", "call_soon_threadsafe"):
+        meth = getattr(loop, method)
+        if loop.get_debug():
+            with pytest.raises(TypeError, match=f"^coroutines cannot be used "
+                               rf"with {method}\(\)$"):
+                meth(coro_fn)
+            with pytest.raises(TypeError, match=rf"^a callable object was "
+                               rf"expected by {method}\(\), got 1$"):
+                meth(1)
+        else:
+            meth(1).cancel()  # no check outside debug mode, as stdlib
+
+
+def test_debug_mode_rejects_call_soon_from_other_thread(loop):
+    errors = []
+
+    def worker():
+        try:
+            loop.call_soon(print)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        loop.call_soon_threadsafe(loop.stop)
+
+    loop.call_soon(threading.Thread(target=worker).start)
+    loop.run_forever()
+    if loop.get_debug():
+        assert errors == ["Non-thread-safe operation invoked on an event "
+                          "loop other than the current one"]
+    else:
+        assert errors == []
+    run_briefly(loop)
+
+
+def test_set_task_factory_rejects_non_callable(loop):
+    with pytest.raises(TypeError,
+                       match="^task factory must be a callable or None$"):
+        loop.set_task_factory(1)
+
+
+def test_set_exception_handler_rejects_non_callable(loop):
+    with pytest.raises(TypeError, match="^A callable object or None is "
+                       "expected, got 1$"):
+        loop.set_exception_handler(1)
+
+
+def test_set_default_executor_rejects_other_executors(loop):
+    import concurrent.futures
+    with concurrent.futures.ProcessPoolExecutor(1) as ex:
+        with pytest.raises(TypeError,
+                           match="^executor must be ThreadPoolExecutor"):
+            loop.set_default_executor(ex)
+
+
+# ---- tasks and futures ------------------------------------------------------------
+
+def test_create_task_name_context_and_factory(loop):
+    var = contextvars.ContextVar("var")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, 5)
+
+    async def get():
+        return var.get()
+
+    task = loop.create_task(get(), name="job", context=ctx)
+    assert task.get_name() == "job"
+    assert loop.run_until_complete(task) == 5
+
+    made = []
+
+    def factory(lp, coro, **kwargs):
+        t = asyncio.Task(coro, loop=lp, **kwargs)
+        made.append(t)
+        return t
+
+    loop.set_task_factory(factory)
+    assert loop.get_task_factory() is factory
+    task = loop.create_task(get(), name="f", context=ctx)
+    assert made == [task] and task.get_name() == "f"
+    assert loop.run_until_complete(task) == 5
+    loop.set_task_factory(None)
+    assert loop.get_task_factory() is None
+
+
+@pytest.mark.skipif(not PY312, reason="eager tasks are 3.12+")
+def test_eager_task_factory(loop):
+    order = []
+
+    async def coro():
+        order.append("body")
+
+    async def main():
+        loop.set_task_factory(asyncio.eager_task_factory)
+        t = loop.create_task(coro())
+        order.append("after create")
+        await t
+
+    loop.run_until_complete(main())
+    assert order == ["body", "after create"]
+
+
+def test_create_future_belongs_to_loop(loop):
+    fut = loop.create_future()
+    assert isinstance(fut, asyncio.Future)
+    assert fut.get_loop() is loop
+    fut.cancel()
+
+
+# ---- exception handling -------------------------------------------------------------
+
+def test_callback_exception_is_logged_like_stdlib(loop, caplog):
+    def bad():
+        raise ZeroDivisionError("nope")
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_soon(bad)
+        run_briefly(loop)
+    [record] = caplog.records
+    lines = record.getMessage().splitlines()
+    assert lines[0].startswith("Exception in callback ")
+    assert "bad()" in lines[0]
+    assert lines[1].startswith("handle: <Handle ")
+    assert record.exc_info[0] is ZeroDivisionError
+    if loop.get_debug():
+        assert any(line.startswith("source_traceback: Object created at")
+                   for line in lines)
+
+
+def test_custom_exception_handler_receives_context(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append((lp, ctx)))
+    assert loop.get_exception_handler() is not None
+
+    def bad():
+        raise KeyError("k")
+
+    h = loop.call_soon(bad)
+    run_briefly(loop)
+    [(lp, ctx)] = contexts
+    assert lp is loop
+    assert ctx["handle"] is h
+    assert isinstance(ctx["exception"], KeyError)
+    assert ctx["message"].startswith("Exception in callback ")
+    loop.set_exception_handler(None)
+    assert loop.get_exception_handler() is None
+
+
+def test_failing_exception_handler_falls_back_to_default(loop, caplog):
+    def handler(lp, ctx):
+        raise RuntimeError("handler broke")
+
+    loop.set_exception_handler(handler)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_exception_handler({"message": "original"})
+    [record] = caplog.records
+    assert record.getMessage().splitlines()[0] == \
+        "Unhandled error in exception handler"
+    assert "context: {'message': 'original'}" in record.getMessage()
+    assert record.exc_info[0] is RuntimeError
+
+
+def test_default_exception_handler_format(loop, caplog):
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.default_exception_handler({"b": 2, "a": "x"})
+        loop.call_exception_handler({"message": "msg", "exception":
+                                     ValueError("v")})
+    first, second = caplog.records
+    assert first.getMessage() == \
+        "Unhandled exception in event loop\na: 'x'\nb: 2"
+    assert not first.exc_info
+    assert second.getMessage() == "msg"
+    assert second.exc_info[0] is ValueError
+
+
+def test_exit_exception_from_handler_propagates(loop):
+    def handler(lp, ctx):
+        raise KeyboardInterrupt
+
+    loop.set_exception_handler(handler)
+    loop.call_soon(lambda: 1 / 0)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+
+
+def test_slow_callback_warning_in_debug(loop, caplog):
+    loop.slow_callback_duration = 0.01
+
+    def slow():
+        time.sleep(0.03)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.call_soon(slow)
+        run_briefly(loop)
+    messages = [r.getMessage() for r in caplog.records]
+    if loop.get_debug():
+        assert len(messages) == 1
+        assert messages[0].startswith(
+            f"Executing <Handle {slow.__qualname__}() at ")
+        assert " took 0.0" in messages[0] and messages[0].endswith(" seconds")
+    else:
+        assert messages == []
+
+
+# ---- fd watchers ------------------------------------------------------------------------
+
+def test_add_reader_and_writer_on_socketpair(loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    got = []
+
+    def on_readable():
+        got.append(b.recv(100))
+        loop.stop()
+
+    try:
+        loop.add_reader(b.fileno(), on_readable)
+        loop.add_writer(a, lambda: (a.send(b"ping"), loop.remove_writer(a)))
+        loop.call_later(5, loop.stop)
+        loop.run_forever()
+        assert got == [b"ping"]
+        assert loop.remove_reader(b) is True
+        assert loop.remove_reader(b) is False
+        assert loop.remove_writer(a) is False
+    finally:
+        a.close()
+        b.close()
+
+
+def test_add_reader_replaces_previous_reader(loop):
+    a, b = socket.socketpair()
+    calls = []
+    try:
+        loop.add_reader(b, calls.append, "old")
+        loop.add_reader(b, lambda: (calls.append("new"), b.recv(10)))
+        a.send(b"x")
+        loop.call_later(0.05, loop.stop)
+        loop.run_forever()
+        assert calls == ["new"]
+        loop.remove_reader(b)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_add_reader_bad_arguments(loop):
+    with pytest.raises(ValueError, match="^Invalid file object: 'x'$"):
+        loop.add_reader("x", print)
+    with pytest.raises(ValueError, match="^Invalid file descriptor: -1$"):
+        loop.add_reader(-1, print)
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError) as info:
+        loop.add_reader(r, print)
+    assert info.value.errno == 9  # EBADF, from epoll_ctl as in stdlib
+
+
+def test_add_reader_works_on_plain_pipe_fd(loop):
+    r, w = os.pipe()
+    try:
+        got = []
+        loop.add_reader(r, lambda: (got.append(os.read(r, 10)), loop.stop()))
+        os.write(w, b"data")
+        loop.call_later(5, loop.stop)
+        loop.run_forever()
+        assert got == [b"data"]
+        loop.remove_reader(r)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+# ---- executors and async generators -----------------------------------------------------
+
+def test_run_in_executor_and_shutdown(loop):
+    async def main():
+        tid = await loop.run_in_executor(None, threading.get_ident)
+        assert tid != threading.get_ident()
+        await loop.shutdown_default_executor()
+        with pytest.raises(RuntimeError,
+                           match="^Executor shutdown has been called$"):
+            loop.run_in_executor(None, print)
+
+    loop.run_until_complete(main())
+
+
+def test_run_in_explicit_executor(loop):
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        fut = loop.run_in_executor(ex, pow, 2, 10)
+        assert isinstance(fut, asyncio.Future)
+        assert loop.run_until_complete(fut) == 1024
+
+
+def test_shutdown_asyncgens_closes_live_generators(loop):
+    closed = []
+
+    async def agen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.append(True)
+
+    async def main():
+        g = agen()
+        assert await g.__anext__() == 1
+        return g
+
+    g = loop.run_until_complete(main())
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    assert closed == [True]
+    del g
+
+
+def test_asyncgen_hooks_restored_after_run(loop):
+    before = sys.get_asyncgen_hooks()
+    seen = []
+
+    async def main():
+        seen.append(sys.get_asyncgen_hooks())
+
+    loop.run_until_complete(main())
+    assert sys.get_asyncgen_hooks() == before
+    assert seen[0].firstiter is not None
+
+
+def test_debug_flag_and_coroutine_origin_tracking(loop):
+    depth = []
+
+    async def main():
+        depth.append(sys.get_coroutine_origin_tracking_depth())
+
+    loop.run_until_complete(main())
+    assert (depth[0] > 0) == loop.get_debug()
+    assert sys.get_coroutine_origin_tracking_depth() == 0
+
+
+def test_repr_of_loop(loop):
+    r = repr(loop)
+    assert r.endswith(f" running=False closed=False "
+                      f"debug={loop.get_debug()}>")
+
+
+def test_unclosed_loop_warns(loop_factory):
+    lp = loop_factory()
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        del lp
+        import gc
+        gc.collect()
