@@ -9,7 +9,7 @@ def run(tmp_path, source, *args):
     script.write_text(textwrap.dedent(source))
     return subprocess.run([sys.executable, "-m", "casyncio", "run",
                            str(script), *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, cwd=tmp_path)
 
 
 def test_runs_script_on_casyncio_with_argv_and_main(tmp_path):
@@ -39,9 +39,9 @@ def test_exit_code_and_traceback_match_python(tmp_path):
     assert run(tmp_path, "import sys; sys.exit(3)").returncode == 3
 
 
-def test_usage_error():
+def test_usage_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "casyncio"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.startswith("usage:")
 
@@ -52,8 +52,8 @@ def test_debug_environment_variable_enables_debug(tmp_path):
                       ".get_debug())\n")
     env_on = {"PYTHONASYNCIODEBUG": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, str(script)], capture_output=True,
-                         text=True, env=env_on)
+                         text=True, env=env_on, cwd=tmp_path)
     assert out.stdout.strip() == "True", out.stderr
     out = subprocess.run([sys.executable, "-X", "dev", str(script)],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "True"

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs casyncio into a fresh venv per supported Python and runs every
+# test: the C core tests, the parity/leak/CLI suite (pytest), CPython's own
+# test_asyncio through the conformance runner, and the parity suite again
+# on an ASan+UBSan build. Ends with one "total: N passed, N failed" line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHONS=${CASYNCIO_PYTHONS:-"3.11 3.12 3.13"}
+WORK=${CASYNCIO_WORK:-/tmp/casyncio-tests}
+mkdir -p "$WORK"
+passed=0
+failed=0
+status=0
+
+find_python() {
+    local dir
+    dir=$(ls -d /root/.pyenv/versions/"$1".* 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$dir" ]; then
+        echo "$dir/bin/python$1"
+    else
+        command -v "python$1"
+    fi
+}
+
+# Adds the counts of a closing "N passed, N failed" (pytest's or ours).
+tally() {
+    local line=$1 p f
+    p=$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || true)
+    f=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$line" |
+        awk '{s += $1} END {print s + 0}')
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+}
+
+step() {  # step NAME CMD...: run, show output, tally its last summary line
+    local name=$1 log="$WORK/$1.log" rc
+    shift
+    echo "=== $name"
+    "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    tally "$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -n 1)"
+    if [ "$rc" -ne 0 ]; then
+        echo "=== $name FAILED (exit $rc)"
+        status=1
+    fi
+}
+
+step core-c make -s -C tests/core clean check
+
+for v in $PYTHONS; do
+    py=$(find_python "$v")
+    if [ -z "$py" ]; then
+        echo "=== Python $v not found"; status=1; continue
+    fi
+    venv="$WORK/venv-$v"
+    rm -rf "$venv"
+    "$py" -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip &&
+        "$venv/bin/pip" install -q "$ROOT[test]" || {
+        echo "=== install on $v FAILED"; status=1; continue; }
+    # From outside the checkout, so the installed package is what runs.
+    step "pytest-$v" bash -c "cd '$WORK' && '$venv/bin/python' -m pytest \
+        -q -p no:cacheprovider --rootdir '$ROOT/tests' '$ROOT/tests'"
+    step "cpython-suite-$v" bash -c "cd '$WORK' && '$venv/bin/python' \
+        '$ROOT/tests/conformance/run_cpython_suite.py'"
+done
+
+# Sanitizers: the extension built with ASan+UBSan runs the parity suite.
+# CPython itself is not instrumented, so ASan's runtime is preloaded and
+# leak detection (which would report the interpreter's own) is off.
+py=$(find_python 3.11)
+venv="$WORK/venv-asan"
+rm -rf "$venv"
+if "$py" -m venv "$venv" && "$venv/bin/pip" install -q "pytest>=7" &&
+    CASYNCIO_SANITIZE=1 "$venv/bin/pip" install -q --no-cache-dir "$ROOT"; then
+    step sanitizers env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+        ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 \
+        bash -c "cd '$WORK' && '$venv/bin/python' -m pytest -q \
+        -p no:cacheprovider --rootdir '$ROOT/tests' '$ROOT/tests' \
+        --ignore '$ROOT/tests/test_leaks.py'"
+else
+    echo "=== sanitizer build FAILED"; status=1
+fi
+
+echo "total: $passed passed, $failed failed"
+exit $status
