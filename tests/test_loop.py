@@ -131,7 +131,7 @@ def test_loop_time_is_monotonic_clock(loop):
 
 
 def test_handle_repr(loop):
-    def cb():
+    def cb(*args):
         pass
     name = cb.__qualname__
     h = loop.call_soon(cb)
@@ -140,7 +140,9 @@ def test_handle_repr(loop):
     h.cancel()
     assert repr(h).startswith("<Handle cancelled")
     t = loop.call_at(1234.5, cb, 7)
-    assert repr(t).startswith(f"<TimerHandle when=1234.5 {name}(7) at ")
+    # 3.13 shows the arguments in debug mode only.
+    shown = "7" if loop.get_debug() or sys.version_info < (3, 13) else ""
+    assert repr(t).startswith(f"<TimerHandle when=1234.5 {name}({shown}) at ")
     t.cancel()
 
 
@@ -179,11 +181,17 @@ def test_run_until_complete_stopped_early(loop):
 def test_running_state_and_nested_run_errors(loop):
     seen = {}
 
+    # stdlib 3.13's run_forever runs its cleanup even when its set-up
+    # refused to start, which un-marks the outer loop as running and hangs
+    # it; casyncio does not copy that bug, so stdlib 3.13 skips the call.
+    stdlib_313 = loop.kind == "stdlib" and sys.version_info[:2] == (3, 13)
+
     async def main():
         seen["running"] = loop.is_running()
-        with pytest.raises(RuntimeError,
-                           match="^This event loop is already running$"):
-            loop.run_forever()
+        if not stdlib_313:
+            with pytest.raises(RuntimeError,
+                               match="^This event loop is already running$"):
+                loop.run_forever()
         coro = asyncio.sleep(0)
         with pytest.raises(RuntimeError,
                            match="^This event loop is already running$"):

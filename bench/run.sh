@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job: installs casyncio and uvloop into a fresh venv and prints
+# the side-by-side loop benchmark table (casyncio vs asyncio vs uvloop).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$(ls -d /root/.pyenv/versions/3.11.* 2>/dev/null | sort -V |
+    tail -n 1)/bin/python3.11}
+VENV=${CASYNCIO_BENCH_VENV:-/tmp/casyncio-bench}
+"$PY" -m venv --clear "$VENV"
+"$VENV/bin/pip" install -q --upgrade pip
+"$VENV/bin/pip" install -q ".[bench]"
+cd /tmp  # import the installed package, not the checkout
+# Pin to one core so the machine's other core does not blur the ratios.
+exec taskset -c 0 "$VENV/bin/python" "$OLDPWD/bench/loop_bench.py" "$@"
