@@ -11,13 +11,17 @@ cflags = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
           "-Wno-unused-parameter", "-Wno-missing-field-initializers",
           "-Wno-cast-function-type"]
 ldflags = []
+options = {}
 if os.environ.get("CASYNCIO_SANITIZE") == "1":
     sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
                 "-O1", "-g"]
     cflags += sanitize
     ldflags += sanitize
+    # Separate objects: an uninstrumented build must not be reused.
+    options = {"build": {"build_base": "build/sanitize"}}
 
 setup(
+    options=options,
     ext_modules=[
         Extension(
             "casyncio._casyncio",

@@ -1,4 +1,5 @@
 """python -m casyncio run: behaves like running the script with python."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -50,7 +51,7 @@ def test_debug_environment_variable_enables_debug(tmp_path):
     script = tmp_path / "dbg.py"
     script.write_text("import casyncio\nprint(casyncio.new_event_loop()"
                       ".get_debug())\n")
-    env_on = {"PYTHONASYNCIODEBUG": "1", "PATH": "/usr/bin:/bin"}
+    env_on = dict(os.environ, PYTHONASYNCIODEBUG="1")
     out = subprocess.run([sys.executable, str(script)], capture_output=True,
                          text=True, env=env_on, cwd=tmp_path)
     assert out.stdout.strip() == "True", out.stderr
