@@ -177,6 +177,19 @@ loop_call_at_impl(LoopObject *self, double when, PyObject *callback,
     return (PyObject *)t;
 }
 
+/* The first argument of call_later/call_at as seconds; None is refused
+ * with stdlib's message. */
+static int
+parse_seconds(PyObject *value, const char *none_message, double *out)
+{
+    if (value == Py_None) {
+        PyErr_SetString(PyExc_TypeError, none_message);
+        return -1;
+    }
+    *out = PyFloat_AsDouble(value);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *
 loop_call_later(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
@@ -185,15 +198,8 @@ loop_call_later(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     double delay;
 
     if (cio_parse_callback_args("call_later", args, nargs, kwnames, 2,
-                                &context) < 0) {
-        return NULL;
-    }
-    if (args[0] == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "delay must not be None");
-        return NULL;
-    }
-    delay = PyFloat_AsDouble(args[0]);
-    if (delay == -1.0 && PyErr_Occurred()) {
+                                &context) < 0 ||
+        parse_seconds(args[0], "delay must not be None", &delay) < 0) {
         return NULL;
     }
     return loop_call_at_impl(self, loop_now() + delay, args[1], args + 2,
@@ -208,15 +214,8 @@ loop_call_at(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     double when;
 
     if (cio_parse_callback_args("call_at", args, nargs, kwnames, 2,
-                                &context) < 0) {
-        return NULL;
-    }
-    if (args[0] == Py_None) {
-        PyErr_SetString(PyExc_TypeError, "when cannot be None");
-        return NULL;
-    }
-    when = PyFloat_AsDouble(args[0]);
-    if (when == -1.0 && PyErr_Occurred()) {
+                                &context) < 0 ||
+        parse_seconds(args[0], "when cannot be None", &when) < 0) {
         return NULL;
     }
     return loop_call_at_impl(self, when, args[1], args + 2, nargs - 2,
