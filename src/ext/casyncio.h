@@ -11,6 +11,8 @@
 #include "cio_ready_queue.h"
 #include "cio_timer_heap.h"
 
+typedef struct HandleObject HandleObject;
+
 /* Objects from Python's own asyncio and friends that the binding calls.
  * Looked up once at import; owned by the module state. */
 typedef struct {
@@ -44,13 +46,15 @@ typedef struct {
     PyObject *kwnames_loop;           /* ("loop",) */
     PyObject *kwnames_debug;          /* ("debug",) */
     PyObject *empty_tuple;
+    HandleObject *free_handles;       /* see cio_handle_new */
+    int n_free_handles;
     double clock_resolution;          /* seconds */
     int format_source_takes_debug;    /* 3.13 added the debug= keyword */
 } cio_state;
 
 typedef struct LoopObject LoopObject;
 
-typedef struct {
+struct HandleObject {
     PyObject_HEAD
     PyObject *callback;          /* NULL once cancelled */
     PyObject *args;              /* a tuple; NULL once cancelled */
@@ -59,9 +63,10 @@ typedef struct {
     PyObject *source_traceback;  /* set in debug mode only */
     PyObject *repr_cache;        /* set when cancelled in debug mode */
     PyObject *weakreflist;
+    struct HandleObject *next_free;  /* link in cio_state.free_handles */
     char cancelled;
     char is_timer;               /* a TimerHandleObject */
-} HandleObject;
+};
 
 typedef struct {
     HandleObject base;
@@ -134,6 +139,8 @@ HandleObject *cio_handle_new(LoopObject *loop, PyTypeObject *type,
  * loop's exception handler. */
 int cio_handle_run(HandleObject *h);
 void cio_handle_cancel_quietly(HandleObject *h);
+/* Releases the Handles kept for reuse; at module teardown. */
+void cio_handle_freelist_clear(cio_state *st);
 PyObject *cio_handle_format_callback(HandleObject *h);
 
 /* loop.c */

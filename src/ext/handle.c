@@ -7,15 +7,47 @@
 
 #include <structmember.h>
 
+/* Plain Handles are the loop's most frequent allocation (every call_soon,
+ * every Task step), so freed ones are kept for reuse: that skips pymalloc
+ * and, more importantly, the allocation count that triggers GC passes. */
+#define HANDLE_FREELIST_MAX 512
+
+static HandleObject *
+handle_alloc(cio_state *st, PyTypeObject *type)
+{
+    HandleObject *h = st->free_handles;
+
+    if (h == NULL || type != st->handle_type) {
+        return PyObject_GC_New(HandleObject, type);
+    }
+    st->free_handles = h->next_free;
+    st->n_free_handles--;
+    /* Sets the type (taking a reference to it) and a refcount of 1. */
+    PyObject_Init((PyObject *)h, type);
+    return h;
+}
+
+void
+cio_handle_freelist_clear(cio_state *st)
+{
+    while (st->free_handles != NULL) {
+        HandleObject *h = st->free_handles;
+        st->free_handles = h->next_free;
+        PyObject_GC_Del(h);
+    }
+    st->n_free_handles = 0;
+}
+
 HandleObject *
 cio_handle_new(LoopObject *loop, PyTypeObject *type, PyObject *callback,
                PyObject *const *args, Py_ssize_t nargs, PyObject *context)
 {
-    HandleObject *h = PyObject_GC_New(HandleObject, type);
+    HandleObject *h = handle_alloc(loop->state, type);
 
     if (h == NULL) {
         return NULL;
     }
+    h->next_free = NULL;
     h->callback = Py_NewRef(callback);
     h->args = nargs ? PyTuple_New(nargs) : Py_NewRef(loop->state->empty_tuple);
     h->context = context ? Py_NewRef(context) : PyContext_CopyCurrent();
@@ -169,13 +201,24 @@ static void
 handle_dealloc(HandleObject *h)
 {
     PyTypeObject *tp = Py_TYPE(h);
+    /* The loop is gone only if the GC cleared this Handle; then it is
+     * simply freed. */
+    cio_state *st = h->loop ? h->loop->state : NULL;
 
     PyObject_GC_UnTrack(h);
     if (h->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)h);
     }
     handle_clear(h);
-    tp->tp_free((PyObject *)h);
+    if (st != NULL && tp == st->handle_type &&
+        st->n_free_handles < HANDLE_FREELIST_MAX) {
+        h->next_free = st->free_handles;
+        st->free_handles = h;
+        st->n_free_handles++;
+    }
+    else {
+        tp->tp_free((PyObject *)h);
+    }
     Py_DECREF(tp);
 }
 

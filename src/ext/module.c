@@ -262,6 +262,7 @@ casyncio_clear(PyObject *module)
 {
     cio_state *st = PyModule_GetState(module);
 
+    cio_handle_freelist_clear(st);
 #define CLEAR(f) Py_CLEAR(st->f);
     STATE_FIELDS(CLEAR)
 #undef CLEAR
