@@ -19,6 +19,7 @@ typedef struct {
     PyTypeObject *loop_type;
     PyTypeObject *handle_type;
     PyTypeObject *timer_handle_type;
+    PyTypeObject *socket_transport_type;
 
     PyObject *future_type;            /* asyncio.Future */
     PyObject *task_type;              /* asyncio.Task */
@@ -42,6 +43,13 @@ typedef struct {
     PyObject *weakset_type;           /* weakref.WeakSet */
     PyObject *partial;                /* functools.partial */
     PyObject *sys_module;
+    PyObject *flow_control_mixin;     /* asyncio.transports._FlowControlMixin */
+    PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
+    PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
+    PyObject *ssl_protocol_type;      /* asyncio.sslproto.SSLProtocol */
+    PyObject *str_data_received;      /* interned method and key names */
+    PyObject *str_buffer_updated;
+    PyObject *str_peername;
 
     PyObject *kwnames_loop;           /* ("loop",) */
     PyObject *kwnames_debug;          /* ("debug",) */
@@ -78,6 +86,7 @@ typedef struct {
     HandleObject *reader;
     HandleObject *writer;
     unsigned events;             /* what the poller is watching: CIO_POLL_* */
+    PyObject *transport;         /* borrowed: the transport owning the fd */
 } cio_fd_watch_t;
 
 struct LoopObject {
@@ -97,6 +106,7 @@ struct LoopObject {
     PyObject *old_agen_hooks;
     PyObject *current_handle;    /* debug mode only, as in stdlib */
     PyObject *weakreflist;
+    char *read_buffer;           /* stream reads land here; see transports */
 
     double slow_callback_duration;
     unsigned long thread_id;     /* meaningful while running */
@@ -119,8 +129,12 @@ PyObject *cio_raise_errno(int neg_errno);
 PyObject *cio_fetch_exception(void);
 void cio_restore_exception(PyObject *exc);
 int cio_is_exit_exception(PyObject *exc);  /* SystemExit or KeyboardInterrupt */
-/* Calls logger.error(msg, exc_info=exc_info) on asyncio's logger. */
-int cio_log_error(cio_state *st, PyObject *msg, PyObject *exc_info);
+/* Calls logger.<level>(msg, exc_info=exc_info) on asyncio's logger. */
+int cio_log(cio_state *st, const char *level, PyObject *msg,
+            PyObject *exc_info);
+/* If dict has key, moves its value (a new reference) to *value and
+ * deletes it; *value is left alone otherwise. */
+int cio_dict_pop(PyObject *dict, const char *key, PyObject **value);
 /* Parses FASTCALL arguments of the form (f, *args, context=None). */
 int cio_parse_callback_args(const char *fname, PyObject *const *args,
                             Py_ssize_t nargs, PyObject *kwnames,
@@ -160,6 +174,30 @@ int cio_loop_dispatch_io(LoopObject *self, const cio_poll_event_t *events,
                          int n);
 void cio_loop_fds_clear(LoopObject *self);
 int cio_loop_fds_traverse(LoopObject *self, visitproc visit, void *arg);
+/* add_reader/add_writer from C: callback(*args) runs whenever fd is ready
+ * for event. handle_out, when given, receives a new reference to the
+ * Handle. remove returns 1 if a watcher was removed, 0 if none, -1. */
+int cio_loop_add_watcher(LoopObject *self, int fd, unsigned event,
+                         PyObject *callback, PyObject *const *args,
+                         Py_ssize_t nargs, HandleObject **handle_out);
+int cio_loop_remove_watcher(LoopObject *self, int fd, unsigned event);
+int cio_loop_is_watching(LoopObject *self, int fd, unsigned event);
+/* Marks fd as owned by a transport (a borrowed pointer, which the
+ * transport clears before it goes), so add_reader refuses it. */
+int cio_loop_set_fd_transport(LoopObject *self, int fd, PyObject *transport);
+void cio_loop_forget_fd_transport(LoopObject *self, int fd,
+                                  PyObject *transport);
+
+/* transport_stream.c */
+extern PyType_Spec cio_socket_transport_spec;
+int cio_socket_transport_check_base(PyTypeObject *base);
+/* stdlib's _make_socket_transport: takes over the connected socket. */
+PyObject *cio_socket_transport_new(LoopObject *loop, PyObject *sock,
+                                   PyObject *protocol, PyObject *waiter,
+                                   PyObject *extra, PyObject *server);
+
+/* loop_server.c: transports and the accept loop, as the loop's methods */
+extern PyMethodDef cio_loop_server_methods[];
 
 /* loop_errors.c */
 extern PyMethodDef cio_loop_error_methods[];

@@ -956,6 +956,7 @@ loop_dealloc(LoopObject *self)
     cio_timer_heap_free(&self->timers);
     cio_ready_queue_free(&self->ready);
     PyMem_Free(self->fds);
+    PyMem_Free(self->read_buffer);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -1053,8 +1054,9 @@ static PyGetSetDef loop_getset[] = {
 static PyMethodDef *
 loop_all_methods(void)
 {
-    static PyMethodDef all[96];
+    static PyMethodDef all[160];
     PyMethodDef *tables[] = {loop_methods, cio_loop_fd_methods,
+                             cio_loop_server_methods,
                              cio_loop_error_methods,
                              cio_loop_lifecycle_methods};
     size_t n = 0, t;

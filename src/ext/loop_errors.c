@@ -170,7 +170,7 @@ loop_default_exception_handler(LoopObject *self, PyObject *context)
     if (msg == NULL) {
         goto fail;
     }
-    rc = cio_log_error(self->state, msg, exc_info);
+    rc = cio_log(self->state, "error", msg, exc_info);
     Py_DECREF(msg);
     Py_DECREF(exc_info);
     if (rc < 0) {
@@ -202,7 +202,7 @@ swallow_unless_exit(LoopObject *self, const char *log_text)
     }
     previous = PyErr_GetHandledException();
     PyErr_SetHandledException(exc);
-    rc = cio_log_error(self->state, msg, Py_True);
+    rc = cio_log(self->state, "error", msg, Py_True);
     PyErr_SetHandledException(previous);
     Py_XDECREF(previous);
     Py_DECREF(msg);

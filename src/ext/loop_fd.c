@@ -116,11 +116,114 @@ watch_slot(cio_fd_watch_t *w, unsigned event)
     return event == CIO_POLL_READ ? &w->reader : &w->writer;
 }
 
-static PyObject *
-loop_add_watcher(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
-                 unsigned event, const char *name)
+int
+cio_loop_add_watcher(LoopObject *self, int fd, unsigned event,
+                     PyObject *callback, PyObject *const *args,
+                     Py_ssize_t nargs, HandleObject **handle_out)
 {
     HandleObject *h, *old;
+
+    if (cio_loop_check_closed(self) < 0) {
+        return -1;
+    }
+    h = cio_handle_new(self, self->state->handle_type, callback, args, nargs,
+                       NULL);
+    if (h == NULL || fds_reserve(self, fd) < 0 ||
+        fd_set_events(self, fd, self->fds[fd].events | event) < 0) {
+        Py_XDECREF(h);
+        return -1;
+    }
+    old = *watch_slot(&self->fds[fd], event);
+    *watch_slot(&self->fds[fd], event) = h;
+    if (old != NULL) {
+        cio_handle_cancel_quietly(old);
+        Py_DECREF(old);
+    }
+    if (handle_out != NULL) {
+        *handle_out = (HandleObject *)Py_NewRef(h);
+    }
+    return 0;
+}
+
+int
+cio_loop_remove_watcher(LoopObject *self, int fd, unsigned event)
+{
+    HandleObject *old;
+
+    if (self->closed || fd < 0 || (size_t)fd >= self->fds_len ||
+        !(self->fds[fd].events & event)) {
+        return 0;
+    }
+    if (fd_set_events(self, fd, self->fds[fd].events & ~event) < 0) {
+        return -1;
+    }
+    old = *watch_slot(&self->fds[fd], event);
+    *watch_slot(&self->fds[fd], event) = NULL;
+    if (old == NULL) {
+        return 0;
+    }
+    cio_handle_cancel_quietly(old);
+    Py_DECREF(old);
+    return 1;
+}
+
+int
+cio_loop_is_watching(LoopObject *self, int fd, unsigned event)
+{
+    return fd >= 0 && (size_t)fd < self->fds_len &&
+           (self->fds[fd].events & event) != 0;
+}
+
+int
+cio_loop_set_fd_transport(LoopObject *self, int fd, PyObject *transport)
+{
+    if (fd < 0 || fds_reserve(self, fd) < 0) {
+        return -1;
+    }
+    self->fds[fd].transport = transport;
+    return 0;
+}
+
+void
+cio_loop_forget_fd_transport(LoopObject *self, int fd, PyObject *transport)
+{
+    if (fd >= 0 && (size_t)fd < self->fds_len &&
+        self->fds[fd].transport == transport) {
+        self->fds[fd].transport = NULL;
+    }
+}
+
+/* stdlib's _ensure_fd_no_transport: the public fd methods must not steal
+ * an fd from a live transport. */
+static int
+ensure_fd_no_transport(LoopObject *self, int fd)
+{
+    PyObject *transport, *closing;
+    int is_closing;
+
+    if ((size_t)fd >= self->fds_len || self->fds[fd].transport == NULL) {
+        return 0;
+    }
+    transport = Py_NewRef(self->fds[fd].transport);
+    closing = PyObject_CallMethod(transport, "is_closing", NULL);
+    is_closing = closing ? PyObject_IsTrue(closing) : -1;
+    Py_XDECREF(closing);
+    if (is_closing == 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "File descriptor %d is used by transport %R", fd,
+                     transport);
+    }
+    Py_DECREF(transport);
+    return is_closing > 0 ? 0 : -1;
+}
+
+/* add_reader/add_writer; internal is the loop's own _add_reader, which
+ * skips the transport check and returns the Handle. */
+static PyObject *
+loop_add_watcher(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                 unsigned event, const char *name, int internal)
+{
+    HandleObject *h;
     int fd;
 
     if (nargs < 2) {
@@ -129,73 +232,101 @@ loop_add_watcher(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     fd = fd_from_object(args[0]);
-    if (fd < 0 || cio_loop_check_closed(self) < 0) {
+    if (fd < 0 || (!internal && ensure_fd_no_transport(self, fd) < 0)) {
         return NULL;
     }
-    h = cio_handle_new(self, self->state->handle_type, args[1], args + 2,
-                       nargs - 2, NULL);
-    if (h == NULL || fds_reserve(self, fd) < 0 ||
-        fd_set_events(self, fd, self->fds[fd].events | event) < 0) {
-        Py_XDECREF(h);
+    if (cio_loop_add_watcher(self, fd, event, args[1], args + 2, nargs - 2,
+                             &h) < 0) {
         return NULL;
     }
-    old = *watch_slot(&self->fds[fd], event);
-    *watch_slot(&self->fds[fd], event) = h;
-    if (old != NULL) {
-        cio_handle_cancel_quietly(old);
-        Py_DECREF(old);
+    if (internal) {
+        return (PyObject *)h;
     }
+    Py_DECREF(h);
     Py_RETURN_NONE;
 }
 
 static PyObject *
-loop_remove_watcher(LoopObject *self, PyObject *fileobj, unsigned event)
+loop_remove_watcher(LoopObject *self, PyObject *fileobj, unsigned event,
+                    int internal)
 {
-    HandleObject *old;
-    int fd = fd_from_object(fileobj);
+    int fd = fd_from_object(fileobj), rc;
 
-    if (fd < 0) {
+    if (fd < 0 || (!internal && ensure_fd_no_transport(self, fd) < 0)) {
         return NULL;
     }
-    if (self->closed || (size_t)fd >= self->fds_len ||
-        !(self->fds[fd].events & event)) {
-        Py_RETURN_FALSE;
-    }
-    if (fd_set_events(self, fd, self->fds[fd].events & ~event) < 0) {
+    rc = cio_loop_remove_watcher(self, fd, event);
+    if (rc < 0) {
         return NULL;
     }
-    old = *watch_slot(&self->fds[fd], event);
-    *watch_slot(&self->fds[fd], event) = NULL;
-    if (old == NULL) {
-        Py_RETURN_FALSE;
-    }
-    cio_handle_cancel_quietly(old);
-    Py_DECREF(old);
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(rc);
 }
 
 static PyObject *
 loop_add_reader(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return loop_add_watcher(self, args, nargs, CIO_POLL_READ, "add_reader");
+    return loop_add_watcher(self, args, nargs, CIO_POLL_READ, "add_reader",
+                            0);
 }
 
 static PyObject *
 loop_add_writer(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    return loop_add_watcher(self, args, nargs, CIO_POLL_WRITE, "add_writer");
+    return loop_add_watcher(self, args, nargs, CIO_POLL_WRITE, "add_writer",
+                            0);
 }
 
 static PyObject *
 loop_remove_reader(LoopObject *self, PyObject *fileobj)
 {
-    return loop_remove_watcher(self, fileobj, CIO_POLL_READ);
+    return loop_remove_watcher(self, fileobj, CIO_POLL_READ, 0);
 }
 
 static PyObject *
 loop_remove_writer(LoopObject *self, PyObject *fileobj)
 {
-    return loop_remove_watcher(self, fileobj, CIO_POLL_WRITE);
+    return loop_remove_watcher(self, fileobj, CIO_POLL_WRITE, 0);
+}
+
+/* The underscore versions that stdlib's own helpers (sendfile, sock_*)
+ * call on the loop: no transport check, and _add_* return the Handle. */
+static PyObject *
+loop_add_reader_internal(LoopObject *self, PyObject *const *args,
+                         Py_ssize_t nargs)
+{
+    return loop_add_watcher(self, args, nargs, CIO_POLL_READ, "_add_reader",
+                            1);
+}
+
+static PyObject *
+loop_add_writer_internal(LoopObject *self, PyObject *const *args,
+                         Py_ssize_t nargs)
+{
+    return loop_add_watcher(self, args, nargs, CIO_POLL_WRITE,
+                            "_add_writer", 1);
+}
+
+static PyObject *
+loop_remove_reader_internal(LoopObject *self, PyObject *fileobj)
+{
+    return loop_remove_watcher(self, fileobj, CIO_POLL_READ, 1);
+}
+
+static PyObject *
+loop_remove_writer_internal(LoopObject *self, PyObject *fileobj)
+{
+    return loop_remove_watcher(self, fileobj, CIO_POLL_WRITE, 1);
+}
+
+static PyObject *
+loop_ensure_fd_no_transport(LoopObject *self, PyObject *fileobj)
+{
+    int fd = fd_from_object(fileobj);
+
+    if (fd < 0 || ensure_fd_no_transport(self, fd) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* Queues the watchers of ready fds. No Python code runs here, so the
@@ -270,5 +401,15 @@ PyMethodDef cio_loop_fd_methods[] = {
     {"remove_writer", (PyCFunction)loop_remove_writer, METH_O,
      "remove_writer($self, fd, /)\n--\n\nStop watching fd for writing; "
      "return True if a writer was registered."},
+    {"_add_reader", (PyCFunction)(void (*)(void))loop_add_reader_internal,
+     METH_FASTCALL, NULL},
+    {"_add_writer", (PyCFunction)(void (*)(void))loop_add_writer_internal,
+     METH_FASTCALL, NULL},
+    {"_remove_reader", (PyCFunction)loop_remove_reader_internal, METH_O,
+     NULL},
+    {"_remove_writer", (PyCFunction)loop_remove_writer_internal, METH_O,
+     NULL},
+    {"_ensure_fd_no_transport", (PyCFunction)loop_ensure_fd_no_transport,
+     METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };

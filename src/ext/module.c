@@ -68,12 +68,12 @@ cio_is_exit_exception(PyObject *exc)
 }
 
 int
-cio_log_error(cio_state *st, PyObject *msg, PyObject *exc_info)
+cio_log(cio_state *st, const char *level, PyObject *msg, PyObject *exc_info)
 {
     PyObject *kwargs = NULL, *res = NULL, *meth = NULL;
     int rc = -1;
 
-    meth = PyObject_GetAttrString(st->logger, "error");
+    meth = PyObject_GetAttrString(st->logger, level);
     if (meth == NULL) {
         goto done;
     }
@@ -119,6 +119,18 @@ cio_parse_callback_args(const char *fname, PyObject *const *args,
         *context = NULL;
     }
     return 0;
+}
+
+int
+cio_dict_pop(PyObject *dict, const char *key, PyObject **value)
+{
+    PyObject *v = PyDict_GetItemString(dict, key);  // borrowed
+
+    if (v == NULL) {
+        return 0;
+    }
+    *value = Py_NewRef(v);
+    return PyDict_DelItemString(dict, key);
 }
 
 static PyObject *
@@ -189,6 +201,17 @@ state_import(cio_state *st)
     IMPORT(thread_type, "threading", "Thread");
     IMPORT(weakset_type, "weakref", "WeakSet");
     IMPORT(partial, "functools", "partial");
+    IMPORT(flow_control_mixin, "asyncio.transports", "_FlowControlMixin");
+    IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
+    IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
+    IMPORT(ssl_protocol_type, "asyncio.sslproto", "SSLProtocol");
+    st->str_data_received = PyUnicode_InternFromString("data_received");
+    st->str_buffer_updated = PyUnicode_InternFromString("buffer_updated");
+    st->str_peername = PyUnicode_InternFromString("peername");
+    if (!st->str_data_received || !st->str_buffer_updated ||
+        !st->str_peername) {
+        return -1;
+    }
     st->sys_module = PyImport_ImportModule("sys");
     st->events_module = PyImport_ImportModule("asyncio.events");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
@@ -215,6 +238,24 @@ add_type(PyObject *module, PyType_Spec *spec, PyObject *base,
     return PyModule_AddObjectRef(module, strrchr(spec->name, '.') + 1, type);
 }
 
+/* loop.sendfile() on our transports takes stdlib's read-and-write
+ * fallback path; the zero-copy path needs the loop's _sendfile_native. */
+static int
+set_sendfile_mode(PyTypeObject *transport_type)
+{
+    PyObject *modes = import_attr("asyncio.constants", "_SendfileMode");
+    PyObject *fallback = modes ? PyObject_GetAttrString(modes, "FALLBACK")
+                               : NULL;
+    int rc = fallback ? PyObject_SetAttrString((PyObject *)transport_type,
+                                               "_sendfile_compatible",
+                                               fallback)
+                      : -1;
+
+    Py_XDECREF(modes);
+    Py_XDECREF(fallback);
+    return rc;
+}
+
 static int
 casyncio_exec(PyObject *module)
 {
@@ -234,6 +275,13 @@ casyncio_exec(PyObject *module)
     if (add_type(module, &cio_loop_spec, NULL, &st->loop_type) < 0) {
         return -1;
     }
+    if (cio_socket_transport_check_base(
+            (PyTypeObject *)st->flow_control_mixin) < 0 ||
+        add_type(module, &cio_socket_transport_spec, st->flow_control_mixin,
+                 &st->socket_transport_type) < 0 ||
+        set_sendfile_mode(st->socket_transport_type) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -244,7 +292,10 @@ casyncio_exec(PyObject *module)
     X(iscoroutinefunction) X(format_callback_source) X(extract_stack)       \
     X(format_list) X(logger) X(thread_pool_executor) X(thread_type)         \
     X(weakset_type) X(partial) X(sys_module) X(kwnames_loop)                \
-    X(kwnames_debug) X(empty_tuple)
+    X(kwnames_debug) X(empty_tuple) X(socket_transport_type)                \
+    X(flow_control_mixin) X(buffered_protocol_type)                         \
+    X(transport_socket_type) X(str_data_received) X(str_buffer_updated)     \
+    X(str_peername) X(ssl_protocol_type)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

@@ -117,8 +117,10 @@ class CountingResult(unittest.TestResult):
 
     def startTest(self, test):
         self._start = created
-        self._saved = {name: getattr(module, name)
-                       for module, name in SWAPPED_FUNCTIONS()}
+        if not hasattr(self, "_saved"):
+            # The originals, taken before any test could replace them.
+            self._saved = [getattr(module, name)
+                           for module, name in SWAPPED_FUNCTIONS()]
         self._outcome = "passed"
         super().startTest(test)
 
@@ -157,8 +159,7 @@ class CountingResult(unittest.TestResult):
         super().stopTest(test)
         # A test whose setUp fails never runs the tearDown that undoes its
         # patches; restore them so one failure cannot cascade.
-        for (module, name), value in zip(SWAPPED_FUNCTIONS(),
-                                         self._saved.values()):
+        for (module, name), value in zip(SWAPPED_FUNCTIONS(), self._saved):
             setattr(module, name, value)
         self.outcomes[test.id()] = (self._outcome, created > self._start)
 

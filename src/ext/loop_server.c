@@ -1,0 +1,382 @@
+/* The loop's transport factory and accept loop: the private methods that
+ * stdlib's connection set-up code (create_connection, create_server,
+ * base_events.Server) calls on the loop.
+ *
+ * The accept loop follows selector_events._accept_connection: up to
+ * backlog accepts per wake-up, and running out of fds pauses accepting
+ * for a second instead of spinning. A plain connection gets its protocol
+ * and transport right here rather than in a Task per connection. */
+#include "casyncio.h"
+
+#include <errno.h>
+
+#define ACCEPT_RETRY_DELAY 1.0   /* seconds; asyncio.constants */
+
+/* _make_socket_transport(sock, protocol, waiter=None, *, extra=None,
+ *                        server=None) */
+static PyObject *
+loop_make_socket_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"sock", "protocol", "waiter", "extra", "server",
+                             NULL};
+    PyObject *sock, *protocol, *waiter = Py_None, *extra = Py_None;
+    PyObject *server = Py_None;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs,
+                                     "OO|O$OO:_make_socket_transport", kwlist,
+                                     &sock, &protocol, &waiter, &extra,
+                                     &server)) {
+        return NULL;
+    }
+    return cio_socket_transport_new(self, sock, protocol, waiter, extra,
+                                    server);
+}
+
+/* _make_ssl_transport(rawsock, protocol, sslcontext, waiter=None, *,
+ *     server_side=False, server_hostname=None, extra=None, server=None,
+ *     ssl_handshake_timeout=..., ssl_shutdown_timeout=...)
+ * TLS is stdlib's sslproto.SSLProtocol layered on our stream transport;
+ * the keywords go to SSLProtocol unchanged, so its defaults apply. */
+static PyObject *
+loop_make_ssl_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *rawsock, *protocol, *sslcontext, *waiter = Py_None;
+    PyObject *extra = Py_None, *server = Py_None, *ssl_kwargs = NULL;
+    PyObject *ssl_protocol = NULL, *transport = NULL, *result = NULL;
+    PyObject *sslproto_type;
+
+    if (!PyArg_ParseTuple(args, "OOO|O:_make_ssl_transport", &rawsock,
+                          &protocol, &sslcontext, &waiter)) {
+        return NULL;
+    }
+    ssl_kwargs = kwargs ? PyDict_Copy(kwargs) : PyDict_New();
+    if (ssl_kwargs == NULL) {
+        return NULL;
+    }
+    /* extra and server belong to the socket transport. */
+    if (cio_dict_pop(ssl_kwargs, "extra", &extra) < 0 ||
+        cio_dict_pop(ssl_kwargs, "server", &server) < 0) {
+        goto done;
+    }
+    if (PyDict_GetItemString(ssl_kwargs, "waiter") == NULL &&
+        PyDict_SetItemString(ssl_kwargs, "waiter", waiter) < 0) {
+        goto done;
+    }
+    sslproto_type = self->state->ssl_protocol_type;
+    {
+        PyObject *pos = PyTuple_Pack(3, (PyObject *)self, protocol,
+                                     sslcontext);
+        if (pos == NULL) {
+            goto done;
+        }
+        ssl_protocol = PyObject_Call(sslproto_type, pos, ssl_kwargs);
+        Py_DECREF(pos);
+    }
+    if (ssl_protocol == NULL) {
+        goto done;
+    }
+    transport = cio_socket_transport_new(self, rawsock, ssl_protocol,
+                                         Py_None, extra, server);
+    if (transport != NULL) {
+        result = PyObject_GetAttrString(ssl_protocol, "_app_transport");
+    }
+done:
+    if (extra != Py_None) {
+        Py_DECREF(extra);
+    }
+    if (server != Py_None) {
+        Py_DECREF(server);
+    }
+    Py_XDECREF(transport);
+    Py_XDECREF(ssl_protocol);
+    Py_DECREF(ssl_kwargs);
+    return result;
+}
+
+/* The arguments _start_serving and _accept_connection pass along. */
+enum {
+    SERVE_FACTORY, SERVE_SOCK, SERVE_SSLCONTEXT, SERVE_SERVER, SERVE_BACKLOG,
+    SERVE_HANDSHAKE_TIMEOUT, SERVE_SHUTDOWN_TIMEOUT, SERVE_NARGS
+};
+
+static int
+parse_serve_args(PyObject *const *args, Py_ssize_t nargs, const char *name,
+                 PyObject *out[SERVE_NARGS])
+{
+    if (nargs < 2 || nargs > SERVE_NARGS) {
+        PyErr_Format(PyExc_TypeError, "%s() takes from 2 to %d arguments "
+                     "(%zd given)", name, SERVE_NARGS, nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < SERVE_NARGS; i++) {
+        out[i] = i < nargs ? args[i] : Py_None;
+    }
+    return 0;
+}
+
+/* stdlib passes all seven arguments; a missing backlog means 100. */
+static PyObject *
+loop_start_serving(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *a[SERVE_NARGS], *accept;
+    int fd, rc;
+
+    if (parse_serve_args(args, nargs, "_start_serving", a) < 0) {
+        return NULL;
+    }
+    fd = PyObject_AsFileDescriptor(a[SERVE_SOCK]);
+    if (fd < 0) {
+        return NULL;
+    }
+    accept = PyObject_GetAttrString((PyObject *)self, "_accept_connection");
+    if (accept == NULL) {
+        return NULL;
+    }
+    rc = cio_loop_add_watcher(self, fd, CIO_POLL_READ, accept, a,
+                              SERVE_NARGS, NULL);
+    Py_DECREF(accept);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+loop_stop_serving(LoopObject *self, PyObject *sock)
+{
+    int fd = PyObject_AsFileDescriptor(sock);
+    PyObject *res;
+
+    if (fd < 0 || cio_loop_remove_watcher(self, fd, CIO_POLL_READ) < 0) {
+        return NULL;
+    }
+    res = PyObject_CallMethod(sock, "close", NULL);
+    Py_XDECREF(res);
+    return res ? Py_NewRef(Py_None) : NULL;
+}
+
+/* Out of fds or memory: report, stop accepting, and try again later. */
+static int
+accept_pause(LoopObject *self, PyObject *exc, PyObject *const *a, int fd)
+{
+    PyObject *trsock, *context, *retry, *timer;
+    int rc;
+
+    trsock = PyObject_CallOneArg(self->state->transport_socket_type,
+                                 a[SERVE_SOCK]);
+    if (trsock == NULL) {
+        return -1;
+    }
+    context = Py_BuildValue("{sssOsO}", "message",
+                            "socket.accept() out of system resource",
+                            "exception", exc, "socket", trsock);
+    Py_DECREF(trsock);
+    if (context == NULL) {
+        return -1;
+    }
+    rc = cio_loop_report(self, context);
+    Py_DECREF(context);
+    if (rc < 0 || cio_loop_remove_watcher(self, fd, CIO_POLL_READ) < 0) {
+        return -1;
+    }
+    retry = PyObject_GetAttrString((PyObject *)self, "_start_serving");
+    if (retry == NULL) {
+        return -1;
+    }
+    timer = PyObject_CallMethod(
+        (PyObject *)self, "call_later", "dOOOOOOOO", ACCEPT_RETRY_DELAY,
+        retry, a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+    Py_DECREF(retry);
+    Py_XDECREF(timer);
+    return timer ? 0 : -1;
+}
+
+/* Gives an accepted socket its protocol and transport. */
+static int
+accept_plain(LoopObject *self, PyObject *factory, PyObject *conn,
+             PyObject *extra, PyObject *server)
+{
+    PyObject *protocol, *transport, *exc, *res;
+
+    protocol = PyObject_CallNoArgs(factory);
+    transport = protocol ? cio_socket_transport_new(self, conn, protocol,
+                                                    Py_None, extra, server)
+                         : NULL;
+    Py_XDECREF(transport);
+    if (transport != NULL) {
+        Py_DECREF(protocol);
+        return 0;
+    }
+    exc = cio_fetch_exception();
+    if (cio_is_exit_exception(exc)) {
+        Py_XDECREF(protocol);
+        cio_restore_exception(exc);
+        return -1;
+    }
+    /* Unlike stdlib, which leaves it to the garbage collector, close the
+     * socket nobody will own. */
+    res = PyObject_CallMethod(conn, "close", NULL);
+    Py_XDECREF(res);
+    PyErr_Clear();
+    if (self->debug) {
+        PyObject *context = Py_BuildValue(
+            "{sssO}", "message",
+            "Error on transport creation for incoming connection",
+            "exception", exc);
+        int rc = context && (protocol == NULL ||
+                             PyDict_SetItemString(context, "protocol",
+                                                  protocol) == 0)
+                     ? cio_loop_report(self, context) : -1;
+        Py_XDECREF(context);
+        if (rc < 0) {
+            Py_XDECREF(protocol);
+            Py_DECREF(exc);
+            return -1;
+        }
+    }
+    Py_XDECREF(protocol);
+    Py_DECREF(exc);
+    return 0;
+}
+
+/* TLS connections go through stdlib's _accept_connection2 coroutine. */
+static int
+accept_tls(LoopObject *self, PyObject *const *a, PyObject *conn,
+           PyObject *extra)
+{
+    PyObject *coro, *task;
+
+    coro = PyObject_CallMethod(
+        (PyObject *)self, "_accept_connection2", "OOOOOOO",
+        a[SERVE_FACTORY], conn, extra, a[SERVE_SSLCONTEXT], a[SERVE_SERVER],
+        a[SERVE_HANDSHAKE_TIMEOUT], a[SERVE_SHUTDOWN_TIMEOUT]);
+    if (coro == NULL) {
+        return -1;
+    }
+    task = PyObject_CallMethod((PyObject *)self, "create_task", "O", coro);
+    Py_DECREF(coro);
+    Py_XDECREF(task);
+    return task ? 0 : -1;
+}
+
+static int
+accept_one(LoopObject *self, PyObject *const *a, int fd)
+{
+    PyObject *pair, *conn, *addr, *extra, *res;
+    int rc, is_tls;
+
+    pair = PyObject_CallMethod(a[SERVE_SOCK], "accept", NULL);
+    if (pair == NULL) {
+        PyObject *exc;
+        if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+            PyErr_ExceptionMatches(PyExc_InterruptedError) ||
+            PyErr_ExceptionMatches(PyExc_ConnectionAbortedError)) {
+            PyErr_Clear();
+            return 0;  /* the backlog is empty */
+        }
+        if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+            return -1;
+        }
+        exc = cio_fetch_exception();
+        {
+            int err = ((PyOSErrorObject *)exc)->myerrno
+                          ? (int)PyLong_AsLong(((PyOSErrorObject *)exc)->myerrno)
+                          : 0;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+                err == ENOMEM) {
+                rc = accept_pause(self, exc, a, fd);
+                Py_DECREF(exc);
+                return rc < 0 ? -1 : 0;
+            }
+        }
+        /* Anything else goes to the exception handler via the Handle. */
+        cio_restore_exception(exc);
+        return -1;
+    }
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_TypeError, "accept() must return a pair");
+        return -1;
+    }
+    conn = PyTuple_GET_ITEM(pair, 0);
+    addr = PyTuple_GET_ITEM(pair, 1);
+    if (self->debug) {
+        res = PyObject_CallMethod(self->state->logger, "debug", "sOOO",
+                                  "%r got a new connection from %r: %r",
+                                  a[SERVE_SERVER], addr, conn);
+        if (res == NULL) {
+            Py_DECREF(pair);
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    res = PyObject_CallMethod(conn, "setblocking", "O", Py_False);
+    if (res == NULL) {
+        Py_DECREF(pair);
+        return -1;
+    }
+    Py_DECREF(res);
+    extra = Py_BuildValue("{sO}", "peername", addr);
+    is_tls = PyObject_IsTrue(a[SERVE_SSLCONTEXT]);
+    if (extra == NULL || is_tls < 0) {
+        rc = -1;
+    }
+    else if (is_tls) {
+        rc = accept_tls(self, a, conn, extra);
+    }
+    else {
+        rc = accept_plain(self, a[SERVE_FACTORY], conn, extra,
+                          a[SERVE_SERVER]);
+    }
+    Py_XDECREF(extra);
+    Py_DECREF(pair);
+    return rc < 0 ? -1 : 1;
+}
+
+static PyObject *
+loop_accept_connection(LoopObject *self, PyObject *const *args,
+                       Py_ssize_t nargs)
+{
+    PyObject *a[SERVE_NARGS];
+    long backlog;
+    int fd;
+
+    if (parse_serve_args(args, nargs, "_accept_connection", a) < 0) {
+        return NULL;
+    }
+    backlog = a[SERVE_BACKLOG] == Py_None ? 100
+                                          : PyLong_AsLong(a[SERVE_BACKLOG]);
+    if (backlog == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    fd = PyObject_AsFileDescriptor(a[SERVE_SOCK]);
+    if (fd < 0) {
+        return NULL;
+    }
+    for (long i = 0; i < backlog; i++) {
+        int rc = accept_one(self, a, fd);
+        if (rc < 0) {
+            return NULL;
+        }
+        if (rc == 0) {
+            break;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+PyMethodDef cio_loop_server_methods[] = {
+    {"_make_socket_transport",
+     (PyCFunction)(void (*)(void))loop_make_socket_transport,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_make_ssl_transport",
+     (PyCFunction)(void (*)(void))loop_make_ssl_transport,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"_start_serving", (PyCFunction)(void (*)(void))loop_start_serving,
+     METH_FASTCALL, NULL},
+    {"_stop_serving", (PyCFunction)loop_stop_serving, METH_O, NULL},
+    {"_accept_connection",
+     (PyCFunction)(void (*)(void))loop_accept_connection, METH_FASTCALL,
+     NULL},
+    {NULL, NULL, 0, NULL},
+};

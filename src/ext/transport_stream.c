@@ -1,0 +1,1406 @@
+/* SocketTransport: the stream transport over a connected TCP or Unix
+ * socket, what create_connection, create_server and asyncio streams hand
+ * their protocols.
+ *
+ * The semantics are selector_events._SelectorSocketTransport's (the
+ * callbacks, their order, the error messages). The hot path is ours:
+ * reads land in the loop's shared buffer and reach the protocol as an
+ * exact-size bytes (stdlib allocates 256 KiB per recv); writes go straight
+ * to send() and queue only the rest, keeping bytes objects rather than
+ * copying them, for one writev per wake-up. */
+#include "casyncio.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <structmember.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define MAX_READ_SIZE (256 * 1024)   /* stdlib's max_size */
+#define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
+#define DEFAULT_HIGH_WATER (64 * 1024)
+#define WRITEV_MAX 1024              /* IOV_MAX on Linux */
+
+/* _FlowControlMixin's instance slots: _extra (from BaseTransport), then
+ * _high_water, _loop, _low_water, _protocol_paused. */
+#define FLOW_MIXIN_SLOTS 5
+
+typedef struct {
+    PyObject *data;      /* a bytes object */
+    Py_ssize_t offset;   /* bytes of it already sent */
+} write_chunk_t;
+
+typedef struct {
+    PyObject_HEAD
+    /* Storage for the slots of the Python base class. stdlib's sendfile
+     * fallback reads _loop and _protocol_paused, so those are mirrored
+     * there (see set_base_slot); the C fields below are the truth. */
+    PyObject *base_slots[FLOW_MIXIN_SLOTS];
+    LoopObject *loop;          /* NULL once the connection is lost */
+    PyObject *sock;            /* the socket object; NULL once closed */
+    PyObject *protocol;
+    PyObject *server;          /* the base_events.Server, or NULL */
+    PyObject *extra;
+    PyObject *read_ready;      /* bound _read_ready/_write_ready, made once */
+    PyObject *write_ready;     /* and reused by every add_reader/writer */
+    PyObject *weakreflist;     /* Server keeps its clients in a WeakSet */
+    write_chunk_t *chunks;     /* queued writes: chunks[head..len) */
+    size_t chunks_head, chunks_len, chunks_cap;
+    Py_ssize_t buffer_size;    /* bytes queued */
+    Py_ssize_t high_water, low_water;
+    int fd;
+    int conn_lost;
+    char closing;
+    char eof;
+    char paused;
+    char protocol_paused;
+    char protocol_connected;
+    char buffered;             /* the protocol is a BufferedProtocol */
+} SocketTransportObject;
+
+#define LOOP_STATE(self) (((LoopObject *)(self)->loop)->state)
+
+static cio_state *
+transport_state(SocketTransportObject *self)
+{
+    return cio_get_state_by_type(Py_TYPE(self));
+}
+
+/* Mirrors a value into the Python base class's slot of that name. */
+static int
+set_base_slot(SocketTransportObject *self, const char *name, PyObject *value)
+{
+    return PyObject_SetAttrString((PyObject *)self, name, value);
+}
+
+static int
+set_protocol_paused(SocketTransportObject *self, int paused)
+{
+    self->protocol_paused = (char)paused;
+    return set_base_slot(self, "_protocol_paused",
+                         paused ? Py_True : Py_False);
+}
+
+/* ---- the write queue -------------------------------------------------- */
+
+static int
+queue_push(SocketTransportObject *self, PyObject *bytes, Py_ssize_t offset)
+{
+    if (self->chunks_len == self->chunks_cap) {
+        size_t live = self->chunks_len - self->chunks_head;
+        if (self->chunks_head > 0) {
+            /* Slide the live chunks down before growing. */
+            memmove(self->chunks, self->chunks + self->chunks_head,
+                    live * sizeof(write_chunk_t));
+            self->chunks_head = 0;
+            self->chunks_len = live;
+        }
+        if (self->chunks_len == self->chunks_cap) {
+            size_t cap = self->chunks_cap ? self->chunks_cap * 2 : 8;
+            write_chunk_t *c = PyMem_Realloc(self->chunks,
+                                             cap * sizeof(write_chunk_t));
+            if (c == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            self->chunks = c;
+            self->chunks_cap = cap;
+        }
+    }
+    self->chunks[self->chunks_len].data = Py_NewRef(bytes);
+    self->chunks[self->chunks_len].offset = offset;
+    self->chunks_len++;
+    self->buffer_size += PyBytes_GET_SIZE(bytes) - offset;
+    return 0;
+}
+
+/* Queues data[offset:], which is bytes, bytearray or memoryview. A bytes
+ * object is kept as is; the others are copied, since they can change. */
+static int
+queue_append(SocketTransportObject *self, PyObject *data, Py_buffer *view,
+             Py_ssize_t offset)
+{
+    PyObject *bytes;
+    int rc;
+
+    if (PyBytes_CheckExact(data)) {
+        return queue_push(self, data, offset);
+    }
+    bytes = PyBytes_FromStringAndSize((char *)view->buf + offset,
+                                      view->len - offset);
+    if (bytes == NULL) {
+        return -1;
+    }
+    rc = queue_push(self, bytes, 0);
+    Py_DECREF(bytes);
+    return rc;
+}
+
+static void
+queue_clear(SocketTransportObject *self)
+{
+    for (size_t i = self->chunks_head; i < self->chunks_len; i++) {
+        Py_DECREF(self->chunks[i].data);
+    }
+    self->chunks_head = self->chunks_len = 0;
+    self->buffer_size = 0;
+}
+
+static int
+queue_empty(SocketTransportObject *self)
+{
+    return self->chunks_head == self->chunks_len;
+}
+
+/* Drops n sent bytes from the front of the queue. */
+static void
+queue_consume(SocketTransportObject *self, Py_ssize_t n)
+{
+    self->buffer_size -= n;
+    while (n > 0) {
+        write_chunk_t *c = &self->chunks[self->chunks_head];
+        Py_ssize_t left = PyBytes_GET_SIZE(c->data) - c->offset;
+        if (n < left) {
+            c->offset += n;
+            return;
+        }
+        n -= left;
+        Py_DECREF(c->data);
+        self->chunks_head++;
+    }
+    if (queue_empty(self)) {
+        self->chunks_head = self->chunks_len = 0;
+    }
+}
+
+/* One writev of the queue's head. Returns bytes sent, or -errno. */
+static Py_ssize_t
+queue_writev(SocketTransportObject *self)
+{
+    struct iovec iov[WRITEV_MAX];
+    size_t n = 0;
+    ssize_t sent;
+
+    for (size_t i = self->chunks_head; i < self->chunks_len && n < WRITEV_MAX;
+         i++, n++) {
+        write_chunk_t *c = &self->chunks[i];
+        iov[n].iov_base = PyBytes_AS_STRING(c->data) + c->offset;
+        iov[n].iov_len = (size_t)(PyBytes_GET_SIZE(c->data) - c->offset);
+    }
+    do {
+        sent = writev(self->fd, iov, (int)n);
+    } while (sent < 0 && errno == EINTR);
+    return sent < 0 ? -errno : sent;
+}
+
+static int
+is_would_block(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+/* ---- calling the protocol --------------------------------------------- */
+
+/* The exception of a failed protocol call, or NULL (with the exception
+ * still set) when it is SystemExit or KeyboardInterrupt, which propagate
+ * out of the loop as in stdlib. */
+static PyObject *
+fetch_reportable_exception(void)
+{
+    PyObject *exc = cio_fetch_exception();
+
+    if (cio_is_exit_exception(exc)) {
+        cio_restore_exception(exc);
+        return NULL;
+    }
+    return exc;
+}
+
+static int
+report_flow_control_error(SocketTransportObject *self, const char *message)
+{
+    PyObject *exc = fetch_reportable_exception(), *context;
+    int rc;
+
+    if (exc == NULL) {
+        return -1;
+    }
+    context = Py_BuildValue("{sssOsOsO}", "message", message, "exception",
+                            exc, "transport", (PyObject *)self, "protocol",
+                            self->protocol);
+    Py_DECREF(exc);
+    if (context == NULL) {
+        return -1;
+    }
+    rc = cio_loop_report(self->loop, context);
+    Py_DECREF(context);
+    return rc;
+}
+
+/* Flips the protocol's paused state and tells it (pause_writing or
+ * resume_writing); a failure there is reported, not raised. */
+static int
+switch_protocol_writing(SocketTransportObject *self, int paused)
+{
+    const char *method = paused ? "pause_writing" : "resume_writing";
+    PyObject *res;
+
+    if (set_protocol_paused(self, paused) < 0) {
+        return -1;
+    }
+    res = PyObject_CallMethod(self->protocol, method, NULL);
+    if (res == NULL) {
+        return report_flow_control_error(
+            self, paused ? "protocol.pause_writing() failed"
+                         : "protocol.resume_writing() failed");
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+static int
+maybe_pause_protocol(SocketTransportObject *self)
+{
+    if (self->buffer_size <= self->high_water || self->protocol_paused) {
+        return 0;
+    }
+    return switch_protocol_writing(self, 1);
+}
+
+static int
+maybe_resume_protocol(SocketTransportObject *self)
+{
+    if (!self->protocol_paused || self->buffer_size > self->low_water) {
+        return 0;
+    }
+    return switch_protocol_writing(self, 0);
+}
+
+static int
+debug_log(SocketTransportObject *self, const char *fmt)
+{
+    PyObject *res;
+
+    if (self->loop == NULL || !self->loop->debug) {
+        return 0;
+    }
+    res = PyObject_CallMethod(LOOP_STATE(self)->logger, "debug", "sO", fmt,
+                              (PyObject *)self);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+static int
+schedule_connection_lost(SocketTransportObject *self, PyObject *exc)
+{
+    PyObject *cb = PyObject_GetAttrString((PyObject *)self,
+                                          "_call_connection_lost");
+    PyObject *handle;
+
+    if (cb == NULL) {
+        return -1;
+    }
+    handle = cio_loop_call_soon_impl(self->loop, cb, &exc, 1, NULL, 0);
+    Py_DECREF(cb);
+    Py_XDECREF(handle);
+    return handle ? 0 : -1;
+}
+
+/* stdlib's _force_close: drop the queue, stop watching, and report the
+ * loss (once) on the next iteration. */
+static int
+force_close(SocketTransportObject *self, PyObject *exc)
+{
+    if (self->conn_lost) {
+        return 0;
+    }
+    if (!queue_empty(self)) {
+        queue_clear(self);
+        if (cio_loop_remove_watcher(self->loop, self->fd,
+                                    CIO_POLL_WRITE) < 0) {
+            return -1;
+        }
+    }
+    if (!self->closing) {
+        self->closing = 1;
+        if (cio_loop_remove_watcher(self->loop, self->fd,
+                                    CIO_POLL_READ) < 0) {
+            return -1;
+        }
+    }
+    self->conn_lost++;
+    return schedule_connection_lost(self, exc ? exc : Py_None);
+}
+
+/* stdlib's _fatal_error: OSErrors are expected (a peer going away) and
+ * only logged in debug mode; anything else goes to the exception
+ * handler. Steals exc. */
+static int
+fatal_error(SocketTransportObject *self, PyObject *exc, const char *message)
+{
+    int rc = 0;
+
+    if (PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError)) {
+        if (self->loop->debug) {
+            PyObject *msg = PyUnicode_FromFormat("%R: %s", (PyObject *)self,
+                                                 message);
+            rc = msg ? cio_log(LOOP_STATE(self), "debug", msg, Py_True) : -1;
+            Py_XDECREF(msg);
+        }
+    }
+    else {
+        PyObject *context = Py_BuildValue(
+            "{sssOsOsO}", "message", message, "exception", exc,
+            "transport", (PyObject *)self, "protocol", self->protocol);
+        rc = context ? cio_loop_report(self->loop, context) : -1;
+        Py_XDECREF(context);
+    }
+    if (rc == 0) {
+        rc = force_close(self, exc);
+    }
+    Py_DECREF(exc);
+    return rc;
+}
+
+/* Reports the pending exception of a failed protocol call as fatal. */
+static int
+fatal_protocol_error(SocketTransportObject *self, const char *message)
+{
+    PyObject *exc = fetch_reportable_exception();
+
+    return exc ? fatal_error(self, exc, message) : -1;
+}
+
+static int
+fatal_errno(SocketTransportObject *self, int err, const char *message)
+{
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    return fatal_protocol_error(self, message);
+}
+
+static int
+call_server(SocketTransportObject *self, const char *method)
+{
+    PyObject *res;
+
+#if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13's Server tracks its clients for close_clients(). */
+    res = PyObject_CallMethod(self->server, method, "O", (PyObject *)self);
+#else
+    res = PyObject_CallMethod(self->server, method, NULL);
+#endif
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
+/* Releases the socket and everything the connection held. */
+static int
+release_connection(SocketTransportObject *self)
+{
+    PyObject *res = NULL, *server;
+    int rc = 0;
+
+    if (self->loop != NULL) {
+        cio_loop_forget_fd_transport(self->loop, self->fd, (PyObject *)self);
+    }
+    if (self->sock != NULL) {
+        res = PyObject_CallMethod(self->sock, "close", NULL);
+        rc = res ? 0 : -1;
+        Py_XDECREF(res);
+        Py_CLEAR(self->sock);
+    }
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->loop);
+    if (rc == 0) {
+        rc = set_base_slot(self, "_loop", Py_None);
+    }
+    server = self->server;
+    if (server != NULL) {
+        if (call_server(self, "_detach") < 0) {
+            rc = -1;
+        }
+        Py_CLEAR(self->server);
+    }
+    return rc;
+}
+
+static PyObject *
+transport_call_connection_lost(SocketTransportObject *self, PyObject *exc)
+{
+    PyObject *res, *raised = NULL;
+
+    if (self->protocol_connected && self->protocol != NULL) {
+        res = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
+        if (res == NULL) {
+            raised = cio_fetch_exception();
+        }
+        Py_XDECREF(res);
+    }
+    if (release_connection(self) < 0) {
+        /* The first error wins, as with try/finally. */
+        PyObject *later = cio_fetch_exception();
+        if (raised == NULL) {
+            raised = later;
+        }
+        else {
+            Py_DECREF(later);
+        }
+    }
+    if (raised != NULL) {
+        cio_restore_exception(raised);
+        return NULL;
+    }
+    return Py_NewRef(Py_None);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static char *
+loop_read_buffer(LoopObject *loop)
+{
+    if (loop->read_buffer == NULL) {
+        loop->read_buffer = PyMem_Malloc(MAX_READ_SIZE);
+        if (loop->read_buffer == NULL) {
+            PyErr_NoMemory();
+        }
+    }
+    return loop->read_buffer;
+}
+
+static int
+read_eof(SocketTransportObject *self)
+{
+    PyObject *keep_open;
+    int keep;
+
+    if (debug_log(self, "%r received EOF") < 0) {
+        return -1;
+    }
+    keep_open = PyObject_CallMethod(self->protocol, "eof_received", NULL);
+    if (keep_open == NULL) {
+        return fatal_protocol_error(
+            self, "Fatal error: protocol.eof_received() call failed.");
+    }
+    keep = PyObject_IsTrue(keep_open);
+    Py_DECREF(keep_open);
+    if (keep < 0) {
+        return -1;
+    }
+    if (keep) {
+        return cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0
+                   ? -1 : 0;
+    }
+    {
+        PyObject *res = PyObject_CallMethod((PyObject *)self, "close", NULL);
+        Py_XDECREF(res);
+        return res ? 0 : -1;
+    }
+}
+
+static int
+read_into_data_received(SocketTransportObject *self)
+{
+    char *buf = loop_read_buffer(self->loop);
+    PyObject *data, *res;
+    ssize_t n;
+
+    if (buf == NULL) {
+        return -1;
+    }
+    n = recv(self->fd, buf, MAX_READ_SIZE, 0);
+    if (n < 0) {
+        if (is_would_block(errno)) {
+            return 0;
+        }
+        return fatal_errno(self, errno, "Fatal read error on socket transport");
+    }
+    if (n == 0) {
+        return read_eof(self);
+    }
+    data = PyBytes_FromStringAndSize(buf, n);
+    if (data == NULL) {
+        return -1;
+    }
+    res = PyObject_CallMethodOneArg(self->protocol,
+                                    LOOP_STATE(self)->str_data_received, data);
+    Py_DECREF(data);
+    if (res == NULL) {
+        return fatal_protocol_error(
+            self, "Fatal error: protocol.data_received() call failed.");
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* BufferedProtocol: recv straight into the protocol's buffer. */
+static int
+read_into_protocol_buffer(SocketTransportObject *self)
+{
+    static const char get_buffer_failed[] =
+        "Fatal error: protocol.get_buffer() call failed.";
+    PyObject *buf, *res, *nbytes;
+    Py_buffer view;
+    ssize_t n;
+
+    buf = PyObject_CallMethod(self->protocol, "get_buffer", "i", -1);
+    if (buf == NULL) {
+        return fatal_protocol_error(self, get_buffer_failed);
+    }
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(buf);
+        return fatal_protocol_error(self,
+                                    "Fatal read error on socket transport");
+    }
+    if (view.len == 0) {
+        PyBuffer_Release(&view);
+        Py_DECREF(buf);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "get_buffer() returned an empty buffer");
+        return fatal_protocol_error(self, get_buffer_failed);
+    }
+    n = recv(self->fd, view.buf, (size_t)view.len, 0);
+    PyBuffer_Release(&view);
+    Py_DECREF(buf);
+    if (n < 0) {
+        if (is_would_block(errno)) {
+            return 0;
+        }
+        return fatal_errno(self, errno, "Fatal read error on socket transport");
+    }
+    if (n == 0) {
+        return read_eof(self);
+    }
+    nbytes = PyLong_FromSsize_t(n);
+    if (nbytes == NULL) {
+        return -1;
+    }
+    res = PyObject_CallMethodOneArg(self->protocol,
+                                    LOOP_STATE(self)->str_buffer_updated,
+                                    nbytes);
+    Py_DECREF(nbytes);
+    if (res == NULL) {
+        return fatal_protocol_error(
+            self, "Fatal error: protocol.buffer_updated() call failed.");
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+static PyObject *
+transport_read_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    int rc;
+
+    if (self->conn_lost || self->loop == NULL) {
+        Py_RETURN_NONE;
+    }
+    rc = self->buffered ? read_into_protocol_buffer(self)
+                        : read_into_data_received(self);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+start_reading(SocketTransportObject *self)
+{
+    if (self->closing || self->paused) {
+        return 0;
+    }
+    return cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_READ,
+                                self->read_ready, NULL, 0, NULL);
+}
+
+static PyObject *
+transport_start_reading(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    if (self->loop != NULL && start_reading(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static int
+check_writable(SocketTransportObject *self, const char *method)
+{
+    if (self->eof) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "Cannot call %s() after write_eof()", method);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+shutdown_write(SocketTransportObject *self)
+{
+    if (shutdown(self->fd, SHUT_WR) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+transport_write(SocketTransportObject *self, PyObject *data)
+{
+    Py_buffer view;
+    Py_ssize_t sent = 0;
+
+    if (!PyBytes_Check(data) && !PyByteArray_Check(data) &&
+        !PyMemoryView_Check(data)) {
+        return PyErr_Format(PyExc_TypeError,
+                            "data argument must be a bytes-like object, "
+                            "not '%.200s'", Py_TYPE(data)->tp_name);
+    }
+    if (check_writable(self, "write") < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (view.len == 0) {
+        goto done;
+    }
+    if (self->conn_lost || self->loop == NULL) {
+        /* stdlib drops writes after the connection is lost, warning once
+         * they keep coming. */
+        if (self->conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
+            PyObject *res = PyObject_CallMethod(
+                transport_state(self)->logger, "warning", "s",
+                "socket.send() raised exception.");
+            if (res == NULL) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+            Py_DECREF(res);
+        }
+        self->conn_lost++;
+        goto done;
+    }
+    if (queue_empty(self)) {
+        sent = send(self->fd, view.buf, (size_t)view.len, MSG_NOSIGNAL);
+        if (sent < 0) {
+            int err = errno;
+            if (!is_would_block(err)) {
+                PyBuffer_Release(&view);
+                if (fatal_errno(self, err,
+                                "Fatal write error on socket transport") < 0) {
+                    return NULL;
+                }
+                Py_RETURN_NONE;
+            }
+            sent = 0;
+        }
+        if (sent == view.len) {
+            goto done;
+        }
+        if (cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_WRITE,
+                                 self->write_ready, NULL, 0, NULL) < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    if (queue_append(self, data, &view, sent) < 0 ||
+        maybe_pause_protocol(self) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+done:
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+transport_writelines(SocketTransportObject *self, PyObject *list_of_data)
+{
+    PyObject *empty, *joined, *res;
+
+    if (check_writable(self, "writelines") < 0) {
+        return NULL;
+    }
+    /* One buffer for the lot: a single send() instead of one per item. */
+    empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty == NULL) {
+        return NULL;
+    }
+    joined = PyObject_CallMethod(empty, "join", "O", list_of_data);
+    Py_DECREF(empty);
+    if (joined == NULL) {
+        return NULL;
+    }
+    res = transport_write(self, joined);
+    Py_DECREF(joined);
+    return res;
+}
+
+static PyObject *
+transport_write_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    Py_ssize_t n;
+
+    if (self->conn_lost || self->loop == NULL) {
+        Py_RETURN_NONE;
+    }
+    n = queue_empty(self) ? 0 : queue_writev(self);
+    if (n < 0) {
+        if (!is_would_block((int)-n)) {
+            if (cio_loop_remove_watcher(self->loop, self->fd,
+                                        CIO_POLL_WRITE) < 0) {
+                return NULL;
+            }
+            queue_clear(self);
+            if (fatal_errno(self, (int)-n,
+                            "Fatal write error on socket transport") < 0) {
+                return NULL;
+            }
+        }
+        Py_RETURN_NONE;
+    }
+    queue_consume(self, n);
+    if (maybe_resume_protocol(self) < 0) {  /* may queue more */
+        return NULL;
+    }
+    if (queue_empty(self) && self->loop != NULL) {
+        if (cio_loop_remove_watcher(self->loop, self->fd,
+                                    CIO_POLL_WRITE) < 0) {
+            return NULL;
+        }
+        if (self->closing) {
+            /* Unless resume_writing() aborted, which reports it already. */
+            if (self->conn_lost) {
+                Py_RETURN_NONE;
+            }
+            return transport_call_connection_lost(self, Py_None);
+        }
+        if (self->eof && shutdown_write(self) < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+transport_write_eof(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    if (self->closing || self->eof) {
+        Py_RETURN_NONE;
+    }
+    self->eof = 1;
+    if (queue_empty(self) && shutdown_write(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+transport_can_write_eof(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    Py_RETURN_TRUE;
+}
+
+/* ---- state and control ------------------------------------------------ */
+
+static PyObject *
+transport_close(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    if (self->closing || self->loop == NULL) {
+        Py_RETURN_NONE;
+    }
+    self->closing = 1;
+    if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0) {
+        return NULL;
+    }
+    if (queue_empty(self)) {
+        self->conn_lost++;
+        if (cio_loop_remove_watcher(self->loop, self->fd,
+                                    CIO_POLL_WRITE) < 0 ||
+            schedule_connection_lost(self, Py_None) < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+transport_abort(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    if (self->loop != NULL && force_close(self, NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* sslproto's error path calls this directly. */
+static PyObject *
+transport_force_close(SocketTransportObject *self, PyObject *exc)
+{
+    if (self->loop != NULL &&
+        force_close(self, exc == Py_None ? NULL : exc) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+transport_is_closing(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    return PyBool_FromLong(self->closing);
+}
+
+static PyObject *
+transport_is_reading(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    return PyBool_FromLong(!self->closing && !self->paused);
+}
+
+static PyObject *
+transport_pause_reading(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    if (self->closing || self->paused) {
+        Py_RETURN_NONE;
+    }
+    self->paused = 1;
+    if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0 ||
+        debug_log(self, "%r pauses reading") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+transport_resume_reading(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    if (self->closing || !self->paused) {
+        Py_RETURN_NONE;
+    }
+    self->paused = 0;
+    if (start_reading(self) < 0 ||
+        debug_log(self, "%r resumes reading") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+set_protocol(SocketTransportObject *self, PyObject *protocol)
+{
+    int buffered = PyObject_IsInstance(
+        protocol, transport_state(self)->buffered_protocol_type);
+
+    if (buffered < 0) {
+        return -1;
+    }
+    self->buffered = (char)buffered;
+    Py_XSETREF(self->protocol, Py_NewRef(protocol));
+    self->protocol_connected = 1;
+    return 0;
+}
+
+static PyObject *
+transport_set_protocol(SocketTransportObject *self, PyObject *protocol)
+{
+    if (set_protocol(self, protocol) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+transport_get_protocol(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    return Py_NewRef(self->protocol ? self->protocol : Py_None);
+}
+
+static PyObject *
+transport_get_write_buffer_size(SocketTransportObject *self,
+                                 PyObject *Py_UNUSED(ig))
+{
+    return PyLong_FromSsize_t(self->buffer_size);
+}
+
+static PyObject *
+transport_get_write_buffer_limits(SocketTransportObject *self,
+                                  PyObject *Py_UNUSED(ig))
+{
+    return Py_BuildValue("(nn)", self->low_water, self->high_water);
+}
+
+/* stdlib's _set_write_buffer_limits, None meaning "derive it". */
+static int
+set_write_buffer_limits(SocketTransportObject *self, PyObject *high_obj,
+                        PyObject *low_obj)
+{
+    Py_ssize_t high, low;
+    PyObject *value;
+
+    if (high_obj == Py_None) {
+        if (low_obj == Py_None) {
+            high = DEFAULT_HIGH_WATER;
+        }
+        else {
+            low = PyLong_AsSsize_t(low_obj);
+            if (low == -1 && PyErr_Occurred()) {
+                return -1;
+            }
+            high = 4 * low;
+        }
+    }
+    else if ((high = PyLong_AsSsize_t(high_obj)) == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (low_obj == Py_None) {
+        low = high / 4 - (high % 4 < 0);  /* floor division, as stdlib */
+    }
+    else if ((low = PyLong_AsSsize_t(low_obj)) == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (!(high >= low && low >= 0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "high (%zd) must be >= low (%zd) must be >= 0", high,
+                     low);
+        return -1;
+    }
+    self->high_water = high;
+    self->low_water = low;
+    value = PyLong_FromSsize_t(high);
+    if (value == NULL || set_base_slot(self, "_high_water", value) < 0) {
+        Py_XDECREF(value);
+        return -1;
+    }
+    Py_SETREF(value, PyLong_FromSsize_t(low));
+    if (value == NULL || set_base_slot(self, "_low_water", value) < 0) {
+        Py_XDECREF(value);
+        return -1;
+    }
+    Py_DECREF(value);
+    return 0;
+}
+
+static PyObject *
+transport_set_write_buffer_limits(SocketTransportObject *self,
+                                  PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"high", "low", NULL};
+    PyObject *high = Py_None, *low = Py_None;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs,
+                                     "|OO:set_write_buffer_limits", kwlist,
+                                     &high, &low) ||
+        set_write_buffer_limits(self, high, low) < 0 ||
+        (self->loop != NULL && maybe_pause_protocol(self) < 0)) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+transport_get_extra_info(SocketTransportObject *self, PyObject *const *args,
+                         Py_ssize_t nargs)
+{
+    PyObject *value;
+
+    if (nargs < 1 || nargs > 2) {
+        return PyErr_Format(PyExc_TypeError,
+                            "get_extra_info expected 1 or 2 arguments, "
+                            "got %zd", nargs);
+    }
+    value = PyDict_GetItemWithError(self->extra, args[0]);  // borrowed
+    if (value == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    return Py_NewRef(value ? value : nargs > 1 ? args[1] : Py_None);
+}
+
+static PyObject *
+transport_repr(SocketTransportObject *self)
+{
+    const char *state = "";
+    PyObject *name = PyType_GetName(Py_TYPE(self)), *r;
+
+    if (name == NULL) {
+        return NULL;
+    }
+    if (self->sock == NULL) {
+        state = " closed";
+    }
+    else if (self->closing) {
+        state = " closing";
+    }
+    if (self->loop != NULL && !self->loop->closed) {
+        r = PyUnicode_FromFormat(
+            "<%U%s fd=%d read=%s write=<%s, bufsize=%zd>>", name, state,
+            self->fd,
+            cio_loop_is_watching(self->loop, self->fd, CIO_POLL_READ)
+                ? "polling" : "idle",
+            cio_loop_is_watching(self->loop, self->fd, CIO_POLL_WRITE)
+                ? "polling" : "idle",
+            self->buffer_size);
+    }
+    else {
+        r = PyUnicode_FromFormat("<%U%s fd=%d>", name, state, self->fd);
+    }
+    Py_DECREF(name);
+    return r;
+}
+
+/* ---- construction and teardown ---------------------------------------- */
+
+static int
+set_nodelay(PyObject *sock)
+{
+    /* stdlib's base_events._set_nodelay, reading the socket object's own
+     * family/type/proto so that the decision is the same. */
+    long family, type, proto;
+    PyObject *v;
+
+#define READ_ATTR(var, attr)                                             \
+    v = PyObject_GetAttrString(sock, attr);                              \
+    var = v ? PyLong_AsLong(v) : -1;                                     \
+    Py_XDECREF(v);                                                       \
+    if (var == -1 && PyErr_Occurred()) {                                 \
+        return -1;                                                       \
+    }
+    READ_ATTR(family, "family")
+    READ_ATTR(type, "type")
+    READ_ATTR(proto, "proto")
+#undef READ_ATTR
+    if ((family == AF_INET || family == AF_INET6) && type == SOCK_STREAM &&
+        proto == IPPROTO_TCP) {
+        PyObject *res = PyObject_CallMethod(sock, "setsockopt", "iii",
+                                            IPPROTO_TCP, TCP_NODELAY, 1);
+        Py_XDECREF(res);
+        return res ? 0 : -1;
+    }
+    return 0;
+}
+
+/* extra[key] = sock.<method>(), or None when the call raises OSError. */
+static int
+set_address_info(PyObject *extra, const char *key, PyObject *sock,
+                 const char *method)
+{
+    PyObject *value = PyObject_CallMethod(sock, method, NULL);
+    int rc;
+
+    if (value == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        value = Py_NewRef(Py_None);
+    }
+    rc = PyDict_SetItemString(extra, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static int
+transport_setup(SocketTransportObject *self, LoopObject *loop, PyObject *sock,
+                PyObject *protocol, PyObject *extra, PyObject *server)
+{
+    cio_state *st = loop->state;
+    PyObject *trsock;
+    int has_peer;
+
+    self->extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
+    if (self->extra == NULL || set_base_slot(self, "_extra", self->extra) < 0 ||
+        set_base_slot(self, "_loop", (PyObject *)loop) < 0 ||
+        set_protocol_paused(self, 0) < 0 ||
+        set_write_buffer_limits(self, Py_None, Py_None) < 0) {
+        return -1;
+    }
+    self->loop = (LoopObject *)Py_NewRef(loop);
+    self->sock = Py_NewRef(sock);
+    trsock = PyObject_CallOneArg(st->transport_socket_type, sock);
+    if (trsock == NULL ||
+        PyDict_SetItemString(self->extra, "socket", trsock) < 0) {
+        Py_XDECREF(trsock);
+        return -1;
+    }
+    Py_DECREF(trsock);
+    if (set_address_info(self->extra, "sockname", sock, "getsockname") < 0) {
+        return -1;
+    }
+    has_peer = PyDict_Contains(self->extra, st->str_peername);
+    if (has_peer < 0 ||
+        (!has_peer &&
+         set_address_info(self->extra, "peername", sock, "getpeername") < 0)) {
+        return -1;
+    }
+    self->fd = PyObject_AsFileDescriptor(sock);
+    if (self->fd < 0) {
+        return -1;
+    }
+    if (set_protocol(self, protocol) < 0) {
+        return -1;
+    }
+    self->read_ready = PyObject_GetAttrString((PyObject *)self, "_read_ready");
+    self->write_ready = PyObject_GetAttrString((PyObject *)self,
+                                               "_write_ready");
+    if (self->read_ready == NULL || self->write_ready == NULL) {
+        return -1;
+    }
+    if (server != Py_None) {
+        self->server = Py_NewRef(server);
+        if (call_server(self, "_attach") < 0) {
+            return -1;
+        }
+    }
+    if (cio_loop_set_fd_transport(loop, self->fd, (PyObject *)self) < 0) {
+        return -1;
+    }
+    return set_nodelay(sock);
+}
+
+/* Schedules what stdlib's __init__ schedules, in the same order:
+ * connection_made, the start of reading, then the waiter. */
+static int
+transport_schedule_start(SocketTransportObject *self, PyObject *waiter)
+{
+    cio_state *st = self->loop->state;
+    PyObject *made, *start, *h;
+    PyObject *args[2] = {(PyObject *)self, NULL};
+
+    made = PyObject_GetAttrString(self->protocol, "connection_made");
+    if (made == NULL) {
+        return -1;
+    }
+    h = cio_loop_call_soon_impl(self->loop, made, args, 1, NULL, 0);
+    Py_DECREF(made);
+    if (h == NULL) {
+        return -1;
+    }
+    Py_DECREF(h);
+    start = PyObject_GetAttrString((PyObject *)self, "_start_reading");
+    if (start == NULL) {
+        return -1;
+    }
+    h = cio_loop_call_soon_impl(self->loop, start, NULL, 0, NULL, 0);
+    Py_DECREF(start);
+    if (h == NULL) {
+        return -1;
+    }
+    Py_DECREF(h);
+    if (waiter != Py_None) {
+        args[0] = waiter;
+        args[1] = Py_None;
+        h = cio_loop_call_soon_impl(self->loop,
+                                    st->set_result_unless_cancelled, args, 2,
+                                    NULL, 0);
+        if (h == NULL) {
+            return -1;
+        }
+        Py_DECREF(h);
+    }
+    return 0;
+}
+
+PyObject *
+cio_socket_transport_new(LoopObject *loop, PyObject *sock, PyObject *protocol,
+                         PyObject *waiter, PyObject *extra, PyObject *server)
+{
+    PyTypeObject *type = loop->state->socket_transport_type;
+    SocketTransportObject *self;
+
+    self = (SocketTransportObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->fd = -1;
+    if (transport_setup(self, loop, sock, protocol, extra, server) < 0 ||
+        transport_schedule_start(self, waiter) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* stdlib's __del__: an unclosed transport warns and closes its socket. */
+static void
+transport_finalize(SocketTransportObject *self)
+{
+    PyObject *exc = cio_fetch_exception(), *res;
+
+    if (self->sock != NULL) {
+        if (PyErr_ResourceWarning((PyObject *)self, 1,
+                                  "unclosed transport %R", self) < 0) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        if (self->loop != NULL) {
+            cio_loop_forget_fd_transport(self->loop, self->fd,
+                                         (PyObject *)self);
+        }
+        res = PyObject_CallMethod(self->sock, "close", NULL);
+        if (res == NULL) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+        Py_XDECREF(res);
+        Py_CLEAR(self->sock);
+        if (self->server != NULL && call_server(self, "_detach") < 0) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+    }
+    cio_restore_exception(exc);
+}
+
+static int
+transport_traverse(SocketTransportObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    for (int i = 0; i < FLOW_MIXIN_SLOTS; i++) {
+        Py_VISIT(self->base_slots[i]);
+    }
+    Py_VISIT(self->loop);
+    Py_VISIT(self->sock);
+    Py_VISIT(self->protocol);
+    Py_VISIT(self->server);
+    Py_VISIT(self->extra);
+    Py_VISIT(self->read_ready);
+    Py_VISIT(self->write_ready);
+    return 0;
+}
+
+static int
+transport_clear(SocketTransportObject *self)
+{
+    if (self->loop != NULL) {
+        cio_loop_forget_fd_transport(self->loop, self->fd, (PyObject *)self);
+    }
+    for (int i = 0; i < FLOW_MIXIN_SLOTS; i++) {
+        Py_CLEAR(self->base_slots[i]);
+    }
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->server);
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->read_ready);
+    Py_CLEAR(self->write_ready);
+    queue_clear(self);
+    return 0;
+}
+
+static void
+transport_dealloc(SocketTransportObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return;  /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    transport_clear(self);
+    PyMem_Free(self->chunks);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+transport_get_sock_fd(SocketTransportObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(self->fd);
+}
+
+static PyObject *
+transport_get_sock(SocketTransportObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->sock ? self->sock : Py_None);
+}
+
+static PyGetSetDef transport_getset[] = {
+    {"_sock_fd", (getter)transport_get_sock_fd, NULL, NULL, NULL},
+    {"_sock", (getter)transport_get_sock, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef transport_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET,
+     offsetof(SocketTransportObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+#define NOARGS(name, fn, doc) \
+    {name, (PyCFunction)(fn), METH_NOARGS, PyDoc_STR(doc)}
+
+static PyMethodDef transport_methods[] = {
+    {"write", (PyCFunction)transport_write, METH_O,
+     "write($self, data, /)\n--\n\nWrite bytes; whatever the socket does "
+     "not take now is queued."},
+    {"writelines", (PyCFunction)transport_writelines, METH_O,
+     "writelines($self, list_of_data, /)\n--\n\nWrite an iterable of "
+     "bytes-like objects."},
+    NOARGS("write_eof", transport_write_eof,
+           "Close the write end after the queued data is sent."),
+    NOARGS("can_write_eof", transport_can_write_eof, "Always True."),
+    NOARGS("close", transport_close,
+           "Close after the queued data is sent."),
+    NOARGS("abort", transport_abort, "Close now, dropping queued data."),
+    NOARGS("is_closing", transport_is_closing, NULL),
+    NOARGS("is_reading", transport_is_reading, NULL),
+    NOARGS("pause_reading", transport_pause_reading, NULL),
+    NOARGS("resume_reading", transport_resume_reading, NULL),
+    {"set_protocol", (PyCFunction)transport_set_protocol, METH_O, NULL},
+    NOARGS("get_protocol", transport_get_protocol, NULL),
+    NOARGS("get_write_buffer_size", transport_get_write_buffer_size, NULL),
+    NOARGS("get_write_buffer_limits", transport_get_write_buffer_limits,
+           NULL),
+    {"set_write_buffer_limits",
+     (PyCFunction)(void (*)(void))transport_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))transport_get_extra_info,
+     METH_FASTCALL, NULL},
+    NOARGS("_read_ready", transport_read_ready, NULL),
+    NOARGS("_write_ready", transport_write_ready, NULL),
+    NOARGS("_start_reading", transport_start_reading, NULL),
+    {"_call_connection_lost", (PyCFunction)transport_call_connection_lost,
+     METH_O, NULL},
+    {"_force_close", (PyCFunction)transport_force_close, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot transport_slots[] = {
+    {Py_tp_doc, "A stream transport over a connected socket."},
+    {Py_tp_repr, transport_repr},
+    {Py_tp_methods, transport_methods},
+    {Py_tp_members, transport_members},
+    {Py_tp_getset, transport_getset},
+    {Py_tp_traverse, transport_traverse},
+    {Py_tp_clear, transport_clear},
+    {Py_tp_finalize, transport_finalize},
+    {Py_tp_dealloc, transport_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec cio_socket_transport_spec = {
+    .name = "casyncio._casyncio.SocketTransport",
+    .basicsize = sizeof(SocketTransportObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = transport_slots,
+};
+
+/* The base must be _FlowControlMixin with the slot layout above. */
+int
+cio_socket_transport_check_base(PyTypeObject *base)
+{
+    if (base->tp_basicsize !=
+        (Py_ssize_t)(sizeof(PyObject) + FLOW_MIXIN_SLOTS * sizeof(PyObject *))) {
+        PyErr_SetString(PyExc_ImportError,
+                        "asyncio.transports._FlowControlMixin has an "
+                        "unexpected layout");
+        return -1;
+    }
+    return 0;
+}

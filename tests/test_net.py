@@ -1,0 +1,579 @@
+"""Parity tests for networking: stream transports, servers, asyncio
+streams, sendfile and the errors around them. Each runs on stdlib asyncio
+and casyncio, debug off and on (see conftest.py)."""
+import asyncio
+import logging
+import os
+import random
+import socket
+import sys
+
+import pytest
+
+PY312 = sys.version_info >= (3, 12)
+HAS_IPV6 = socket.has_ipv6
+
+
+def ipv6_loopback_works():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class RecordingProtocol(asyncio.Protocol):
+    """Records every callback; stops the connection-lost future."""
+
+    def __init__(self, loop, keep_open_on_eof=False):
+        self.events = []
+        self.data = bytearray()
+        self.transport = None
+        self.keep_open_on_eof = keep_open_on_eof
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def data_received(self, data):
+        assert type(data) is bytes
+        self.data += data
+        if self.events[-1] != "data":
+            self.events.append("data")
+
+    def eof_received(self):
+        self.events.append("eof")
+        return self.keep_open_on_eof
+
+    def pause_writing(self):
+        self.events.append("pause_writing")
+
+    def resume_writing(self):
+        self.events.append("resume_writing")
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+async def echo_handler(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def start_echo_server(**kwargs):
+    server = await asyncio.start_server(echo_handler, "127.0.0.1", 0,
+                                        **kwargs)
+    return server, server.sockets[0].getsockname()[1]
+
+
+# ---- streams ----------------------------------------------------------------
+
+def test_streams_echo_over_tcp(loop):
+    async def main():
+        server, port = await start_echo_server()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        replies = []
+        for i in range(3):
+            writer.write(b"ping %d" % i)
+            replies.append(await reader.readexactly(6))
+        writer.write_eof()
+        rest = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return replies, rest
+
+    assert loop.run_until_complete(main()) == (
+        [b"ping 0", b"ping 1", b"ping 2"], b"")
+
+
+def test_streams_echo_over_unix_socket(loop, tmp_path):
+    path = str(tmp_path / "sock")
+
+    async def main():
+        server = await asyncio.start_unix_server(echo_handler, path)
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(b"over unix")
+        reply = await reader.readexactly(9)
+        info = (writer.get_extra_info("peername"),
+                writer.get_extra_info("socket").family)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return reply, info
+
+    assert loop.run_until_complete(main()) == (
+        b"over unix", (path, socket.AF_UNIX))
+
+
+@pytest.mark.skipif(not ipv6_loopback_works(), reason="no IPv6 loopback")
+def test_streams_echo_over_ipv6(loop):
+    async def main():
+        server = await asyncio.start_server(echo_handler, "::1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("::1", port)
+        writer.write(b"six")
+        reply = await reader.readexactly(3)
+        family = writer.get_extra_info("socket").family
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return reply, family
+
+    assert loop.run_until_complete(main()) == (b"six", socket.AF_INET6)
+
+
+def test_large_transfer_with_random_chunks_loses_nothing(loop):
+    rng = random.Random(7)
+    payload = os.urandom(4 * 1024 * 1024)
+
+    async def main():
+        server, port = await start_echo_server()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def send():
+            pos = 0
+            while pos < len(payload):
+                n = rng.randint(1, 200_000)
+                chunk = payload[pos:pos + n]
+                # Mix the three accepted types.
+                writer.write(rng.choice([bytes, bytearray, memoryview])(chunk))
+                pos += n
+                if rng.random() < 0.3:
+                    await writer.drain()
+            await writer.drain()
+            writer.write_eof()
+
+        sender = asyncio.ensure_future(send())
+        received = await reader.read(-1)
+        await sender
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return received
+
+    assert loop.run_until_complete(main()) == payload
+
+
+# ---- protocol callbacks -----------------------------------------------------
+
+def connect_pair(loop, client_protocol, server_protocol):
+    """A connected (client transport, server transport) pair."""
+    async def main():
+        server_side = loop.create_future()
+
+        def factory():
+            server_side.set_result(server_protocol)
+            return server_protocol
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(
+            lambda: client_protocol, "127.0.0.1", port)
+        await server_side
+        while server_protocol.transport is None:
+            await asyncio.sleep(0)
+        return server, transport
+
+    return loop.run_until_complete(main())
+
+
+def test_protocol_callback_order_and_single_connection_lost(loop):
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    transport.write(b"abc")
+    transport.write_eof()
+    assert transport.can_write_eof()
+    loop.run_until_complete(peer.lost)
+    peer_exc = peer.lost.result()
+    loop.run_until_complete(client.lost)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    assert peer.events == ["made", "data", "eof", "lost"]
+    assert bytes(peer.data) == b"abc"
+    assert peer_exc is None
+    assert client.events == ["made", "eof", "lost"]
+    assert transport.is_closing()
+
+
+def test_eof_received_returning_true_keeps_transport_open(loop):
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop, keep_open_on_eof=True)
+    server, transport = connect_pair(loop, client, peer)
+    transport.write_eof()
+
+    async def wait_eof():
+        while "eof" not in peer.events:
+            await asyncio.sleep(0.001)
+    loop.run_until_complete(wait_eof())
+    assert not peer.transport.is_closing()
+    peer.transport.write(b"after eof")
+    peer.transport.close()
+    loop.run_until_complete(client.lost)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    assert bytes(client.data) == b"after eof"
+    assert peer.events == ["made", "eof", "lost"]
+
+
+def test_buffered_protocol_reads_into_its_buffer(loop):
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(7)
+            self.got = bytearray()
+            self.lost = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def get_buffer(self, sizehint):
+            assert sizehint == -1
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.got += self.buf[:nbytes]
+
+        def eof_received(self):
+            return False
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    peer = Buffered()
+    peer.transport = None
+    client = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    transport.write(b"0123456789" * 100)
+    transport.write_eof()
+    loop.run_until_complete(peer.lost)
+    transport.close()
+    loop.run_until_complete(client.lost)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    assert bytes(peer.got) == b"0123456789" * 100
+
+
+def test_abort_drops_queued_data_and_reports_none(loop):
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    transport.abort()
+    assert transport.is_closing()
+    assert loop.run_until_complete(client.lost) is None
+    loop.run_until_complete(peer.lost)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    assert client.events == ["made", "lost"]
+
+
+def test_protocol_error_in_data_received_is_reported_and_closes(loop):
+    class Failing(RecordingProtocol):
+        def data_received(self, data):
+            raise ZeroDivisionError("boom")
+
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+    client = RecordingProtocol(loop)
+    peer = Failing(loop)
+    server, transport = connect_pair(loop, client, peer)
+    transport.write(b"x")
+    exc = loop.run_until_complete(peer.lost)
+    loop.run_until_complete(client.lost)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    assert isinstance(exc, ZeroDivisionError)
+    [ctx] = contexts
+    assert ctx["message"] == ("Fatal error: protocol.data_received() call "
+                              "failed.")
+    assert ctx["transport"] is peer.transport
+    assert ctx["protocol"] is peer
+
+
+# ---- writing ----------------------------------------------------------------
+
+def test_write_errors_match_stdlib(loop):
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    with pytest.raises(TypeError) as excinfo:
+        transport.write("text")
+    assert str(excinfo.value) == ("data argument must be a bytes-like "
+                                  "object, not 'str'")
+    transport.write(b"")  # a no-op
+    transport.write_eof()
+    with pytest.raises(RuntimeError) as excinfo:
+        transport.write(b"late")
+    assert str(excinfo.value) == "Cannot call write() after write_eof()"
+    transport.close()
+    loop.run_until_complete(client.lost)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+
+
+def test_write_after_close_is_dropped_then_warned(loop, caplog):
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    transport.close()
+    loop.run_until_complete(client.lost)
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        for _ in range(6):
+            transport.write(b"dropped")  # never raises
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["socket.send() raised exception."] * 2
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+
+
+def test_flow_control_pauses_and_resumes_writing(loop):
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    assert transport.get_write_buffer_limits() == (16384, 65536)
+    transport.set_write_buffer_limits(high=4096)
+    assert transport.get_write_buffer_limits() == (1024, 4096)
+    with pytest.raises(ValueError) as excinfo:
+        transport.set_write_buffer_limits(high=1, low=2)
+    assert str(excinfo.value) == "high (1) must be >= low (2) must be >= 0"
+    peer.transport.pause_reading()
+    assert not peer.transport.is_reading()
+    chunk = b"x" * 65536
+
+    async def fill():
+        while "pause_writing" not in client.events:
+            transport.write(chunk)
+            await asyncio.sleep(0.001)
+        return transport.get_write_buffer_size()
+    assert loop.run_until_complete(fill()) > 4096
+    peer.transport.resume_reading()
+    assert peer.transport.is_reading()
+
+    async def drain():
+        while "resume_writing" not in client.events:
+            await asyncio.sleep(0.001)
+    loop.run_until_complete(drain())
+    assert transport.get_write_buffer_size() <= 1024
+    transport.close()
+    loop.run_until_complete(client.lost)
+    loop.run_until_complete(peer.lost)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    assert client.events == ["made", "pause_writing", "resume_writing",
+                             "eof", "lost"] or client.events == [
+        "made", "pause_writing", "resume_writing", "lost"]
+
+
+def test_peer_reset_mid_write_reports_connection_lost_with_error(loop):
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    # SO_LINGER 0 makes the peer's close send a RST.
+    peer.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    peer.transport.abort()
+
+    async def keep_writing():
+        while not client.lost.done():
+            transport.write(b"y" * 65536)
+            await asyncio.sleep(0.001)
+        return client.lost.result()
+    exc = loop.run_until_complete(keep_writing())
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+    assert exc is None or isinstance(exc, (ConnectionResetError,
+                                           BrokenPipeError))
+    assert client.events.count("lost") == 1
+
+
+# ---- transports as libraries see them ---------------------------------------
+
+def test_transport_types_and_extra_info(loop):
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    assert isinstance(transport, asyncio.Transport)
+    assert isinstance(server, asyncio.AbstractServer)
+    sock = transport.get_extra_info("socket")
+    assert type(sock).__name__ == "TransportSocket"
+    assert sock.family == socket.AF_INET
+    assert transport.get_extra_info("sockname") == sock.getsockname()
+    assert transport.get_extra_info("peername") == sock.getpeername()
+    assert transport.get_extra_info("missing", "dflt") == "dflt"
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    assert transport.get_protocol() is client
+    assert transport.is_reading()
+    assert repr(transport).endswith(
+        f"fd={sock.fileno()} read=polling write=<idle, bufsize=0>>")
+    transport.close()
+    loop.run_until_complete(client.lost)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+
+
+def test_add_reader_refuses_an_fd_owned_by_a_transport(loop):
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    fd = transport.get_extra_info("socket").fileno()
+    with pytest.raises(RuntimeError) as excinfo:
+        loop.add_reader(fd, lambda: None)
+    assert str(excinfo.value) == (
+        f"File descriptor {fd} is used by transport {transport!r}")
+    with pytest.raises(RuntimeError):
+        loop.remove_writer(fd)
+    transport.close()
+    loop.run_until_complete(client.lost)
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+
+
+def test_add_reader_on_a_plain_socket_still_works(loop):
+    a, b = socket.socketpair()
+    got = loop.create_future()
+    loop.add_reader(a.fileno(), lambda: got.set_result(a.recv(10)))
+    b.send(b"hi")
+    assert loop.run_until_complete(got) == b"hi"
+    assert loop.remove_reader(a.fileno())
+    a.close()
+    b.close()
+
+
+# ---- servers ----------------------------------------------------------------
+
+def test_server_lifecycle(loop):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0,
+                                          start_serving=False)
+        states = [server.is_serving()]
+        await server.start_serving()
+        states.append(server.is_serving())
+        assert server.get_loop() is loop
+        assert len(server.sockets) == 1
+        async with server:
+            task = asyncio.ensure_future(server.serve_forever())
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        states.append(server.is_serving())
+        await server.wait_closed()
+        return states, server.sockets
+
+    assert loop.run_until_complete(main()) == ([False, True, False], ())
+
+
+def test_server_accepts_many_clients_each_echoed_its_own_bytes(loop):
+    async def client(port, i):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        msg = b"client %d " % i * 50
+        writer.write(msg)
+        writer.write_eof()
+        reply = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        return reply == msg
+
+    async def main():
+        server, port = await start_echo_server(backlog=200)
+        ok = await asyncio.gather(*(client(port, i) for i in range(200)))
+        server.close()
+        await server.wait_closed()
+        return ok
+
+    assert all(loop.run_until_complete(main()))
+
+
+# ---- errors -----------------------------------------------------------------
+
+def test_connecting_to_a_closed_port_is_refused(loop):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        loop.run_until_complete(
+            loop.create_connection(asyncio.Protocol, "127.0.0.1", port))
+
+
+def test_ssl_needs_a_context_or_true(loop):
+    with pytest.raises(ValueError) as excinfo:
+        loop.run_until_complete(loop.create_connection(
+            asyncio.Protocol, "127.0.0.1", 1, server_hostname="x"))
+    assert str(excinfo.value) == ("server_hostname is only meaningful "
+                                  "with ssl")
+
+
+def test_create_connection_on_a_closed_loop(loop_factory):
+    loop = loop_factory()
+    loop.close()
+    coro = loop.create_connection(asyncio.Protocol, "127.0.0.1", 1)
+    with pytest.raises(RuntimeError) as excinfo:
+        loop.run_until_complete(coro)
+    coro.close()
+    assert str(excinfo.value) == "Event loop is closed"
+
+
+# ---- sock_* and sendfile ----------------------------------------------------
+
+def test_sock_methods_round_trip(loop):
+    async def main():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        client = socket.socket()
+        client.setblocking(False)
+        accept = asyncio.ensure_future(loop.sock_accept(listener))
+        await loop.sock_connect(client, listener.getsockname())
+        conn, _ = await accept
+        await loop.sock_sendall(client, b"hello world")
+        got = await loop.sock_recv(conn, 5)
+        buf = bytearray(6)
+        n = await loop.sock_recv_into(conn, buf)
+        for s in (listener, client, conn):
+            s.close()
+        return got, bytes(buf[:n])
+
+    assert loop.run_until_complete(main()) == (b"hello", b" world")
+
+
+def test_sendfile_over_a_transport(loop, tmp_path):
+    path = tmp_path / "data"
+    payload = os.urandom(300_000)
+    path.write_bytes(payload)
+
+    async def main():
+        received = bytearray()
+        done = loop.create_future()
+
+        class Sink(asyncio.Protocol):
+            def data_received(self, data):
+                received.extend(data)
+
+            def connection_lost(self, exc):
+                done.set_result(None)
+
+        server = await loop.create_server(Sink, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol,
+                                                    "127.0.0.1", port)
+        with open(path, "rb") as f:
+            sent = await loop.sendfile(transport, f)
+        transport.close()
+        await done
+        server.close()
+        await server.wait_closed()
+        return sent, bytes(received)
+
+    assert loop.run_until_complete(main()) == (len(payload), payload)
