@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs casyncio and uvloop into a fresh venv and prints
-# the side-by-side loop benchmark table (casyncio vs asyncio vs uvloop).
+# the side-by-side benchmark tables (casyncio vs asyncio vs uvloop): loop
+# micro-benchmarks, then the echo server's CPU time per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$(ls -d /root/.pyenv/versions/3.11.* 2>/dev/null | sort -V |
@@ -11,4 +12,6 @@ VENV=${CASYNCIO_BENCH_VENV:-/tmp/casyncio-bench}
 "$VENV/bin/pip" install -q ".[bench]"
 cd /tmp  # import the installed package, not the checkout
 # Pin to one core so the machine's other core does not blur the ratios.
-exec taskset -c 0 "$VENV/bin/python" "$OLDPWD/bench/loop_bench.py" "$@"
+taskset -c 0 "$VENV/bin/python" "$OLDPWD/bench/loop_bench.py" "$@"
+# The echo bench pins server and load generator to cores of their own.
+exec "$VENV/bin/python" "$OLDPWD/bench/echo_bench.py"

@@ -30,14 +30,14 @@ GATED = {
     "test_tasks": None, "test_futures2": None, "test_locks": None,
     "test_queues": None, "test_taskgroups": None, "test_timeouts": None,
     "test_waitfor": None, "test_context": None, "test_threads": None,
-    "test_pep492": None, "test_runners": None,
+    "test_pep492": None, "test_runners": None, "test_sock_lowlevel": None,
     "test_events": (r"run_until_complete|call_later|call_soon|"
                     r"run_in_executor|reader|writer|"
                     r"fds_after_closing|close_running|\.test_close$|"
                     r"PolicyTests"),
 }
 # Reported but not gated yet: they need networking, pipes or processes.
-REPORTED = ["test_sock_lowlevel", "test_sendfile", "test_server",
+REPORTED = ["test_sendfile", "test_server",
             "test_streams", "test_buffered_proto", "test_protocols",
             "test_subprocess", "test_unix_events", "test_ssl",
             "test_sslproto"]

@@ -1,0 +1,138 @@
+"""Echo server benchmark: server CPU time per request, casyncio vs stdlib
+asyncio vs uvloop, for Protocol, BufferedProtocol and streams servers.
+
+The server runs pinned to CPU 0, the C load generator (bench/loadgen.c,
+closed loop, N connections) pinned to CPU 1. The figure is the server's
+user+system CPU time from /proc/PID/stat divided by the requests served,
+which does not depend on how fast the client is.
+
+    python bench/echo_bench.py [--seconds 5] [--connections 100]
+        [--sizes 1024,65536] [--loadgen PATH]
+"""
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+LOOPS = ("casyncio", "asyncio", "uvloop")
+SERVERS = ("protocol", "buffered", "streams")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def new_loop(kind):
+    if kind == "casyncio":
+        import casyncio
+        return casyncio.new_event_loop()
+    if kind == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.SelectorEventLoop()
+
+
+class EchoProtocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class EchoBufferedProtocol(asyncio.BufferedProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buffer = bytearray(256 * 1024)
+        self.view = memoryview(self.buffer)
+
+    def get_buffer(self, sizehint):
+        return self.view
+
+    def buffer_updated(self, nbytes):
+        self.transport.write(self.view[:nbytes])
+
+
+async def echo_stream(reader, writer):
+    while data := await reader.read(256 * 1024):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+def serve(kind, server_kind):
+    loop = new_loop(kind)
+    asyncio.set_event_loop(loop)
+    if server_kind == "streams":
+        coro = asyncio.start_server(echo_stream, "127.0.0.1", 0)
+    else:
+        factory = (EchoProtocol if server_kind == "protocol"
+                   else EchoBufferedProtocol)
+        coro = loop.create_server(factory, "127.0.0.1", 0)
+    server = loop.run_until_complete(coro)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    loop.run_forever()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 (1-based) of the whole line.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(kind, server_kind, size, args):
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, __file__, "--serve", kind,
+         server_kind], stdout=subprocess.PIPE, text=True)
+    try:
+        port = server.stdout.readline().strip()
+        time.sleep(0.2)
+        cpu0 = cpu_seconds(server.pid)
+        out = subprocess.run(
+            ["taskset", "-c", "1", args.loadgen, port, str(args.connections),
+             str(size), str(args.seconds)],
+            capture_output=True, text=True, check=True)
+        cpu1 = cpu_seconds(server.pid)
+    finally:
+        server.kill()
+        server.wait()
+    requests = int(out.stdout)
+    return (cpu1 - cpu0) * 1e6 / requests, requests / args.seconds
+
+
+def build_loadgen():
+    path = os.path.join("/tmp", "casyncio-loadgen")
+    subprocess.run(["cc", "-O2", "-o", path,
+                    os.path.join(HERE, "loadgen.c")], check=True)
+    return path
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", nargs=2)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--sizes", default="1024,65536")
+    parser.add_argument("--loadgen")
+    args = parser.parse_args()
+    if args.serve:
+        return serve(*args.serve)
+    args.loadgen = args.loadgen or build_loadgen()
+    print(f"Python {sys.version.split()[0]}, {args.connections} connections,"
+          f" {args.seconds:g}s each; server CPU µs per request (lower is "
+          f"better), requests/s in brackets")
+    print(f"{'server':<20}{'casyncio':>18}{'asyncio':>18}{'uvloop':>18}"
+          f"{'vs uvloop':>11}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        for server_kind in SERVERS:
+            results = {kind: measure(kind, server_kind, size, args)
+                       for kind in LOOPS}
+            cells = "".join(f"{us:>8.1f} [{rps:>7,.0f}]"
+                            for us, rps in results.values())
+            ratio = results["casyncio"][0] / results["uvloop"][0]
+            print(f"{server_kind + ' ' + str(size) + 'B':<20}{cells}"
+                  f"{ratio:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()
