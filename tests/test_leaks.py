@@ -108,3 +108,44 @@ def test_exception_path_does_not_leak(debug):
     gc.collect()
     assert sys.getrefcount(arg) == before
     loop.close()
+
+
+def test_connect_echo_close_cycles_keep_memory_and_fds_flat():
+    """1,000 connect/echo/close cycles (transport, accept loop, streams):
+    memory and the number of open fds come back to where they were."""
+    payload = b"x" * 4096
+
+    async def echo(reader, writer):
+        writer.write(await reader.readexactly(len(payload)))
+        await writer.drain()
+        writer.close()
+
+    async def cycles(port, n):
+        for _ in range(n):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(payload)
+            assert await reader.readexactly(len(payload)) == payload
+            writer.close()
+            await writer.wait_closed()
+
+    def open_fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    loop = casyncio.new_event_loop()
+    try:
+        server = loop.run_until_complete(
+            asyncio.start_server(echo, "127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        loop.run_until_complete(cycles(port, 200))
+        gc.collect()
+        fds, start = open_fds(), rss_kib()
+        loop.run_until_complete(cycles(port, 1000))
+        loop.run_until_complete(asyncio.sleep(0.05))  # server-side closes
+        gc.collect()
+        grown = rss_kib() - start
+        assert open_fds() == fds
+        assert grown < 2048, f"RSS grew by {grown} KiB over 1000 cycles"
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+    finally:
+        loop.close()
