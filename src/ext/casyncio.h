@@ -105,6 +105,7 @@ struct LoopObject {
     PyObject *asyncgens;         /* weakref.WeakSet of live async gens */
     PyObject *old_agen_hooks;
     PyObject *current_handle;    /* debug mode only, as in stdlib */
+    PyObject *unix_server_sockets;  /* listening socket -> st_ino of path */
     PyObject *weakreflist;
     char *read_buffer;           /* stream reads land here; see transports */
 

@@ -848,7 +848,8 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->poller_open = 1;
     self->asyncgens = PyObject_CallNoArgs(self->state->weakset_type);
-    if (self->asyncgens == NULL) {
+    self->unix_server_sockets = PyDict_New();
+    if (self->asyncgens == NULL || self->unix_server_sockets == NULL) {
         goto fail;
     }
     debug = PyObject_CallNoArgs(self->state->is_debug_mode);
@@ -894,6 +895,7 @@ loop_traverse(LoopObject *self, visitproc visit, void *arg)
     Py_VISIT(self->task_factory);
     Py_VISIT(self->default_executor);
     Py_VISIT(self->asyncgens);
+    Py_VISIT(self->unix_server_sockets);
     Py_VISIT(self->old_agen_hooks);
     Py_VISIT(self->current_handle);
     return 0;
@@ -908,6 +910,7 @@ loop_clear(LoopObject *self)
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->default_executor);
     Py_CLEAR(self->asyncgens);
+    Py_CLEAR(self->unix_server_sockets);
     Py_CLEAR(self->old_agen_hooks);
     Py_CLEAR(self->current_handle);
     return 0;
@@ -1031,6 +1034,9 @@ static PyMemberDef loop_members[] = {
      "Callbacks slower than this many seconds are logged in debug mode."},
     {"_default_executor", T_OBJECT,
      offsetof(LoopObject, default_executor), 0, NULL},
+    /* 3.13's create_unix_server records here what _stop_serving removes. */
+    {"_unix_server_sockets", T_OBJECT,
+     offsetof(LoopObject, unix_server_sockets), READONLY, NULL},
     {"_asyncgens", T_OBJECT, offsetof(LoopObject, asyncgens), READONLY,
      NULL},
     {"_current_handle", T_OBJECT, offsetof(LoopObject, current_handle),

@@ -9,6 +9,8 @@
 #include "casyncio.h"
 
 #include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define ACCEPT_RETRY_DELAY 1.0   /* seconds; asyncio.constants */
 
@@ -141,18 +143,84 @@ loop_start_serving(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* Removes a closed Unix server's socket file, unless another socket has
+ * replaced it since (its inode changed). As unix_events._stop_serving. */
+static int
+cleanup_unix_path(LoopObject *self, PyObject *path, PyObject *inode)
+{
+    PyObject *encoded, *res;
+    struct stat st;
+    int err = 0;
+
+    if (!PyUnicode_Check(path) || !PyUnicode_FSConverter(path, &encoded)) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (stat(PyBytes_AS_STRING(encoded), &st) < 0) {
+        err = errno;
+    }
+    else if ((unsigned long long)st.st_ino ==
+                 PyLong_AsUnsignedLongLong(inode) &&
+             unlink(PyBytes_AS_STRING(encoded)) < 0) {
+        err = errno;
+    }
+    Py_DECREF(encoded);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (err == 0 || err == ENOENT) {
+        return 0;
+    }
+    errno = err;
+    PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+    {
+        PyObject *exc = cio_fetch_exception();
+        res = PyObject_CallMethod(
+            self->state->logger, "error", "sOO",
+            "Unable to clean up listening UNIX socket %r: %r", path, exc);
+        Py_DECREF(exc);
+    }
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
 static PyObject *
 loop_stop_serving(LoopObject *self, PyObject *sock)
 {
-    int fd = PyObject_AsFileDescriptor(sock);
-    PyObject *res;
+    int fd = PyObject_AsFileDescriptor(sock), rc = 0;
+    PyObject *res, *path = NULL, *inode = NULL;
 
-    if (fd < 0 || cio_loop_remove_watcher(self, fd, CIO_POLL_READ) < 0) {
+    if (fd < 0) {
         return NULL;
     }
+    inode = PyDict_GetItemWithError(self->unix_server_sockets, sock);
+    if (inode != NULL) {
+        Py_INCREF(inode);
+        path = PyObject_CallMethod(sock, "getsockname", NULL);
+        if (path == NULL ||
+            PyDict_DelItem(self->unix_server_sockets, sock) < 0) {
+            goto done;
+        }
+    }
+    else if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (cio_loop_remove_watcher(self, fd, CIO_POLL_READ) < 0) {
+        goto done;
+    }
     res = PyObject_CallMethod(sock, "close", NULL);
-    Py_XDECREF(res);
-    return res ? Py_NewRef(Py_None) : NULL;
+    if (res == NULL) {
+        goto done;
+    }
+    Py_DECREF(res);
+    rc = path ? cleanup_unix_path(self, path, inode) : 0;
+    Py_XDECREF(path);
+    Py_XDECREF(inode);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+done:
+    Py_XDECREF(path);
+    Py_XDECREF(inode);
+    return NULL;
 }
 
 /* Out of fds or memory: report, stop accepting, and try again later. */
