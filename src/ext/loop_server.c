@@ -43,7 +43,7 @@ static PyObject *
 loop_make_ssl_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *rawsock, *protocol, *sslcontext, *waiter = Py_None;
-    PyObject *extra = Py_None, *server = Py_None, *ssl_kwargs = NULL;
+    PyObject *extra = NULL, *server = NULL, *ssl_kwargs = NULL;
     PyObject *ssl_protocol = NULL, *transport = NULL, *result = NULL;
     PyObject *sslproto_type;
 
@@ -78,17 +78,14 @@ loop_make_ssl_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
         goto done;
     }
     transport = cio_socket_transport_new(self, rawsock, ssl_protocol,
-                                         Py_None, extra, server);
+                                         Py_None, extra ? extra : Py_None,
+                                         server ? server : Py_None);
     if (transport != NULL) {
         result = PyObject_GetAttrString(ssl_protocol, "_app_transport");
     }
 done:
-    if (extra != Py_None) {
-        Py_DECREF(extra);
-    }
-    if (server != Py_None) {
-        Py_DECREF(server);
-    }
+    Py_XDECREF(extra);
+    Py_XDECREF(server);
     Py_XDECREF(transport);
     Py_XDECREF(ssl_protocol);
     Py_DECREF(ssl_kwargs);

@@ -402,7 +402,7 @@ call_server(SocketTransportObject *self, const char *method)
 static int
 release_connection(SocketTransportObject *self)
 {
-    PyObject *res = NULL, *server;
+    PyObject *res = NULL;
     int rc = 0;
 
     if (self->loop != NULL) {
@@ -419,8 +419,7 @@ release_connection(SocketTransportObject *self)
     if (rc == 0) {
         rc = set_base_slot(self, "_loop", Py_None);
     }
-    server = self->server;
-    if (server != NULL) {
+    if (self->server != NULL) {
         if (call_server(self, "_detach") < 0) {
             rc = -1;
         }
@@ -472,6 +471,8 @@ loop_read_buffer(LoopObject *loop)
     return loop->read_buffer;
 }
 
+static int transport_close_impl(SocketTransportObject *self);
+
 static int
 read_eof(SocketTransportObject *self)
 {
@@ -495,11 +496,7 @@ read_eof(SocketTransportObject *self)
         return cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0
                    ? -1 : 0;
     }
-    {
-        PyObject *res = PyObject_CallMethod((PyObject *)self, "close", NULL);
-        Py_XDECREF(res);
-        return res ? 0 : -1;
-    }
+    return transport_close_impl(self);
 }
 
 static int
@@ -809,23 +806,33 @@ transport_can_write_eof(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
 
 /* ---- state and control ------------------------------------------------ */
 
-static PyObject *
-transport_close(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+/* close(): stop reading now, report the loss once the queue drains. */
+static int
+transport_close_impl(SocketTransportObject *self)
 {
     if (self->closing || self->loop == NULL) {
-        Py_RETURN_NONE;
+        return 0;
     }
     self->closing = 1;
     if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0) {
-        return NULL;
+        return -1;
     }
     if (queue_empty(self)) {
         self->conn_lost++;
         if (cio_loop_remove_watcher(self->loop, self->fd,
                                     CIO_POLL_WRITE) < 0 ||
             schedule_connection_lost(self, Py_None) < 0) {
-            return NULL;
+            return -1;
         }
+    }
+    return 0;
+}
+
+static PyObject *
+transport_close(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    if (transport_close_impl(self) < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }
