@@ -8,12 +8,12 @@ import asyncio as _asyncio
 import sys as _sys
 
 from . import _casyncio
-from ._stdlib_net import StdlibNetworking as _StdlibNetworking
+from ._stdlib_glue import StdlibGlue as _StdlibGlue
 
 __all__ = ("Loop", "new_event_loop", "EventLoopPolicy", "install", "run")
 
 
-class Loop(_casyncio.Loop, _StdlibNetworking, _asyncio.AbstractEventLoop):
+class Loop(_casyncio.Loop, _StdlibGlue, _asyncio.AbstractEventLoop):
     """The casyncio event loop (the C type, registered as an asyncio loop)."""
 
 

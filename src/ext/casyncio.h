@@ -47,6 +47,7 @@ typedef struct {
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
     PyObject *ssl_protocol_type;      /* asyncio.sslproto.SSLProtocol */
+    PyObject *signal_module;
     PyObject *str_data_received;      /* interned method and key names */
     PyObject *str_buffer_updated;
     PyObject *str_peername;
@@ -106,8 +107,12 @@ struct LoopObject {
     PyObject *old_agen_hooks;
     PyObject *current_handle;    /* debug mode only, as in stdlib */
     PyObject *unix_server_sockets;  /* listening socket -> st_ino of path */
+    PyObject *signal_handlers;   /* signal number -> Handle */
+    PyObject *children;          /* pidfd -> (pid, callback, args) */
     PyObject *weakreflist;
     char *read_buffer;           /* stream reads land here; see transports */
+    int signal_read_fd;          /* the pipe signal.set_wakeup_fd() writes */
+    int signal_write_fd;         /* into; -1 until a handler is added */
 
     double slow_callback_duration;
     unsigned long thread_id;     /* meaningful while running */
@@ -166,6 +171,8 @@ int cio_loop_check_closed(LoopObject *self);
 PyObject *cio_loop_call_soon_impl(LoopObject *self, PyObject *callback,
                                   PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *context, int threadsafe);
+/* Queues an existing Handle to run in this iteration's ready phase. */
+int cio_loop_push_ready(LoopObject *self, HandleObject *h);
 void cio_loop_unschedule_timer(LoopObject *self, TimerHandleObject *timer);
 PyObject *cio_loop_create_future(LoopObject *self);
 
@@ -199,6 +206,16 @@ PyObject *cio_socket_transport_new(LoopObject *loop, PyObject *sock,
 
 /* loop_server.c: transports and the accept loop, as the loop's methods */
 extern PyMethodDef cio_loop_server_methods[];
+
+/* loop_signals.c */
+extern PyMethodDef cio_loop_signal_methods[];
+int cio_loop_remove_signal_handlers(LoopObject *self);
+void cio_loop_close_signal_pipe(LoopObject *self);
+
+/* loop_process.c: child exit notification */
+extern PyMethodDef cio_loop_process_methods[];
+extern PyMethodDef cio_process_module_methods[];
+void cio_loop_release_children(LoopObject *self);
 
 /* loop_errors.c */
 extern PyMethodDef cio_loop_error_methods[];

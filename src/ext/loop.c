@@ -77,8 +77,8 @@ loop_check_callback(LoopObject *self, PyObject *callback, const char *method)
     return 0;
 }
 
-static int
-loop_push_ready(LoopObject *self, HandleObject *h)
+int
+cio_loop_push_ready(LoopObject *self, HandleObject *h)
 {
     if (cio_ready_queue_push(&self->ready, h) < 0) {
         PyErr_NoMemory();
@@ -110,7 +110,7 @@ cio_loop_call_soon_impl(LoopObject *self, PyObject *callback,
     }
     h = cio_handle_new(self, self->state->handle_type, callback, args,
                        nargs, context);
-    if (h == NULL || loop_push_ready(self, h) < 0) {
+    if (h == NULL || cio_loop_push_ready(self, h) < 0) {
         Py_XDECREF(h);
         return NULL;
     }
@@ -766,9 +766,15 @@ loop_close(LoopObject *self, PyObject *Py_UNUSED(ignored))
         }
         Py_DECREF(r);
     }
+    /* Before the pipe closes: Python must stop writing signals into it. */
+    if (cio_loop_remove_signal_handlers(self) < 0) {
+        return NULL;
+    }
     self->closed = 1;
     loop_clear_queues(self);
     cio_loop_fds_clear(self);
+    cio_loop_close_signal_pipe(self);
+    cio_loop_release_children(self);
     if (self->poller_open) {
         cio_poller_close(&self->poller);
         self->poller_open = 0;
@@ -841,6 +847,7 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     cio_timer_heap_init(&self->timers);
     cio_ready_queue_init(&self->ready);
     self->slow_callback_duration = 0.1;
+    self->signal_read_fd = self->signal_write_fd = -1;
     rc = cio_poller_open(&self->poller);
     if (rc < 0) {
         cio_raise_errno(rc);
@@ -849,7 +856,10 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->poller_open = 1;
     self->asyncgens = PyObject_CallNoArgs(self->state->weakset_type);
     self->unix_server_sockets = PyDict_New();
-    if (self->asyncgens == NULL || self->unix_server_sockets == NULL) {
+    self->signal_handlers = PyDict_New();
+    self->children = PyDict_New();
+    if (self->asyncgens == NULL || self->unix_server_sockets == NULL ||
+        self->signal_handlers == NULL || self->children == NULL) {
         goto fail;
     }
     debug = PyObject_CallNoArgs(self->state->is_debug_mode);
@@ -896,6 +906,8 @@ loop_traverse(LoopObject *self, visitproc visit, void *arg)
     Py_VISIT(self->default_executor);
     Py_VISIT(self->asyncgens);
     Py_VISIT(self->unix_server_sockets);
+    Py_VISIT(self->signal_handlers);
+    Py_VISIT(self->children);
     Py_VISIT(self->old_agen_hooks);
     Py_VISIT(self->current_handle);
     return 0;
@@ -911,6 +923,8 @@ loop_clear(LoopObject *self)
     Py_CLEAR(self->default_executor);
     Py_CLEAR(self->asyncgens);
     Py_CLEAR(self->unix_server_sockets);
+    Py_CLEAR(self->signal_handlers);
+    Py_CLEAR(self->children);
     Py_CLEAR(self->old_agen_hooks);
     Py_CLEAR(self->current_handle);
     return 0;
@@ -956,6 +970,7 @@ loop_dealloc(LoopObject *self)
     if (self->poller_open) {
         cio_poller_close(&self->poller);
     }
+    cio_loop_close_signal_pipe(self);
     cio_timer_heap_free(&self->timers);
     cio_ready_queue_free(&self->ready);
     PyMem_Free(self->fds);
@@ -1041,6 +1056,8 @@ static PyMemberDef loop_members[] = {
      NULL},
     {"_current_handle", T_OBJECT, offsetof(LoopObject, current_handle),
      READONLY, NULL},
+    {"_signal_handlers", T_OBJECT, offsetof(LoopObject, signal_handlers),
+     READONLY, NULL},
     {"_closed", T_BOOL, offsetof(LoopObject, closed), READONLY, NULL},
     {"_stopping", T_BOOL, offsetof(LoopObject, stopping), READONLY, NULL},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(LoopObject, weakreflist),
@@ -1063,6 +1080,8 @@ loop_all_methods(void)
     static PyMethodDef all[160];
     PyMethodDef *tables[] = {loop_methods, cio_loop_fd_methods,
                              cio_loop_server_methods,
+                             cio_loop_signal_methods,
+                             cio_loop_process_methods,
                              cio_loop_error_methods,
                              cio_loop_lifecycle_methods};
     size_t n = 0, t;

@@ -213,11 +213,12 @@ state_import(cio_state *st)
         return -1;
     }
     st->sys_module = PyImport_ImportModule("sys");
+    st->signal_module = PyImport_ImportModule("signal");
     st->events_module = PyImport_ImportModule("asyncio.events");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     st->kwnames_debug = Py_BuildValue("(s)", "debug");
     st->empty_tuple = PyTuple_New(0);
-    if (!st->sys_module || !st->events_module || !st->kwnames_loop || !st->kwnames_debug ||
+    if (!st->sys_module || !st->signal_module || !st->events_module || !st->kwnames_loop || !st->kwnames_debug ||
         !st->empty_tuple) {
         return -1;
     }
@@ -295,7 +296,7 @@ casyncio_exec(PyObject *module)
     X(kwnames_debug) X(empty_tuple) X(socket_transport_type)                \
     X(flow_control_mixin) X(buffered_protocol_type)                         \
     X(transport_socket_type) X(str_data_received) X(str_buffer_updated)     \
-    X(str_peername) X(ssl_protocol_type)
+    X(str_peername) X(ssl_protocol_type) X(signal_module)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)
@@ -337,6 +338,7 @@ static struct PyModuleDef casyncio_module = {
     .m_doc = "The C implementation of the casyncio event loop.",
     .m_size = sizeof(cio_state),
     .m_slots = casyncio_slots,
+    .m_methods = cio_process_module_methods,
     .m_traverse = casyncio_traverse,
     .m_clear = casyncio_clear,
     .m_free = casyncio_free,

@@ -101,8 +101,16 @@ def bind_mixins(module, factory):
 
         def create_event_loop(self):
             return factory()
+
+        def setUp(self):
+            super(self.bound_class, self).setUp()
+            # SubprocessMixin leaves making self.loop to its subclass.
+            if getattr(self, "loop", None) is None:
+                self.loop = factory()
+                self.set_event_loop(self.loop)
         cls = type("Target" + bases[0].__name__, bases + (test_utils.TestCase,),
-                   {"create_event_loop": create_event_loop})
+                   {"create_event_loop": create_event_loop, "setUp": setUp})
+        cls.bound_class = cls
         classes.append(cls)
     return classes
 

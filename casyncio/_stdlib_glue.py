@@ -1,0 +1,93 @@
+"""The once-per-call parts of the loop, taken from stdlib.
+
+casyncio's C code moves the bytes and watches the fds, signals and child
+processes. What runs once per connection or per call -- resolving addresses
+and trying them in order (happy eyeballs), building ``asyncio.Server``
+objects, Unix socket paths, TLS through ``sslproto``, ``sendfile``, the
+``sock_*`` coroutines, and spawning a subprocess with ``subprocess.Popen``
+-- is the running interpreter's own asyncio code, bound to the casyncio loop.
+It therefore behaves, errors included, exactly as that Python version's loop
+does. These functions call only public loop methods and the private ones the
+C loop provides (``_make_socket_transport``, ``_start_serving``,
+``_add_reader``, ``_add_child_handler`` and friends).
+"""
+import sys
+from asyncio import base_events, events, selector_events, unix_events
+
+_BASE = base_events.BaseEventLoop
+_SELECTOR = selector_events.BaseSelectorEventLoop
+_UNIX = unix_events._UnixSelectorEventLoop
+
+_BORROWED = {
+    _BASE: (
+        "getaddrinfo", "getnameinfo", "_getaddrinfo_debug",
+        "_ensure_resolved", "create_connection", "_connect_sock",
+        "_create_connection_transport", "create_server",
+        "_create_server_getaddrinfo", "connect_accepted_socket",
+        "start_tls", "sendfile", "_sendfile_fallback",
+        "_sock_sendfile_fallback", "_check_sendfile_params", "sock_sendfile",
+        "subprocess_exec", "subprocess_shell", "_log_subprocess",
+        "connect_read_pipe", "connect_write_pipe",
+    ),
+    _SELECTOR: (
+        "_accept_connection2",
+        "sock_recv", "_sock_read_done", "_sock_recv",
+        "sock_recv_into", "_sock_recv_into",
+        "sock_recvfrom", "_sock_recvfrom",
+        "sock_recvfrom_into", "_sock_recvfrom_into",
+        "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
+        "sock_connect", "_sock_connect", "_sock_write_done",
+        "_sock_connect_cb", "sock_accept", "_sock_accept",
+    ),
+    _UNIX: (
+        "create_unix_connection", "create_unix_server",
+        "_sock_sendfile_native", "_sock_sendfile_native_impl",
+        "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
+        "_make_read_pipe_transport", "_make_write_pipe_transport",
+        "_child_watcher_callback",
+    ),
+}
+
+
+def _policy_child_watcher():
+    """The child watcher configured on the asyncio policy, if any."""
+    if sys.version_info >= (3, 14):
+        return None
+    return getattr(events.get_event_loop_policy(), "_watcher", None)
+
+
+async def _make_subprocess_transport(self, protocol, args, shell,
+                                     stdin, stdout, stderr, bufsize,
+                                     extra=None, **kwargs):
+    # stdlib's version minus the child watcher: the C loop watches the
+    # child itself (pidfd) and reaps it. A watcher set on the policy
+    # (deprecated, gone in 3.14) is still honoured, through stdlib's code.
+    if _policy_child_watcher() is not None:
+        return await _UNIX._make_subprocess_transport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            extra=extra, **kwargs)
+    waiter = self.create_future()
+    transp = unix_events._UnixSubprocessTransport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+        waiter=waiter, extra=extra, **kwargs)
+    self._add_child_handler(transp.get_pid(), self._child_watcher_callback,
+                            transp)
+    try:
+        await waiter
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException:
+        transp.close()
+        await transp._wait()
+        raise
+    return transp
+
+
+StdlibGlue = type(
+    "StdlibGlue", (),
+    {"__doc__": "Mixin: the stdlib methods named above, and "
+                "_make_subprocess_transport.",
+     "__module__": __name__,
+     "_make_subprocess_transport": _make_subprocess_transport,
+     **{name: getattr(cls, name)
+        for cls, names in _BORROWED.items() for name in names}})

@@ -1,0 +1,295 @@
+/* Child processes: exit notification without asyncio's child watchers.
+ *
+ * _add_child_handler(pid, callback, *args) opens a pidfd for the child
+ * (Linux 5.3+) and watches it like any reader. When it turns readable the
+ * child has exited: it is reaped with waitpid() on the loop thread and
+ * callback(pid, returncode, *args) runs, as PidfdChildWatcher does. Where
+ * pidfd_open() is missing, a helper thread waits for the exit without
+ * reaping (waitid WNOWAIT) and then closes its end of a socketpair, which
+ * the loop watches in place of the pidfd; everything else is the same.
+ *
+ * A loop closed while children still run hands each of them to a detached
+ * thread that reaps it, so no zombie outlives the loop. */
+#include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "casyncio.h"
+
+/* Cleared by tests (_set_pidfd_enabled) to exercise the thread path. */
+static int pidfd_enabled = 1;
+
+static int
+start_detached(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    pthread_t tid;
+    int rc;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&tid, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+/* ---- the thread fallback ------------------------------------------------ */
+
+typedef struct {
+    pid_t pid;
+    int notify_fd;  /* closed when the child has exited */
+} exit_waiter_t;
+
+static void *
+exit_waiter_main(void *arg)
+{
+    exit_waiter_t *w = arg;
+    siginfo_t info;
+
+    while (waitid(P_PID, (id_t)w->pid, &info, WEXITED | WNOWAIT) < 0 &&
+           errno == EINTR) {
+    }
+    close(w->notify_fd);
+    free(w);
+    return NULL;
+}
+
+/* An fd that turns readable (EOF) once pid has exited; -errno on error. */
+static int
+open_exit_notifier(pid_t pid)
+{
+    exit_waiter_t *w;
+    int pair[2], rc;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
+        return -errno;
+    }
+    w = malloc(sizeof(*w));
+    if (w == NULL) {
+        rc = -ENOMEM;
+    }
+    else {
+        w->pid = pid;
+        w->notify_fd = pair[1];
+        rc = -start_detached(exit_waiter_main, w);
+    }
+    if (rc < 0) {
+        free(w);
+        close(pair[0]);
+        close(pair[1]);
+        return rc;
+    }
+    return pair[0];
+}
+
+static int
+open_child_fd(pid_t pid)
+{
+    if (pidfd_enabled) {
+        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+        if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) {
+            return fd >= 0 ? fd : -errno;
+        }
+    }
+    return open_exit_notifier(pid);
+}
+
+/* ---- reaping ------------------------------------------------------------ */
+
+static void *
+reaper_main(void *arg)
+{
+    pid_t pid = (pid_t)(intptr_t)arg;
+
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    return NULL;
+}
+
+/* waitstatus_to_exitcode(): the exit code, or -signal. */
+static int
+exit_code(int status)
+{
+    if (WIFSIGNALED(status)) {
+        return -WTERMSIG(status);
+    }
+    return WEXITSTATUS(status);
+}
+
+static PyObject *
+tuple_from_array(PyObject *const *items, Py_ssize_t n)
+{
+    PyObject *t = PyTuple_New(n);
+
+    for (Py_ssize_t i = 0; t != NULL && i < n; i++) {
+        PyTuple_SET_ITEM(t, i, Py_NewRef(items[i]));
+    }
+    return t;
+}
+
+static PyObject *
+loop_add_child_handler(LoopObject *self, PyObject *const *args,
+                       Py_ssize_t nargs)
+{
+    PyObject *key = NULL, *entry = NULL, *exited = NULL;
+    long pid;
+    int fd, rc = -1;
+
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_add_child_handler(pid, callback, *args)");
+        return NULL;
+    }
+    pid = PyLong_AsLong(args[0]);
+    if (pid == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (cio_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    fd = open_child_fd((pid_t)pid);
+    if (fd < 0) {
+        return cio_raise_errno(fd);
+    }
+    key = PyLong_FromLong(fd);
+    entry = Py_BuildValue("(lON)", pid, args[1],
+                          tuple_from_array(args + 2, nargs - 2));
+    exited = PyObject_GetAttrString((PyObject *)self, "_child_exited");
+    if (key != NULL && entry != NULL && exited != NULL &&
+        PyDict_SetItem(self->children, key, entry) == 0) {
+        rc = cio_loop_add_watcher(self, fd, CIO_POLL_READ, exited, &key, 1,
+                                  NULL);
+        if (rc < 0) {
+            PyObject *exc = cio_fetch_exception();
+            PyDict_DelItem(self->children, key);
+            cio_restore_exception(exc);
+        }
+    }
+    if (rc < 0) {
+        close(fd);
+    }
+    Py_XDECREF(key);
+    Py_XDECREF(entry);
+    Py_XDECREF(exited);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The child behind fd (a pidfd or notifier) has exited: reap, report. */
+static PyObject *
+loop_child_exited(LoopObject *self, PyObject *key)
+{
+    PyObject *entry, *callback, *cb_args, *call_args, *r;
+    long pid;
+    int fd, status, returncode;
+    pid_t got;
+
+    entry = PyDict_GetItemWithError(self->children, key);
+    if (entry == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    Py_INCREF(entry);
+    if (PyDict_DelItem(self->children, key) < 0) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    fd = (int)PyLong_AsLong(key);
+    if (cio_loop_remove_watcher(self, fd, CIO_POLL_READ) < 0) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    close(fd);
+    pid = PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
+    do {
+        got = waitpid((pid_t)pid, &status, 0);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        /* Reaped elsewhere (someone called waitpid()); stdlib's words. */
+        PyObject *msg = PyUnicode_FromFormat(
+            "child process pid %ld exit status already read:  will report "
+            "returncode 255", pid);
+        if (msg == NULL || cio_log(self->state, "warning", msg, Py_False)) {
+            Py_XDECREF(msg);
+            Py_DECREF(entry);
+            return NULL;
+        }
+        Py_DECREF(msg);
+        returncode = 255;
+    }
+    else {
+        returncode = exit_code(status);
+    }
+    callback = PyTuple_GET_ITEM(entry, 1);
+    cb_args = PyTuple_GET_ITEM(entry, 2);
+    call_args = PyTuple_New(2 + PyTuple_GET_SIZE(cb_args));
+    if (call_args == NULL) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(call_args, 0, PyLong_FromLong(pid));
+    PyTuple_SET_ITEM(call_args, 1, PyLong_FromLong(returncode));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(cb_args); i++) {
+        PyTuple_SET_ITEM(call_args, 2 + i,
+                         Py_NewRef(PyTuple_GET_ITEM(cb_args, i)));
+    }
+    r = PyErr_Occurred() ? NULL : PyObject_Call(callback, call_args, NULL);
+    Py_DECREF(call_args);
+    Py_DECREF(entry);
+    return r;
+}
+
+/* At close: the watchers are gone; reap what has exited, hand the rest to
+ * reaper threads. The callbacks are not called, as with stdlib. */
+void
+cio_loop_release_children(LoopObject *self)
+{
+    PyObject *key, *entry;
+    Py_ssize_t pos = 0;
+
+    if (self->children == NULL) {
+        return;
+    }
+    while (PyDict_Next(self->children, &pos, &key, &entry)) {
+        pid_t pid = (pid_t)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
+
+        close((int)PyLong_AsLong(key));
+        if (waitpid(pid, NULL, WNOHANG) == 0) {
+            start_detached(reaper_main, (void *)(intptr_t)pid);
+        }
+    }
+    PyDict_Clear(self->children);
+}
+
+static PyObject *
+set_pidfd_enabled(PyObject *module, PyObject *enabled)
+{
+    int on = PyObject_IsTrue(enabled);
+
+    if (on < 0) {
+        return NULL;
+    }
+    pidfd_enabled = on;
+    Py_RETURN_NONE;
+}
+
+PyMethodDef cio_process_module_methods[] = {
+    {"_set_pidfd_enabled", (PyCFunction)set_pidfd_enabled, METH_O,
+     "Use pidfds (default) or the waiter-thread fallback for new children; "
+     "for tests."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyMethodDef cio_loop_process_methods[] = {
+    {"_add_child_handler",
+     (PyCFunction)(void (*)(void))loop_add_child_handler, METH_FASTCALL,
+     "_add_child_handler($self, pid, callback, /, *args)\n--\n\n"
+     "Reap pid once it exits, then call callback(pid, returncode, *args)."},
+    {"_child_exited", (PyCFunction)loop_child_exited, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
