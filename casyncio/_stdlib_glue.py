@@ -50,18 +50,25 @@ _BORROWED = {
 
 
 def _policy_child_watcher():
-    """The child watcher configured on the asyncio policy, if any."""
+    """The child watcher set on the asyncio policy, unless it is one that
+    waits for its own children only (stdlib's defaults): those are safe to
+    bypass, while the SIGCHLD-driven ones reap every child and must be
+    used instead of the loop's own reaping."""
     if sys.version_info >= (3, 14):
         return None
-    return getattr(events.get_event_loop_policy(), "_watcher", None)
+    watcher = getattr(events.get_event_loop_policy(), "_watcher", None)
+    if isinstance(watcher, (unix_events.ThreadedChildWatcher,
+                            getattr(unix_events, "PidfdChildWatcher", ()))):
+        return None
+    return watcher
 
 
 async def _make_subprocess_transport(self, protocol, args, shell,
                                      stdin, stdout, stderr, bufsize,
                                      extra=None, **kwargs):
     # stdlib's version minus the child watcher: the C loop watches the
-    # child itself (pidfd) and reaps it. A watcher set on the policy
-    # (deprecated, gone in 3.14) is still honoured, through stdlib's code.
+    # child itself (pidfd) and reaps it. A reaping watcher set on the
+    # policy (deprecated, gone in 3.14) is honoured, through stdlib's code.
     if _policy_child_watcher() is not None:
         return await _UNIX._make_subprocess_transport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,

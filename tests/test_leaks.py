@@ -149,3 +149,57 @@ def test_connect_echo_close_cycles_keep_memory_and_fds_flat():
         loop.run_until_complete(server.wait_closed())
     finally:
         loop.close()
+
+
+def test_signal_handler_paths_do_not_leak_references():
+    """add/replace/remove handlers and deliver signals many times: the
+    callback and its argument are referenced by nothing afterwards."""
+    import signal
+    loop = casyncio.new_event_loop()
+    calls = []
+    cb = calls.append
+    arg = object()
+
+    def rounds(n):
+        for _ in range(n):
+            loop.add_signal_handler(signal.SIGUSR1, cb, arg)
+            loop.add_signal_handler(signal.SIGUSR1, cb, arg)  # replaces
+            os.kill(os.getpid(), signal.SIGUSR1)
+            loop.call_later(0.001, loop.stop)
+            loop.run_forever()
+            assert loop.remove_signal_handler(signal.SIGUSR1)
+
+    try:
+        rounds(10)
+        calls.clear()
+        before = (sys.getrefcount(cb), sys.getrefcount(arg))
+        rounds(1000)
+        assert len(calls) == 1000
+        calls.clear()
+        assert (sys.getrefcount(cb), sys.getrefcount(arg)) == before
+    finally:
+        loop.close()
+
+
+def test_subprocess_cycles_keep_memory_and_fds_flat():
+    """Spawn, communicate and reap 300 children: no fd (pidfd, pipes),
+    child entry or memory is left behind."""
+    async def cycles(n):
+        for _ in range(n):
+            proc = await asyncio.create_subprocess_exec(
+                "cat", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE)
+            assert await proc.communicate(b"x" * 1000) == (b"x" * 1000, None)
+
+    loop = casyncio.new_event_loop()
+    try:
+        loop.run_until_complete(cycles(30))
+        gc.collect()
+        fds, start = len(os.listdir("/proc/self/fd")), rss_kib()
+        loop.run_until_complete(cycles(300))
+        gc.collect()
+        grown = rss_kib() - start
+        assert len(os.listdir("/proc/self/fd")) == fds
+        assert grown < 2048, f"RSS grew by {grown} KiB over 300 children"
+    finally:
+        loop.close()
