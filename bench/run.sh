@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs casyncio and uvloop into a fresh venv and prints
 # the side-by-side benchmark tables (casyncio vs asyncio vs uvloop): loop
-# micro-benchmarks, then the echo server's CPU time per request.
+# micro-benchmarks, the parent's CPU time per subprocess, then the echo
+# server's CPU time per request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$(ls -d /root/.pyenv/versions/3.11.* 2>/dev/null | sort -V |
@@ -13,5 +14,7 @@ VENV=${CASYNCIO_BENCH_VENV:-/tmp/casyncio-bench}
 cd /tmp  # import the installed package, not the checkout
 # Pin to one core so the machine's other core does not blur the ratios.
 taskset -c 0 "$VENV/bin/python" "$OLDPWD/bench/loop_bench.py" "$@"
+# Not pinned: the children need the other core.
+"$VENV/bin/python" "$OLDPWD/bench/process_bench.py"
 # The echo bench pins server and load generator to cores of their own.
 exec "$VENV/bin/python" "$OLDPWD/bench/echo_bench.py"

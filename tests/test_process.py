@@ -406,3 +406,63 @@ def test_pipe_transport_refuses_regular_files(loop, tmp_path):
     with open(path, "rb") as f, pytest.raises(
             ValueError, match="Pipe transport is"):
         run(loop, loop.connect_read_pipe(asyncio.Protocol, f))
+
+
+# ---- fork ------------------------------------------------------------------
+
+def test_fork_inside_a_running_loop_resets_it_as_stdlib(loop):
+    async def main():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(10 + (asyncio._get_running_loop() is None))
+        return os.waitstatus_to_exitcode(
+            await loop.run_in_executor(None, lambda: os.waitpid(pid, 0)[1]))
+    # 3.12+ reset the running loop in the child (asyncio's fork hook); 3.11
+    # tells the child from the parent by its pid.
+    assert run(loop, main()) == 11
+
+
+def test_forked_child_gets_a_poller_of_its_own(loop_factory):
+    """The child unregisters an fd and runs the loop; the parent's loop must
+    not notice. (Stdlib's loop shares its epoll object with the child, so
+    there the child's remove_reader unregisters the parent's fd too: a
+    documented difference.)"""
+    loop = loop_factory()
+    r, w = os.pipe()
+    got = []
+    loop.add_reader(r, lambda: (got.append(os.read(r, 100)), loop.stop()))
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            loop.remove_reader(r)
+            cr, cw = os.pipe()
+            loop.add_reader(cr, loop.stop)
+            os.write(cw, b"x")
+            loop.run_forever()
+            code = 0 if os.read(cr, 1) == b"x" else 2
+        finally:
+            os._exit(code)
+    status = os.waitpid(pid, 0)[1]
+    os.write(w, b"parent")
+    handle = loop.call_later(2, loop.stop)
+    loop.run_forever()
+    handle.cancel()
+    loop.close()
+    os.close(r)
+    os.close(w)
+    assert os.waitstatus_to_exitcode(status) == 0
+    if loop_factory is casyncio.new_event_loop:
+        assert got == [b"parent"]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_run_in_process_pool_executor(loop, method):
+    import concurrent.futures
+    import multiprocessing
+    context = multiprocessing.get_context(method)
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as ex:
+        async def main():
+            return await asyncio.gather(
+                *(loop.run_in_executor(ex, pow, 2, i) for i in range(8)))
+        assert run(loop, main()) == [2 ** i for i in range(8)]

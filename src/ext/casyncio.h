@@ -110,6 +110,8 @@ struct LoopObject {
     PyObject *signal_handlers;   /* signal number -> Handle */
     PyObject *children;          /* pidfd -> (pid, callback, args) */
     PyObject *weakreflist;
+    LoopObject *live_prev;       /* the list of live loops; see loop_fork.c */
+    LoopObject *live_next;
     char *read_buffer;           /* stream reads land here; see transports */
     int signal_read_fd;          /* the pipe signal.set_wakeup_fd() writes */
     int signal_write_fd;         /* into; -1 until a handler is added */
@@ -216,6 +218,11 @@ void cio_loop_close_signal_pipe(LoopObject *self);
 extern PyMethodDef cio_loop_process_methods[];
 extern PyMethodDef cio_process_module_methods[];
 void cio_loop_release_children(LoopObject *self);
+
+/* loop_fork.c: fresh pollers for the loops of a forked child */
+void cio_loop_track(LoopObject *self);
+void cio_loop_untrack(LoopObject *self);
+int cio_fork_hook_install(cio_state *st);
 
 /* loop_errors.c */
 extern PyMethodDef cio_loop_error_methods[];

@@ -840,6 +840,7 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL) {
         return NULL;
     }
+    cio_loop_track(self);
     self->state = cio_get_state_by_type(type);
     if (self->state == NULL) {
         goto fail;
@@ -963,6 +964,7 @@ loop_dealloc(LoopObject *self)
         return;  /* resurrected */
     }
     PyObject_GC_UnTrack(self);
+    cio_loop_untrack(self);
     if (self->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)self);
     }

@@ -262,7 +262,7 @@ casyncio_exec(PyObject *module)
 {
     cio_state *st = PyModule_GetState(module);
 
-    if (state_import(st) < 0) {
+    if (state_import(st) < 0 || cio_fork_hook_install(st) < 0) {
         return -1;
     }
     if (add_type(module, &cio_handle_spec, NULL, &st->handle_type) < 0) {

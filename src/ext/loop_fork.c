@@ -1,0 +1,166 @@
+/* Fork safety: a child process gets loops of its own.
+ *
+ * After fork() the child holds copies of every loop's epoll fd, eventfd and
+ * signal pipe, but the kernel objects behind them are shared with the
+ * parent: a child that registered an fd, consumed a wake-up or read a
+ * signal byte would do it to the parent's loop. So in the child, right
+ * after fork (os.register_at_fork), each live loop gets a fresh poller with
+ * its fds registered again, a fresh signal pipe under the same fd numbers,
+ * and forgets the parent's children, whose exit only the parent can reap.
+ * asyncio's own fork hook (3.12+) has already reset the running loop and
+ * the wake-up fd, as it does for stdlib's loops. */
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "casyncio.h"
+
+/* Every loop not yet deallocated; only touched with the GIL held. */
+static LoopObject *live_loops;
+
+void
+cio_loop_track(LoopObject *self)
+{
+    self->live_prev = NULL;
+    self->live_next = live_loops;
+    if (live_loops != NULL) {
+        live_loops->live_prev = self;
+    }
+    live_loops = self;
+}
+
+void
+cio_loop_untrack(LoopObject *self)
+{
+    if (self->live_prev != NULL) {
+        self->live_prev->live_next = self->live_next;
+    }
+    else if (live_loops == self) {
+        live_loops = self->live_next;
+    }
+    if (self->live_next != NULL) {
+        self->live_next->live_prev = self->live_prev;
+    }
+    self->live_prev = self->live_next = NULL;
+}
+
+/* Closing our copy of the epoll fd leaves the parent's registrations be;
+ * epoll_ctl on it would not. */
+static int
+reopen_poller(LoopObject *self)
+{
+    int rc;
+
+    cio_poller_close(&self->poller);
+    rc = cio_poller_open(&self->poller);
+    if (rc < 0) {
+        self->poller_open = 0;
+        return rc;
+    }
+    for (size_t fd = 0; fd < self->fds_len; fd++) {
+        if (self->fds[fd].events != 0) {
+            rc = cio_poller_add(&self->poller, (int)fd, self->fds[fd].events);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+/* A new pipe moved onto the old fd numbers, so the watcher of the read end
+ * and the fd Python may still hold for set_wakeup_fd() stay valid. */
+static int
+reopen_signal_pipe(LoopObject *self)
+{
+    int fds[2], rc = 0;
+
+    if (self->signal_read_fd < 0) {
+        return 0;
+    }
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+        return -errno;
+    }
+    if (dup3(fds[0], self->signal_read_fd, O_CLOEXEC) < 0 ||
+        dup3(fds[1], self->signal_write_fd, O_CLOEXEC) < 0) {
+        rc = -errno;
+    }
+    close(fds[0]);
+    close(fds[1]);
+    return rc;
+}
+
+static int
+forget_children(LoopObject *self)
+{
+    PyObject *key, *entry;
+    Py_ssize_t pos = 0;
+
+    while (PyDict_Next(self->children, &pos, &key, &entry)) {
+        int fd = (int)PyLong_AsLong(key);
+
+        if (cio_loop_remove_watcher(self, fd, CIO_POLL_READ) < 0) {
+            return -1;
+        }
+        close(fd);
+    }
+    PyDict_Clear(self->children);
+    return 0;
+}
+
+static PyObject *
+after_fork_in_child(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    for (LoopObject *loop = live_loops; loop != NULL; loop = loop->live_next) {
+        int rc;
+
+        if (!loop->poller_open) {
+            continue;  /* closed */
+        }
+        rc = reopen_poller(loop);
+        if (rc == 0) {
+            rc = reopen_signal_pipe(loop);
+        }
+        if (rc < 0) {
+            return cio_raise_errno(rc);
+        }
+        if (loop->children != NULL && forget_children(loop) < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef after_fork_def = {
+    "_after_fork_in_child", (PyCFunction)after_fork_in_child, METH_NOARGS,
+    "Give every casyncio loop its own poller in a forked child."};
+
+int
+cio_fork_hook_install(cio_state *st)
+{
+    static int installed;
+    PyObject *os, *hook, *kwargs = NULL, *r = NULL;
+
+    if (installed) {
+        return 0;
+    }
+    os = PyImport_ImportModule("os");
+    hook = PyCFunction_New(&after_fork_def, NULL);
+    if (os != NULL && hook != NULL) {
+        kwargs = Py_BuildValue("{sO}", "after_in_child", hook);
+    }
+    if (kwargs != NULL) {
+        PyObject *reg = PyObject_GetAttrString(os, "register_at_fork");
+
+        r = reg ? PyObject_Call(reg, st->empty_tuple, kwargs) : NULL;
+        Py_XDECREF(reg);
+    }
+    Py_XDECREF(os);
+    Py_XDECREF(hook);
+    Py_XDECREF(kwargs);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    installed = 1;
+    return 0;
+}
