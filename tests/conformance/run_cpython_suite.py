@@ -32,9 +32,9 @@ GATED = {
     "test_waitfor": None, "test_context": None, "test_threads": None,
     "test_pep492": None, "test_runners": None, "test_sock_lowlevel": None,
     "test_subprocess": None, "test_unix_events": None,
-    # All but UDP (not built yet) and two tests of the selector loop's
-    # internals: its Python-level _run_once and its self-pipe fd count.
-    "test_events": r"^(?!.*(datagram|timeout_rounding|internal_fds))",
+    # All but two tests of the selector loop's internals: its Python-level
+    # _run_once and its self-pipe fd count.
+    "test_events": r"^(?!.*(timeout_rounding|internal_fds))",
 }
 # Reported (--all) but not gated: networking and TLS still fail some tests
 # stdlib passes.

@@ -1,0 +1,111 @@
+"""Parity tests: datagram endpoints (UDP and Unix datagram) on both loops."""
+import asyncio
+import socket
+
+import pytest
+
+
+class Collect(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.queue = asyncio.Queue()
+        self.errors = asyncio.Queue()
+        self.lost = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.queue.put_nowait((data, addr))
+
+    def error_received(self, exc):
+        self.errors.put_nowait(exc)
+
+    def connection_lost(self, exc):
+        self.lost = exc
+
+
+class Echo(Collect):
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data.upper(), addr)
+
+
+def run(loop, coro):
+    return loop.run_until_complete(asyncio.wait_for(coro, 30))
+
+
+@pytest.mark.parametrize("host, family", [("127.0.0.1", socket.AF_INET),
+                                          ("::1", socket.AF_INET6)])
+def test_udp_echo(loop, host, family):
+    async def main():
+        server, _ = await loop.create_datagram_endpoint(
+            Echo, local_addr=(host, 0))
+        addr = server.get_extra_info("sockname")
+        client, proto = await loop.create_datagram_endpoint(
+            Collect, remote_addr=addr[:2])
+        assert client.get_extra_info("socket").family == family
+        assert client.get_extra_info("peername")[:2] == addr[:2]
+        for i in range(20):
+            client.sendto(b"ping %d" % i)
+        got = [(await proto.queue.get())[0] for _ in range(20)]
+        assert client.get_write_buffer_size() == 0
+        client.close()
+        server.close()
+        await asyncio.sleep(0)
+        return got, proto.lost
+    got, lost = run(loop, main())
+    assert sorted(got) == sorted(b"PING %d" % i for i in range(20))
+    assert lost is None
+
+
+def test_error_received_for_a_closed_port(loop):
+    async def main():
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()
+        probe.close()
+        client, proto = await loop.create_datagram_endpoint(
+            Collect, remote_addr=closed)
+        client.sendto(b"anyone?")
+        exc = await proto.errors.get()
+        client.close()
+        return exc
+    assert isinstance(run(loop, main()), ConnectionRefusedError)
+
+
+def test_sendto_errors_and_after_close(loop):
+    async def main():
+        client, proto = await loop.create_datagram_endpoint(
+            Collect, local_addr=("127.0.0.1", 0))
+        with pytest.raises(TypeError, match="data argument must be a "
+                                            "bytes-like object"):
+            client.sendto("text", ("127.0.0.1", 9))
+        client.close()
+        client.sendto(b"dropped", ("127.0.0.1", 9))  # dropped, not raised
+        await asyncio.sleep(0)
+        return client.is_closing(), proto.lost
+    assert run(loop, main()) == (True, None)
+
+
+def test_unix_datagram_endpoint(loop, tmp_path):
+    async def main():
+        path = str(tmp_path / "server.sock")
+        server, _ = await loop.create_datagram_endpoint(
+            Echo, local_addr=path, family=socket.AF_UNIX)
+        client, proto = await loop.create_datagram_endpoint(
+            Collect, local_addr=str(tmp_path / "client.sock"),
+            remote_addr=path, family=socket.AF_UNIX)
+        client.sendto(b"unix")
+        data, _ = await proto.queue.get()
+        client.close()
+        server.close()
+        return data
+    assert run(loop, main()) == b"UNIX"
+
+
+def test_bad_arguments_match_stdlib(loop):
+    with pytest.raises(TypeError, match="string is expected"):
+        run(loop, loop.create_datagram_endpoint(
+            Collect, local_addr=("127.0.0.1", 0), family=socket.AF_UNIX))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock, pytest.raises(ValueError, match="A (UDP|datagram) [Ss]ocket was expected"):
+        run(loop, loop.create_datagram_endpoint(Collect, sock=sock))
