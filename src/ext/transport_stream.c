@@ -8,54 +8,27 @@
  * exact-size bytes (stdlib allocates 256 KiB per recv); writes go straight
  * to send() and queue only the rest, keeping bytes objects rather than
  * copying them, for one writev per wake-up. */
-#include "casyncio.h"
+#include "transport_write.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <structmember.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-
-#define MAX_READ_SIZE (256 * 1024)   /* stdlib's max_size */
-#define LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
-#define DEFAULT_HIGH_WATER (64 * 1024)
-#define WRITEV_MAX 1024              /* IOV_MAX on Linux */
-
-/* _FlowControlMixin's instance slots: _extra (from BaseTransport), then
- * _high_water, _loop, _low_water, _protocol_paused. */
-#define FLOW_MIXIN_SLOTS 5
 
 typedef struct {
-    PyObject *data;      /* a bytes object */
-    Py_ssize_t offset;   /* bytes of it already sent */
-} write_chunk_t;
-
-typedef struct {
-    PyObject_HEAD
-    /* Storage for the slots of the Python base class. stdlib's sendfile
-     * fallback reads _loop and _protocol_paused, so those are mirrored
-     * there (see set_base_slot); the C fields below are the truth. */
-    PyObject *base_slots[FLOW_MIXIN_SLOTS];
-    LoopObject *loop;          /* NULL once the connection is lost */
+    CIO_WRITE_TRANSPORT_HEAD
     PyObject *sock;            /* the socket object; NULL once closed */
-    PyObject *protocol;
     PyObject *server;          /* the base_events.Server, or NULL */
     PyObject *extra;
     PyObject *read_ready;      /* bound _read_ready/_write_ready, made once */
     PyObject *write_ready;     /* and reused by every add_reader/writer */
     PyObject *weakreflist;     /* Server keeps its clients in a WeakSet */
-    write_chunk_t *chunks;     /* queued writes: chunks[head..len) */
-    size_t chunks_head, chunks_len, chunks_cap;
-    Py_ssize_t buffer_size;    /* bytes queued */
-    Py_ssize_t high_water, low_water;
     int fd;
     int conn_lost;
     char closing;
     char eof;
     char paused;
-    char protocol_paused;
     char protocol_connected;
     char buffered;             /* the protocol is a BufferedProtocol */
 } SocketTransportObject;
@@ -75,240 +48,7 @@ set_base_slot(SocketTransportObject *self, const char *name, PyObject *value)
     return PyObject_SetAttrString((PyObject *)self, name, value);
 }
 
-static int
-set_protocol_paused(SocketTransportObject *self, int paused)
-{
-    self->protocol_paused = (char)paused;
-    return set_base_slot(self, "_protocol_paused",
-                         paused ? Py_True : Py_False);
-}
-
-/* ---- the write queue -------------------------------------------------- */
-
-static int
-queue_push(SocketTransportObject *self, PyObject *bytes, Py_ssize_t offset)
-{
-    if (self->chunks_len == self->chunks_cap) {
-        size_t live = self->chunks_len - self->chunks_head;
-        if (self->chunks_head > 0) {
-            /* Slide the live chunks down before growing. */
-            memmove(self->chunks, self->chunks + self->chunks_head,
-                    live * sizeof(write_chunk_t));
-            self->chunks_head = 0;
-            self->chunks_len = live;
-        }
-        if (self->chunks_len == self->chunks_cap) {
-            size_t cap = self->chunks_cap ? self->chunks_cap * 2 : 8;
-            write_chunk_t *c = PyMem_Realloc(self->chunks,
-                                             cap * sizeof(write_chunk_t));
-            if (c == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
-            self->chunks = c;
-            self->chunks_cap = cap;
-        }
-    }
-    self->chunks[self->chunks_len].data = Py_NewRef(bytes);
-    self->chunks[self->chunks_len].offset = offset;
-    self->chunks_len++;
-    self->buffer_size += PyBytes_GET_SIZE(bytes) - offset;
-    return 0;
-}
-
-/* Queues data[offset:], which is bytes, bytearray or memoryview. A bytes
- * object is kept as is; the others are copied, since they can change. */
-static int
-queue_append(SocketTransportObject *self, PyObject *data, Py_buffer *view,
-             Py_ssize_t offset)
-{
-    PyObject *bytes;
-    int rc;
-
-    if (PyBytes_CheckExact(data)) {
-        return queue_push(self, data, offset);
-    }
-    bytes = PyBytes_FromStringAndSize((char *)view->buf + offset,
-                                      view->len - offset);
-    if (bytes == NULL) {
-        return -1;
-    }
-    rc = queue_push(self, bytes, 0);
-    Py_DECREF(bytes);
-    return rc;
-}
-
-static void
-queue_clear(SocketTransportObject *self)
-{
-    for (size_t i = self->chunks_head; i < self->chunks_len; i++) {
-        Py_DECREF(self->chunks[i].data);
-    }
-    self->chunks_head = self->chunks_len = 0;
-    self->buffer_size = 0;
-}
-
-static int
-queue_empty(SocketTransportObject *self)
-{
-    return self->chunks_head == self->chunks_len;
-}
-
-/* Drops n sent bytes from the front of the queue. */
-static void
-queue_consume(SocketTransportObject *self, Py_ssize_t n)
-{
-    self->buffer_size -= n;
-    while (n > 0) {
-        write_chunk_t *c = &self->chunks[self->chunks_head];
-        Py_ssize_t left = PyBytes_GET_SIZE(c->data) - c->offset;
-        if (n < left) {
-            c->offset += n;
-            return;
-        }
-        n -= left;
-        Py_DECREF(c->data);
-        self->chunks_head++;
-    }
-    if (queue_empty(self)) {
-        self->chunks_head = self->chunks_len = 0;
-    }
-}
-
-/* One writev of the queue's head. Returns bytes sent, or -errno. */
-static Py_ssize_t
-queue_writev(SocketTransportObject *self)
-{
-    struct iovec iov[WRITEV_MAX];
-    size_t n = 0;
-    ssize_t sent;
-
-    for (size_t i = self->chunks_head; i < self->chunks_len && n < WRITEV_MAX;
-         i++, n++) {
-        write_chunk_t *c = &self->chunks[i];
-        iov[n].iov_base = PyBytes_AS_STRING(c->data) + c->offset;
-        iov[n].iov_len = (size_t)(PyBytes_GET_SIZE(c->data) - c->offset);
-    }
-    do {
-        sent = writev(self->fd, iov, (int)n);
-    } while (sent < 0 && errno == EINTR);
-    return sent < 0 ? -errno : sent;
-}
-
-static int
-is_would_block(int err)
-{
-    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
-}
-
-/* ---- calling the protocol --------------------------------------------- */
-
-/* The exception of a failed protocol call, or NULL (with the exception
- * still set) when it is SystemExit or KeyboardInterrupt, which propagate
- * out of the loop as in stdlib. */
-static PyObject *
-fetch_reportable_exception(void)
-{
-    PyObject *exc = cio_fetch_exception();
-
-    if (cio_is_exit_exception(exc)) {
-        cio_restore_exception(exc);
-        return NULL;
-    }
-    return exc;
-}
-
-static int
-report_flow_control_error(SocketTransportObject *self, const char *message)
-{
-    PyObject *exc = fetch_reportable_exception(), *context;
-    int rc;
-
-    if (exc == NULL) {
-        return -1;
-    }
-    context = Py_BuildValue("{sssOsOsO}", "message", message, "exception",
-                            exc, "transport", (PyObject *)self, "protocol",
-                            self->protocol);
-    Py_DECREF(exc);
-    if (context == NULL) {
-        return -1;
-    }
-    rc = cio_loop_report(self->loop, context);
-    Py_DECREF(context);
-    return rc;
-}
-
-/* Flips the protocol's paused state and tells it (pause_writing or
- * resume_writing); a failure there is reported, not raised. */
-static int
-switch_protocol_writing(SocketTransportObject *self, int paused)
-{
-    const char *method = paused ? "pause_writing" : "resume_writing";
-    PyObject *res;
-
-    if (set_protocol_paused(self, paused) < 0) {
-        return -1;
-    }
-    res = PyObject_CallMethod(self->protocol, method, NULL);
-    if (res == NULL) {
-        return report_flow_control_error(
-            self, paused ? "protocol.pause_writing() failed"
-                         : "protocol.resume_writing() failed");
-    }
-    Py_DECREF(res);
-    return 0;
-}
-
-static int
-maybe_pause_protocol(SocketTransportObject *self)
-{
-    if (self->buffer_size <= self->high_water || self->protocol_paused) {
-        return 0;
-    }
-    return switch_protocol_writing(self, 1);
-}
-
-static int
-maybe_resume_protocol(SocketTransportObject *self)
-{
-    if (!self->protocol_paused || self->buffer_size > self->low_water) {
-        return 0;
-    }
-    return switch_protocol_writing(self, 0);
-}
-
-static int
-debug_log(SocketTransportObject *self, const char *fmt)
-{
-    PyObject *res;
-
-    if (self->loop == NULL || !self->loop->debug) {
-        return 0;
-    }
-    res = PyObject_CallMethod(LOOP_STATE(self)->logger, "debug", "sO", fmt,
-                              (PyObject *)self);
-    Py_XDECREF(res);
-    return res ? 0 : -1;
-}
-
 /* ---- closing ---------------------------------------------------------- */
-
-static int
-schedule_connection_lost(SocketTransportObject *self, PyObject *exc)
-{
-    PyObject *cb = PyObject_GetAttrString((PyObject *)self,
-                                          "_call_connection_lost");
-    PyObject *handle;
-
-    if (cb == NULL) {
-        return -1;
-    }
-    handle = cio_loop_call_soon_impl(self->loop, cb, &exc, 1, NULL, 0);
-    Py_DECREF(cb);
-    Py_XDECREF(handle);
-    return handle ? 0 : -1;
-}
 
 /* stdlib's _force_close: drop the queue, stop watching, and report the
  * loss (once) on the next iteration. */
@@ -318,8 +58,8 @@ force_close(SocketTransportObject *self, PyObject *exc)
     if (self->conn_lost) {
         return 0;
     }
-    if (!queue_empty(self)) {
-        queue_clear(self);
+    if (!cio_write_queue_empty(&self->queue)) {
+        cio_write_queue_clear(&self->queue);
         if (cio_loop_remove_watcher(self->loop, self->fd,
                                     CIO_POLL_WRITE) < 0) {
             return -1;
@@ -333,7 +73,7 @@ force_close(SocketTransportObject *self, PyObject *exc)
         }
     }
     self->conn_lost++;
-    return schedule_connection_lost(self, exc ? exc : Py_None);
+    return cio_schedule_connection_lost((PyObject *)self, self->loop, exc ? exc : Py_None);
 }
 
 /* stdlib's _fatal_error: OSErrors are expected (a peer going away) and
@@ -370,7 +110,7 @@ fatal_error(SocketTransportObject *self, PyObject *exc, const char *message)
 static int
 fatal_protocol_error(SocketTransportObject *self, const char *message)
 {
-    PyObject *exc = fetch_reportable_exception();
+    PyObject *exc = cio_fetch_reportable_exception();
 
     return exc ? fatal_error(self, exc, message) : -1;
 }
@@ -415,9 +155,8 @@ release_connection(SocketTransportObject *self)
         Py_CLEAR(self->sock);
     }
     Py_CLEAR(self->protocol);
-    Py_CLEAR(self->loop);
-    if (rc == 0) {
-        rc = set_base_slot(self, "_loop", Py_None);
+    if (cio_write_transport_release_loop(CIO_WRITE_TRANSPORT(self)) < 0) {
+        rc = -1;
     }
     if (self->server != NULL) {
         if (call_server(self, "_detach") < 0) {
@@ -459,18 +198,6 @@ transport_call_connection_lost(SocketTransportObject *self, PyObject *exc)
 
 /* ---- reading ---------------------------------------------------------- */
 
-static char *
-loop_read_buffer(LoopObject *loop)
-{
-    if (loop->read_buffer == NULL) {
-        loop->read_buffer = PyMem_Malloc(MAX_READ_SIZE);
-        if (loop->read_buffer == NULL) {
-            PyErr_NoMemory();
-        }
-    }
-    return loop->read_buffer;
-}
-
 static int transport_close_impl(SocketTransportObject *self);
 
 static int
@@ -479,7 +206,7 @@ read_eof(SocketTransportObject *self)
     PyObject *keep_open;
     int keep;
 
-    if (debug_log(self, "%r received EOF") < 0) {
+    if (cio_transport_debug_log((PyObject *)self, self->loop, "%r received EOF") < 0) {
         return -1;
     }
     keep_open = PyObject_CallMethod(self->protocol, "eof_received", NULL);
@@ -502,16 +229,16 @@ read_eof(SocketTransportObject *self)
 static int
 read_into_data_received(SocketTransportObject *self)
 {
-    char *buf = loop_read_buffer(self->loop);
+    char *buf = cio_loop_read_buffer(self->loop);
     PyObject *data, *res;
     ssize_t n;
 
     if (buf == NULL) {
         return -1;
     }
-    n = recv(self->fd, buf, MAX_READ_SIZE, 0);
+    n = recv(self->fd, buf, CIO_MAX_READ_SIZE, 0);
     if (n < 0) {
-        if (is_would_block(errno)) {
+        if (cio_would_block(errno)) {
             return 0;
         }
         return fatal_errno(self, errno, "Fatal read error on socket transport");
@@ -564,7 +291,7 @@ read_into_protocol_buffer(SocketTransportObject *self)
     PyBuffer_Release(&view);
     Py_DECREF(buf);
     if (n < 0) {
-        if (is_would_block(errno)) {
+        if (cio_would_block(errno)) {
             return 0;
         }
         return fatal_errno(self, errno, "Fatal read error on socket transport");
@@ -670,7 +397,7 @@ transport_write(SocketTransportObject *self, PyObject *data)
     if (self->conn_lost || self->loop == NULL) {
         /* stdlib drops writes after the connection is lost, warning once
          * they keep coming. */
-        if (self->conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
+        if (self->conn_lost >= CIO_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
             PyObject *res = PyObject_CallMethod(
                 transport_state(self)->logger, "warning", "s",
                 "socket.send() raised exception.");
@@ -683,11 +410,11 @@ transport_write(SocketTransportObject *self, PyObject *data)
         self->conn_lost++;
         goto done;
     }
-    if (queue_empty(self)) {
+    if (cio_write_queue_empty(&self->queue)) {
         sent = send(self->fd, view.buf, (size_t)view.len, MSG_NOSIGNAL);
         if (sent < 0) {
             int err = errno;
-            if (!is_would_block(err)) {
+            if (!cio_would_block(err)) {
                 PyBuffer_Release(&view);
                 if (fatal_errno(self, err,
                                 "Fatal write error on socket transport") < 0) {
@@ -706,8 +433,8 @@ transport_write(SocketTransportObject *self, PyObject *data)
             return NULL;
         }
     }
-    if (queue_append(self, data, &view, sent) < 0 ||
-        maybe_pause_protocol(self) < 0) {
+    if (cio_write_queue_append(&self->queue, data, &view, sent) < 0 ||
+        cio_write_transport_maybe_pause(CIO_WRITE_TRANSPORT(self)) < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
@@ -747,14 +474,14 @@ transport_write_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
     if (self->conn_lost || self->loop == NULL) {
         Py_RETURN_NONE;
     }
-    n = queue_empty(self) ? 0 : queue_writev(self);
+    n = cio_write_queue_empty(&self->queue) ? 0 : cio_write_queue_writev(&self->queue, self->fd);
     if (n < 0) {
-        if (!is_would_block((int)-n)) {
+        if (!cio_would_block((int)-n)) {
             if (cio_loop_remove_watcher(self->loop, self->fd,
                                         CIO_POLL_WRITE) < 0) {
                 return NULL;
             }
-            queue_clear(self);
+            cio_write_queue_clear(&self->queue);
             if (fatal_errno(self, (int)-n,
                             "Fatal write error on socket transport") < 0) {
                 return NULL;
@@ -762,11 +489,11 @@ transport_write_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
         }
         Py_RETURN_NONE;
     }
-    queue_consume(self, n);
-    if (maybe_resume_protocol(self) < 0) {  /* may queue more */
+    cio_write_queue_consume(&self->queue, n);
+    if (cio_write_transport_maybe_resume(CIO_WRITE_TRANSPORT(self)) < 0) {  /* may queue more */
         return NULL;
     }
-    if (queue_empty(self) && self->loop != NULL) {
+    if (cio_write_queue_empty(&self->queue) && self->loop != NULL) {
         if (cio_loop_remove_watcher(self->loop, self->fd,
                                     CIO_POLL_WRITE) < 0) {
             return NULL;
@@ -792,7 +519,7 @@ transport_write_eof(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
         Py_RETURN_NONE;
     }
     self->eof = 1;
-    if (queue_empty(self) && shutdown_write(self) < 0) {
+    if (cio_write_queue_empty(&self->queue) && shutdown_write(self) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -817,11 +544,11 @@ transport_close_impl(SocketTransportObject *self)
     if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0) {
         return -1;
     }
-    if (queue_empty(self)) {
+    if (cio_write_queue_empty(&self->queue)) {
         self->conn_lost++;
         if (cio_loop_remove_watcher(self->loop, self->fd,
                                     CIO_POLL_WRITE) < 0 ||
-            schedule_connection_lost(self, Py_None) < 0) {
+            cio_schedule_connection_lost((PyObject *)self, self->loop, Py_None) < 0) {
             return -1;
         }
     }
@@ -877,7 +604,7 @@ transport_pause_reading(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
     }
     self->paused = 1;
     if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0 ||
-        debug_log(self, "%r pauses reading") < 0) {
+        cio_transport_debug_log((PyObject *)self, self->loop, "%r pauses reading") < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -891,7 +618,7 @@ transport_resume_reading(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
     }
     self->paused = 0;
     if (start_reading(self) < 0 ||
-        debug_log(self, "%r resumes reading") < 0) {
+        cio_transport_debug_log((PyObject *)self, self->loop, "%r resumes reading") < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -928,103 +655,10 @@ transport_get_protocol(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
 }
 
 static PyObject *
-transport_get_write_buffer_size(SocketTransportObject *self,
-                                 PyObject *Py_UNUSED(ig))
-{
-    return PyLong_FromSsize_t(self->buffer_size);
-}
-
-static PyObject *
-transport_get_write_buffer_limits(SocketTransportObject *self,
-                                  PyObject *Py_UNUSED(ig))
-{
-    return Py_BuildValue("(nn)", self->low_water, self->high_water);
-}
-
-/* stdlib's _set_write_buffer_limits, None meaning "derive it". */
-static int
-set_write_buffer_limits(SocketTransportObject *self, PyObject *high_obj,
-                        PyObject *low_obj)
-{
-    Py_ssize_t high, low;
-    PyObject *value;
-
-    if (high_obj == Py_None) {
-        if (low_obj == Py_None) {
-            high = DEFAULT_HIGH_WATER;
-        }
-        else {
-            low = PyLong_AsSsize_t(low_obj);
-            if (low == -1 && PyErr_Occurred()) {
-                return -1;
-            }
-            high = 4 * low;
-        }
-    }
-    else if ((high = PyLong_AsSsize_t(high_obj)) == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (low_obj == Py_None) {
-        low = high / 4 - (high % 4 < 0);  /* floor division, as stdlib */
-    }
-    else if ((low = PyLong_AsSsize_t(low_obj)) == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (!(high >= low && low >= 0)) {
-        PyErr_Format(PyExc_ValueError,
-                     "high (%zd) must be >= low (%zd) must be >= 0", high,
-                     low);
-        return -1;
-    }
-    self->high_water = high;
-    self->low_water = low;
-    value = PyLong_FromSsize_t(high);
-    if (value == NULL || set_base_slot(self, "_high_water", value) < 0) {
-        Py_XDECREF(value);
-        return -1;
-    }
-    Py_SETREF(value, PyLong_FromSsize_t(low));
-    if (value == NULL || set_base_slot(self, "_low_water", value) < 0) {
-        Py_XDECREF(value);
-        return -1;
-    }
-    Py_DECREF(value);
-    return 0;
-}
-
-static PyObject *
-transport_set_write_buffer_limits(SocketTransportObject *self,
-                                  PyObject *args, PyObject *kwargs)
-{
-    static char *kwlist[] = {"high", "low", NULL};
-    PyObject *high = Py_None, *low = Py_None;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs,
-                                     "|OO:set_write_buffer_limits", kwlist,
-                                     &high, &low) ||
-        set_write_buffer_limits(self, high, low) < 0 ||
-        (self->loop != NULL && maybe_pause_protocol(self) < 0)) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
 transport_get_extra_info(SocketTransportObject *self, PyObject *const *args,
                          Py_ssize_t nargs)
 {
-    PyObject *value;
-
-    if (nargs < 1 || nargs > 2) {
-        return PyErr_Format(PyExc_TypeError,
-                            "get_extra_info expected 1 or 2 arguments, "
-                            "got %zd", nargs);
-    }
-    value = PyDict_GetItemWithError(self->extra, args[0]);  // borrowed
-    if (value == NULL && PyErr_Occurred()) {
-        return NULL;
-    }
-    return Py_NewRef(value ? value : nargs > 1 ? args[1] : Py_None);
+    return cio_extra_info_get(self->extra, args, nargs);
 }
 
 static PyObject *
@@ -1050,7 +684,7 @@ transport_repr(SocketTransportObject *self)
                 ? "polling" : "idle",
             cio_loop_is_watching(self->loop, self->fd, CIO_POLL_WRITE)
                 ? "polling" : "idle",
-            self->buffer_size);
+            self->queue.size);
     }
     else {
         r = PyUnicode_FromFormat("<%U%s fd=%d>", name, state, self->fd);
@@ -1120,12 +754,9 @@ transport_setup(SocketTransportObject *self, LoopObject *loop, PyObject *sock,
 
     self->extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
     if (self->extra == NULL || set_base_slot(self, "_extra", self->extra) < 0 ||
-        set_base_slot(self, "_loop", (PyObject *)loop) < 0 ||
-        set_protocol_paused(self, 0) < 0 ||
-        set_write_buffer_limits(self, Py_None, Py_None) < 0) {
+        cio_write_transport_init(CIO_WRITE_TRANSPORT(self), loop) < 0) {
         return -1;
     }
-    self->loop = (LoopObject *)Py_NewRef(loop);
     self->sock = Py_NewRef(sock);
     trsock = PyObject_CallOneArg(st->transport_socket_type, sock);
     if (trsock == NULL ||
@@ -1263,12 +894,11 @@ static int
 transport_traverse(SocketTransportObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    for (int i = 0; i < FLOW_MIXIN_SLOTS; i++) {
-        Py_VISIT(self->base_slots[i]);
+    if (cio_write_transport_traverse(CIO_WRITE_TRANSPORT(self), visit,
+                                     arg) != 0) {
+        return -1;
     }
-    Py_VISIT(self->loop);
     Py_VISIT(self->sock);
-    Py_VISIT(self->protocol);
     Py_VISIT(self->server);
     Py_VISIT(self->extra);
     Py_VISIT(self->read_ready);
@@ -1282,17 +912,12 @@ transport_clear(SocketTransportObject *self)
     if (self->loop != NULL) {
         cio_loop_forget_fd_transport(self->loop, self->fd, (PyObject *)self);
     }
-    for (int i = 0; i < FLOW_MIXIN_SLOTS; i++) {
-        Py_CLEAR(self->base_slots[i]);
-    }
-    Py_CLEAR(self->loop);
+    cio_write_transport_clear(CIO_WRITE_TRANSPORT(self));
     Py_CLEAR(self->sock);
-    Py_CLEAR(self->protocol);
     Py_CLEAR(self->server);
     Py_CLEAR(self->extra);
     Py_CLEAR(self->read_ready);
     Py_CLEAR(self->write_ready);
-    queue_clear(self);
     return 0;
 }
 
@@ -1309,7 +934,7 @@ transport_dealloc(SocketTransportObject *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     }
     transport_clear(self);
-    PyMem_Free(self->chunks);
+    cio_write_queue_free(&self->queue);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -1360,12 +985,7 @@ static PyMethodDef transport_methods[] = {
     NOARGS("resume_reading", transport_resume_reading, NULL),
     {"set_protocol", (PyCFunction)transport_set_protocol, METH_O, NULL},
     NOARGS("get_protocol", transport_get_protocol, NULL),
-    NOARGS("get_write_buffer_size", transport_get_write_buffer_size, NULL),
-    NOARGS("get_write_buffer_limits", transport_get_write_buffer_limits,
-           NULL),
-    {"set_write_buffer_limits",
-     (PyCFunction)(void (*)(void))transport_set_write_buffer_limits,
-     METH_VARARGS | METH_KEYWORDS, NULL},
+    CIO_WRITE_TRANSPORT_METHODS
     {"get_extra_info", (PyCFunction)(void (*)(void))transport_get_extra_info,
      METH_FASTCALL, NULL},
     NOARGS("_read_ready", transport_read_ready, NULL),
@@ -1403,7 +1023,7 @@ int
 cio_socket_transport_check_base(PyTypeObject *base)
 {
     if (base->tp_basicsize !=
-        (Py_ssize_t)(sizeof(PyObject) + FLOW_MIXIN_SLOTS * sizeof(PyObject *))) {
+        (Py_ssize_t)(sizeof(PyObject) + CIO_FLOW_MIXIN_SLOTS * sizeof(PyObject *))) {
         PyErr_SetString(PyExc_ImportError,
                         "asyncio.transports._FlowControlMixin has an "
                         "unexpected layout");
