@@ -47,7 +47,6 @@ _BORROWED = {
         "create_unix_connection", "create_unix_server",
         "_sock_sendfile_native", "_sock_sendfile_native_impl",
         "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
-        "_make_read_pipe_transport", "_make_write_pipe_transport",
         "_child_watcher_callback",
     ),
 }

@@ -203,3 +203,33 @@ def test_subprocess_cycles_keep_memory_and_fds_flat():
         assert grown < 2048, f"RSS grew by {grown} KiB over 300 children"
     finally:
         loop.close()
+
+
+def test_pipe_transport_cycles_keep_memory_and_fds_flat():
+    """connect_read_pipe/connect_write_pipe, data through, EOF, close."""
+    async def cycles(n):
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            r, w = os.pipe()
+            reader = asyncio.StreamReader()
+            await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader),
+                os.fdopen(r, "rb"))
+            wt, _ = await loop.connect_write_pipe(asyncio.Protocol,
+                                                  os.fdopen(w, "wb"))
+            wt.write(b"x" * 100000)
+            wt.close()
+            assert len(await reader.read()) == 100000
+
+    loop = casyncio.new_event_loop()
+    try:
+        loop.run_until_complete(cycles(100))
+        gc.collect()
+        fds, start = len(os.listdir("/proc/self/fd")), rss_kib()
+        loop.run_until_complete(cycles(1000))
+        gc.collect()
+        grown = rss_kib() - start
+        assert len(os.listdir("/proc/self/fd")) == fds
+        assert grown < 2048, f"RSS grew by {grown} KiB over 1000 pipe pairs"
+    finally:
+        loop.close()

@@ -466,3 +466,103 @@ def test_run_in_process_pool_executor(loop, method):
             return await asyncio.gather(
                 *(loop.run_in_executor(ex, pow, 2, i) for i in range(8)))
         assert run(loop, main()) == [2 ** i for i in range(8)]
+
+
+def test_write_pipe_flow_control(loop):
+    events = []
+
+    class Proto(asyncio.Protocol):
+        def pause_writing(self):
+            events.append(("pause", transport.get_write_buffer_size() > 1000))
+
+        def resume_writing(self):
+            events.append(("resume", transport.get_write_buffer_size()
+                           <= 250))
+
+    async def main():
+        nonlocal transport
+        r, w = os.pipe()
+        transport, _ = await loop.connect_write_pipe(Proto, os.fdopen(w, "wb"))
+        transport.set_write_buffer_limits(high=1000)
+        assert transport.get_write_buffer_limits() == (250, 1000)
+        data = os.urandom(1 << 20)
+        transport.write(data)
+        assert events == [("pause", True)]
+        received = bytearray()
+        os.set_blocking(r, False)
+        while len(received) < len(data):
+            await asyncio.sleep(0)
+            try:
+                received += os.read(r, 1 << 16)
+            except BlockingIOError:
+                pass
+        await asyncio.sleep(0)
+        transport.close()
+        os.close(r)
+        return bytes(received) == data
+    transport = None
+    assert run(loop, main())
+    assert events == [("pause", True), ("resume", True)]
+
+
+def test_write_pipe_reader_closing_with_data_queued(loop):
+    lost = loop.create_future()
+
+    class Proto(asyncio.Protocol):
+        def connection_lost(self, exc):
+            lost.set_result(exc)
+
+    async def main():
+        r, w = os.pipe()
+        transport, _ = await loop.connect_write_pipe(Proto, os.fdopen(w, "wb"))
+        transport.write(b"x" * (1 << 20))  # more than the pipe holds
+        assert transport.get_write_buffer_size() > 0
+        os.close(r)
+        return await lost
+    assert isinstance(run(loop, main()), BrokenPipeError)
+
+
+def test_read_pipe_pause_resume_and_eof(loop):
+    got = []
+    done = loop.create_future()
+
+    class Proto(asyncio.Protocol):
+        def data_received(self, data):
+            got.append(data)
+
+        def eof_received(self):
+            got.append("eof")
+
+        def connection_lost(self, exc):
+            done.set_result(exc)
+
+    async def main():
+        r, w = os.pipe()
+        transport, _ = await loop.connect_read_pipe(Proto, os.fdopen(r, "rb"))
+        assert transport.is_reading()
+        transport.pause_reading()
+        assert not transport.is_reading()
+        os.write(w, b"held")
+        await asyncio.sleep(0.05)
+        assert got == []
+        transport.resume_reading()
+        os.close(w)
+        exc = await done
+        assert transport.is_closing() and not transport.is_reading()
+        return exc
+    assert run(loop, main()) is None
+    assert got == [b"held", "eof"]
+
+
+def test_write_pipe_refuses_text_as_stdlib_asserts(loop):
+    async def main():
+        r, w = os.pipe()
+        transport, _ = await loop.connect_write_pipe(asyncio.Protocol,
+                                                     os.fdopen(w, "wb"))
+        try:
+            with pytest.raises(AssertionError, match="'text'"):
+                transport.write("text")
+        finally:
+            transport.close()
+            os.close(r)
+    run(loop, main())

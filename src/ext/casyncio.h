@@ -20,6 +20,8 @@ typedef struct {
     PyTypeObject *handle_type;
     PyTypeObject *timer_handle_type;
     PyTypeObject *socket_transport_type;
+    PyTypeObject *read_pipe_transport_type;
+    PyTypeObject *write_pipe_transport_type;
 
     PyObject *future_type;            /* asyncio.Future */
     PyObject *task_type;              /* asyncio.Task */
@@ -44,6 +46,7 @@ typedef struct {
     PyObject *partial;                /* functools.partial */
     PyObject *sys_module;
     PyObject *flow_control_mixin;     /* asyncio.transports._FlowControlMixin */
+    PyObject *read_transport_type;    /* asyncio.transports.ReadTransport */
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
     PyObject *ssl_protocol_type;      /* asyncio.sslproto.SSLProtocol */
@@ -208,6 +211,12 @@ PyObject *cio_socket_transport_new(LoopObject *loop, PyObject *sock,
 
 /* loop_server.c: transports and the accept loop, as the loop's methods */
 extern PyMethodDef cio_loop_server_methods[];
+
+/* transport_pipe.c: the pipe transports and their factories */
+extern PyType_Spec cio_read_pipe_transport_spec;
+extern PyType_Spec cio_write_pipe_transport_spec;
+extern PyMethodDef cio_loop_pipe_methods[];
+int cio_read_pipe_transport_check_base(PyTypeObject *base);
 
 /* loop_signals.c */
 extern PyMethodDef cio_loop_signal_methods[];

@@ -1082,6 +1082,7 @@ loop_all_methods(void)
     static PyMethodDef all[160];
     PyMethodDef *tables[] = {loop_methods, cio_loop_fd_methods,
                              cio_loop_server_methods,
+                             cio_loop_pipe_methods,
                              cio_loop_signal_methods,
                              cio_loop_process_methods,
                              cio_loop_error_methods,

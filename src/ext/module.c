@@ -202,6 +202,7 @@ state_import(cio_state *st)
     IMPORT(weakset_type, "weakref", "WeakSet");
     IMPORT(partial, "functools", "partial");
     IMPORT(flow_control_mixin, "asyncio.transports", "_FlowControlMixin");
+    IMPORT(read_transport_type, "asyncio.transports", "ReadTransport");
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
     IMPORT(ssl_protocol_type, "asyncio.sslproto", "SSLProtocol");
@@ -283,6 +284,16 @@ casyncio_exec(PyObject *module)
         set_sendfile_mode(st->socket_transport_type) < 0) {
         return -1;
     }
+    if (cio_read_pipe_transport_check_base(
+            (PyTypeObject *)st->read_transport_type) < 0 ||
+        add_type(module, &cio_read_pipe_transport_spec,
+                 st->read_transport_type,
+                 &st->read_pipe_transport_type) < 0 ||
+        add_type(module, &cio_write_pipe_transport_spec,
+                 st->flow_control_mixin,
+                 &st->write_pipe_transport_type) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -296,7 +307,9 @@ casyncio_exec(PyObject *module)
     X(kwnames_debug) X(empty_tuple) X(socket_transport_type)                \
     X(flow_control_mixin) X(buffered_protocol_type)                         \
     X(transport_socket_type) X(str_data_received) X(str_buffer_updated)     \
-    X(str_peername) X(ssl_protocol_type) X(signal_module)
+    X(str_peername) X(ssl_protocol_type) X(signal_module)                   \
+    X(read_pipe_transport_type) X(write_pipe_transport_type)                \
+    X(read_transport_type)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

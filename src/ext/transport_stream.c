@@ -48,6 +48,37 @@ set_base_slot(SocketTransportObject *self, const char *name, PyObject *value)
     return PyObject_SetAttrString((PyObject *)self, name, value);
 }
 
+/* Shorthands for the shared helpers of transport_write.h. */
+static int
+queue_empty(SocketTransportObject *self)
+{
+    return cio_write_queue_empty(&self->queue);
+}
+
+static int
+maybe_pause_protocol(SocketTransportObject *self)
+{
+    return cio_write_transport_maybe_pause(CIO_WRITE_TRANSPORT(self));
+}
+
+static int
+maybe_resume_protocol(SocketTransportObject *self)
+{
+    return cio_write_transport_maybe_resume(CIO_WRITE_TRANSPORT(self));
+}
+
+static int
+schedule_connection_lost(SocketTransportObject *self, PyObject *exc)
+{
+    return cio_schedule_connection_lost((PyObject *)self, self->loop, exc);
+}
+
+static int
+debug_log(SocketTransportObject *self, const char *fmt)
+{
+    return cio_transport_debug_log((PyObject *)self, self->loop, fmt);
+}
+
 /* ---- closing ---------------------------------------------------------- */
 
 /* stdlib's _force_close: drop the queue, stop watching, and report the
@@ -58,7 +89,7 @@ force_close(SocketTransportObject *self, PyObject *exc)
     if (self->conn_lost) {
         return 0;
     }
-    if (!cio_write_queue_empty(&self->queue)) {
+    if (!queue_empty(self)) {
         cio_write_queue_clear(&self->queue);
         if (cio_loop_remove_watcher(self->loop, self->fd,
                                     CIO_POLL_WRITE) < 0) {
@@ -73,7 +104,7 @@ force_close(SocketTransportObject *self, PyObject *exc)
         }
     }
     self->conn_lost++;
-    return cio_schedule_connection_lost((PyObject *)self, self->loop, exc ? exc : Py_None);
+    return schedule_connection_lost(self, exc ? exc : Py_None);
 }
 
 /* stdlib's _fatal_error: OSErrors are expected (a peer going away) and
@@ -206,7 +237,7 @@ read_eof(SocketTransportObject *self)
     PyObject *keep_open;
     int keep;
 
-    if (cio_transport_debug_log((PyObject *)self, self->loop, "%r received EOF") < 0) {
+    if (debug_log(self, "%r received EOF") < 0) {
         return -1;
     }
     keep_open = PyObject_CallMethod(self->protocol, "eof_received", NULL);
@@ -410,7 +441,7 @@ transport_write(SocketTransportObject *self, PyObject *data)
         self->conn_lost++;
         goto done;
     }
-    if (cio_write_queue_empty(&self->queue)) {
+    if (queue_empty(self)) {
         sent = send(self->fd, view.buf, (size_t)view.len, MSG_NOSIGNAL);
         if (sent < 0) {
             int err = errno;
@@ -434,7 +465,7 @@ transport_write(SocketTransportObject *self, PyObject *data)
         }
     }
     if (cio_write_queue_append(&self->queue, data, &view, sent) < 0 ||
-        cio_write_transport_maybe_pause(CIO_WRITE_TRANSPORT(self)) < 0) {
+        maybe_pause_protocol(self) < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
@@ -474,7 +505,7 @@ transport_write_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
     if (self->conn_lost || self->loop == NULL) {
         Py_RETURN_NONE;
     }
-    n = cio_write_queue_empty(&self->queue) ? 0 : cio_write_queue_writev(&self->queue, self->fd);
+    n = queue_empty(self) ? 0 : cio_write_queue_writev(&self->queue, self->fd);
     if (n < 0) {
         if (!cio_would_block((int)-n)) {
             if (cio_loop_remove_watcher(self->loop, self->fd,
@@ -490,10 +521,10 @@ transport_write_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
         Py_RETURN_NONE;
     }
     cio_write_queue_consume(&self->queue, n);
-    if (cio_write_transport_maybe_resume(CIO_WRITE_TRANSPORT(self)) < 0) {  /* may queue more */
+    if (maybe_resume_protocol(self) < 0) {  /* may queue more */
         return NULL;
     }
-    if (cio_write_queue_empty(&self->queue) && self->loop != NULL) {
+    if (queue_empty(self) && self->loop != NULL) {
         if (cio_loop_remove_watcher(self->loop, self->fd,
                                     CIO_POLL_WRITE) < 0) {
             return NULL;
@@ -519,7 +550,7 @@ transport_write_eof(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
         Py_RETURN_NONE;
     }
     self->eof = 1;
-    if (cio_write_queue_empty(&self->queue) && shutdown_write(self) < 0) {
+    if (queue_empty(self) && shutdown_write(self) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -544,11 +575,11 @@ transport_close_impl(SocketTransportObject *self)
     if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0) {
         return -1;
     }
-    if (cio_write_queue_empty(&self->queue)) {
+    if (queue_empty(self)) {
         self->conn_lost++;
         if (cio_loop_remove_watcher(self->loop, self->fd,
                                     CIO_POLL_WRITE) < 0 ||
-            cio_schedule_connection_lost((PyObject *)self, self->loop, Py_None) < 0) {
+            schedule_connection_lost(self, Py_None) < 0) {
             return -1;
         }
     }
@@ -604,7 +635,7 @@ transport_pause_reading(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
     }
     self->paused = 1;
     if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0 ||
-        cio_transport_debug_log((PyObject *)self, self->loop, "%r pauses reading") < 0) {
+        debug_log(self, "%r pauses reading") < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -618,7 +649,7 @@ transport_resume_reading(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
     }
     self->paused = 0;
     if (start_reading(self) < 0 ||
-        cio_transport_debug_log((PyObject *)self, self->loop, "%r resumes reading") < 0) {
+        debug_log(self, "%r resumes reading") < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1023,7 +1054,8 @@ int
 cio_socket_transport_check_base(PyTypeObject *base)
 {
     if (base->tp_basicsize !=
-        (Py_ssize_t)(sizeof(PyObject) + CIO_FLOW_MIXIN_SLOTS * sizeof(PyObject *))) {
+        (Py_ssize_t)(sizeof(PyObject) +
+                     CIO_FLOW_MIXIN_SLOTS * sizeof(PyObject *))) {
         PyErr_SetString(PyExc_ImportError,
                         "asyncio.transports._FlowControlMixin has an "
                         "unexpected layout");
