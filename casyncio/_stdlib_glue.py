@@ -11,9 +11,7 @@ does. These functions call only public loop methods and the private ones the
 C loop provides (``_make_socket_transport``, ``_start_serving``,
 ``_add_reader``, ``_add_child_handler`` and friends).
 """
-import functools
 import sys
-import weakref
 from asyncio import base_events, events, selector_events, unix_events
 
 _BASE = base_events.BaseEventLoop
@@ -41,7 +39,6 @@ _BORROWED = {
         "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
         "sock_connect", "_sock_connect", "_sock_write_done",
         "_sock_connect_cb", "sock_accept", "_sock_accept",
-        "_make_datagram_transport",
     ),
     _UNIX: (
         "create_unix_connection", "create_unix_server",
@@ -95,12 +92,9 @@ async def _make_subprocess_transport(self, protocol, args, shell,
 
 StdlibGlue = type(
     "StdlibGlue", (),
-    {"__doc__": "Mixin: the stdlib methods named above, "
-                "_make_subprocess_transport and _transports.",
+    {"__doc__": "Mixin: the stdlib methods named above, and "
+                "_make_subprocess_transport.",
      "__module__": __name__,
      "_make_subprocess_transport": _make_subprocess_transport,
-     # stdlib's datagram transport registers itself in this map.
-     "_transports": functools.cached_property(
-         lambda self: weakref.WeakValueDictionary()),
      **{name: getattr(cls, name)
         for cls, names in _BORROWED.items() for name in names}})

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import resource
+import socket
 import sys
 
 import pytest
@@ -231,5 +232,74 @@ def test_pipe_transport_cycles_keep_memory_and_fds_flat():
         grown = rss_kib() - start
         assert len(os.listdir("/proc/self/fd")) == fds
         assert grown < 2048, f"RSS grew by {grown} KiB over 1000 pipe pairs"
+    finally:
+        loop.close()
+
+
+def test_datagram_transport_cycles_keep_memory_and_fds_flat(tmp_path):
+    """UDP endpoints created, echoing (each datagram's bytes and address
+    tuple built in C), then closed; plus the queued path, against a Unix
+    datagram peer that reads only after the queue has built up."""
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            self.transport.sendto(data, addr)
+
+    class Count(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.got = 0
+            self.done = asyncio.get_running_loop().create_future()
+
+        def datagram_received(self, data, addr):
+            self.got += 1
+            if self.got == 100:
+                self.done.set_result(None)
+
+    async def cycles(n):
+        loop = asyncio.get_running_loop()
+        peer_path = str(tmp_path / "peer.sock")
+        for _ in range(n):
+            server, _ = await loop.create_datagram_endpoint(
+                Echo, local_addr=("127.0.0.1", 0))
+            client, proto = await loop.create_datagram_endpoint(
+                Count, remote_addr=server.get_extra_info("sockname"))
+            for i in range(100):
+                client.sendto(b"%d" % i)
+            await proto.done
+            client.close()
+            server.close()
+
+            peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            peer.bind(peer_path)
+            sender, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=peer_path,
+                family=socket.AF_UNIX)
+            for i in range(30):  # more than the kernel queue takes (10)
+                sender.sendto(b"x" * 100)
+            assert sender.get_write_buffer_size() > 0
+            peer.setblocking(False)
+            received = 0
+            while received < 30:
+                try:
+                    peer.recv(200)
+                    received += 1
+                except BlockingIOError:
+                    await asyncio.sleep(0)
+            sender.close()
+            peer.close()
+            os.unlink(peer_path)
+
+    loop = casyncio.new_event_loop()
+    try:
+        loop.run_until_complete(cycles(100))
+        gc.collect()
+        fds, start = len(os.listdir("/proc/self/fd")), rss_kib()
+        loop.run_until_complete(cycles(1000))
+        gc.collect()
+        grown = rss_kib() - start
+        assert len(os.listdir("/proc/self/fd")) == fds
+        assert grown < 2048, f"RSS grew by {grown} KiB over 1000 cycles"
     finally:
         loop.close()

@@ -19,7 +19,9 @@ typedef struct {
     PyTypeObject *loop_type;
     PyTypeObject *handle_type;
     PyTypeObject *timer_handle_type;
+    PyTypeObject *socket_transport_base_type;
     PyTypeObject *socket_transport_type;
+    PyTypeObject *datagram_transport_type;
     PyTypeObject *read_pipe_transport_type;
     PyTypeObject *write_pipe_transport_type;
 
@@ -47,6 +49,7 @@ typedef struct {
     PyObject *sys_module;
     PyObject *flow_control_mixin;     /* asyncio.transports._FlowControlMixin */
     PyObject *read_transport_type;    /* asyncio.transports.ReadTransport */
+    PyObject *datagram_transport_abc; /* asyncio.DatagramTransport */
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
     PyObject *ssl_protocol_type;      /* asyncio.sslproto.SSLProtocol */
@@ -54,6 +57,7 @@ typedef struct {
     PyObject *str_data_received;      /* interned method and key names */
     PyObject *str_buffer_updated;
     PyObject *str_peername;
+    PyObject *str_datagram_received;
 
     PyObject *kwnames_loop;           /* ("loop",) */
     PyObject *kwnames_debug;          /* ("debug",) */

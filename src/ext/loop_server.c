@@ -7,6 +7,7 @@
  * for a second instead of spinning. A plain connection gets its protocol
  * and transport right here rather than in a Task per connection. */
 #include "casyncio.h"
+#include "transport_socket.h"
 
 #include <errno.h>
 #include <sys/stat.h>
@@ -430,7 +431,31 @@ loop_accept_connection(LoopObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+/* _make_datagram_transport(sock, protocol, address=None, waiter=None,
+ *                          extra=None) */
+static PyObject *
+loop_make_datagram_transport(LoopObject *self, PyObject *args,
+                             PyObject *kwargs)
+{
+    static char *kwlist[] = {"sock", "protocol", "address", "waiter",
+                             "extra", NULL};
+    PyObject *sock, *protocol, *address = Py_None, *waiter = Py_None;
+    PyObject *extra = Py_None;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs,
+                                     "OO|OOO:_make_datagram_transport",
+                                     kwlist, &sock, &protocol, &address,
+                                     &waiter, &extra)) {
+        return NULL;
+    }
+    return cio_datagram_transport_new(self, sock, protocol, address, waiter,
+                                      extra);
+}
+
 PyMethodDef cio_loop_server_methods[] = {
+    {"_make_datagram_transport",
+     (PyCFunction)(void (*)(void))loop_make_datagram_transport,
+     METH_VARARGS | METH_KEYWORDS, NULL},
     {"_make_socket_transport",
      (PyCFunction)(void (*)(void))loop_make_socket_transport,
      METH_VARARGS | METH_KEYWORDS, NULL},

@@ -2,6 +2,7 @@
  * small helpers (errno to OSError, exception juggling, argument parsing)
  * that the other files of the binding share. */
 #include "casyncio.h"
+#include "transport_socket.h"
 
 #include "cio_clock.h"
 
@@ -203,14 +204,17 @@ state_import(cio_state *st)
     IMPORT(partial, "functools", "partial");
     IMPORT(flow_control_mixin, "asyncio.transports", "_FlowControlMixin");
     IMPORT(read_transport_type, "asyncio.transports", "ReadTransport");
+    IMPORT(datagram_transport_abc, "asyncio.transports", "DatagramTransport");
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
     IMPORT(ssl_protocol_type, "asyncio.sslproto", "SSLProtocol");
     st->str_data_received = PyUnicode_InternFromString("data_received");
     st->str_buffer_updated = PyUnicode_InternFromString("buffer_updated");
     st->str_peername = PyUnicode_InternFromString("peername");
+    st->str_datagram_received =
+        PyUnicode_InternFromString("datagram_received");
     if (!st->str_data_received || !st->str_buffer_updated ||
-        !st->str_peername) {
+        !st->str_peername || !st->str_datagram_received) {
         return -1;
     }
     st->sys_module = PyImport_ImportModule("sys");
@@ -262,6 +266,8 @@ static int
 casyncio_exec(PyObject *module)
 {
     cio_state *st = PyModule_GetState(module);
+    PyObject *bases;
+    int rc;
 
     if (state_import(st) < 0 || cio_fork_hook_install(st) < 0) {
         return -1;
@@ -279,9 +285,22 @@ casyncio_exec(PyObject *module)
     }
     if (cio_socket_transport_check_base(
             (PyTypeObject *)st->flow_control_mixin) < 0 ||
-        add_type(module, &cio_socket_transport_spec, st->flow_control_mixin,
+        add_type(module, &cio_socket_transport_base_spec,
+                 st->flow_control_mixin,
+                 &st->socket_transport_base_type) < 0 ||
+        add_type(module, &cio_socket_transport_spec,
+                 (PyObject *)st->socket_transport_base_type,
                  &st->socket_transport_type) < 0 ||
         set_sendfile_mode(st->socket_transport_type) < 0) {
+        return -1;
+    }
+    /* A DatagramTransport for isinstance(), like stdlib's since 3.12. */
+    bases = PyTuple_Pack(2, st->socket_transport_base_type,
+                         st->datagram_transport_abc);
+    rc = bases ? add_type(module, &cio_datagram_transport_spec, bases,
+                          &st->datagram_transport_type) : -1;
+    Py_XDECREF(bases);
+    if (rc < 0) {
         return -1;
     }
     if (cio_read_pipe_transport_check_base(
@@ -309,7 +328,9 @@ casyncio_exec(PyObject *module)
     X(transport_socket_type) X(str_data_received) X(str_buffer_updated)     \
     X(str_peername) X(ssl_protocol_type) X(signal_module)                   \
     X(read_pipe_transport_type) X(write_pipe_transport_type)                \
-    X(read_transport_type)
+    X(read_transport_type) X(socket_transport_base_type)                    \
+    X(datagram_transport_type) X(datagram_transport_abc)                    \
+    X(str_datagram_received)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

@@ -1,6 +1,7 @@
 /* SocketTransport: the stream transport over a connected TCP or Unix
  * socket, what create_connection, create_server and asyncio streams hand
- * their protocols.
+ * their protocols; and SocketTransportBase, the part it shares with the
+ * datagram transport (see transport_socket.h).
  *
  * The semantics are selector_events._SelectorSocketTransport's (the
  * callbacks, their order, the error messages). The hot path is ours:
@@ -8,30 +9,13 @@
  * exact-size bytes (stdlib allocates 256 KiB per recv); writes go straight
  * to send() and queue only the rest, keeping bytes objects rather than
  * copying them, for one writev per wake-up. */
-#include "transport_write.h"
+#include "transport_socket.h"
 
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <structmember.h>
 #include <sys/socket.h>
-
-typedef struct {
-    CIO_WRITE_TRANSPORT_HEAD
-    PyObject *sock;            /* the socket object; NULL once closed */
-    PyObject *server;          /* the base_events.Server, or NULL */
-    PyObject *extra;
-    PyObject *read_ready;      /* bound _read_ready/_write_ready, made once */
-    PyObject *write_ready;     /* and reused by every add_reader/writer */
-    PyObject *weakreflist;     /* Server keeps its clients in a WeakSet */
-    int fd;
-    int conn_lost;
-    char closing;
-    char eof;
-    char paused;
-    char protocol_connected;
-    char buffered;             /* the protocol is a BufferedProtocol */
-} SocketTransportObject;
 
 #define LOOP_STATE(self) (((LoopObject *)(self)->loop)->state)
 
@@ -110,8 +94,9 @@ force_close(SocketTransportObject *self, PyObject *exc)
 /* stdlib's _fatal_error: OSErrors are expected (a peer going away) and
  * only logged in debug mode; anything else goes to the exception
  * handler. Steals exc. */
-static int
-fatal_error(SocketTransportObject *self, PyObject *exc, const char *message)
+int
+cio_socket_transport_fatal_error(SocketTransportObject *self, PyObject *exc,
+                                 const char *message)
 {
     int rc = 0;
 
@@ -143,7 +128,7 @@ fatal_protocol_error(SocketTransportObject *self, const char *message)
 {
     PyObject *exc = cio_fetch_reportable_exception();
 
-    return exc ? fatal_error(self, exc, message) : -1;
+    return exc ? cio_socket_transport_fatal_error(self, exc, message) : -1;
 }
 
 static int
@@ -198,8 +183,9 @@ release_connection(SocketTransportObject *self)
     return rc;
 }
 
-static PyObject *
-transport_call_connection_lost(SocketTransportObject *self, PyObject *exc)
+PyObject *
+cio_socket_transport_connection_lost(SocketTransportObject *self,
+                                     PyObject *exc)
 {
     PyObject *res, *raised = NULL;
 
@@ -534,7 +520,7 @@ transport_write_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
             if (self->conn_lost) {
                 Py_RETURN_NONE;
             }
-            return transport_call_connection_lost(self, Py_None);
+            return cio_socket_transport_connection_lost(self, Py_None);
         }
         if (self->eof && shutdown_write(self) < 0) {
             return NULL;
@@ -775,9 +761,11 @@ set_address_info(PyObject *extra, const char *key, PyObject *sock,
     return rc;
 }
 
-static int
-transport_setup(SocketTransportObject *self, LoopObject *loop, PyObject *sock,
-                PyObject *protocol, PyObject *extra, PyObject *server)
+int
+cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
+                           PyObject *sock, PyObject *protocol,
+                           PyObject *extra, PyObject *server,
+                           const char *writer)
 {
     cio_state *st = loop->state;
     PyObject *trsock;
@@ -813,8 +801,7 @@ transport_setup(SocketTransportObject *self, LoopObject *loop, PyObject *sock,
         return -1;
     }
     self->read_ready = PyObject_GetAttrString((PyObject *)self, "_read_ready");
-    self->write_ready = PyObject_GetAttrString((PyObject *)self,
-                                               "_write_ready");
+    self->write_ready = PyObject_GetAttrString((PyObject *)self, writer);
     if (self->read_ready == NULL || self->write_ready == NULL) {
         return -1;
     }
@@ -832,8 +819,9 @@ transport_setup(SocketTransportObject *self, LoopObject *loop, PyObject *sock,
 
 /* Schedules what stdlib's __init__ schedules, in the same order:
  * connection_made, the start of reading, then the waiter. */
-static int
-transport_schedule_start(SocketTransportObject *self, PyObject *waiter)
+int
+cio_socket_transport_schedule_start(SocketTransportObject *self,
+                                    PyObject *waiter)
 {
     cio_state *st = self->loop->state;
     PyObject *made, *start, *h;
@@ -885,8 +873,9 @@ cio_socket_transport_new(LoopObject *loop, PyObject *sock, PyObject *protocol,
         return NULL;
     }
     self->fd = -1;
-    if (transport_setup(self, loop, sock, protocol, extra, server) < 0 ||
-        transport_schedule_start(self, waiter) < 0) {
+    if (cio_socket_transport_setup(self, loop, sock, protocol, extra, server,
+                                   "_write_ready") < 0 ||
+        cio_socket_transport_schedule_start(self, waiter) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -934,6 +923,7 @@ transport_traverse(SocketTransportObject *self, visitproc visit, void *arg)
     Py_VISIT(self->extra);
     Py_VISIT(self->read_ready);
     Py_VISIT(self->write_ready);
+    Py_VISIT(self->address);
     return 0;
 }
 
@@ -949,6 +939,7 @@ transport_clear(SocketTransportObject *self)
     Py_CLEAR(self->extra);
     Py_CLEAR(self->read_ready);
     Py_CLEAR(self->write_ready);
+    Py_CLEAR(self->address);
     return 0;
 }
 
@@ -997,16 +988,7 @@ static PyMemberDef transport_members[] = {
 #define NOARGS(name, fn, doc) \
     {name, (PyCFunction)(fn), METH_NOARGS, PyDoc_STR(doc)}
 
-static PyMethodDef transport_methods[] = {
-    {"write", (PyCFunction)transport_write, METH_O,
-     "write($self, data, /)\n--\n\nWrite bytes; whatever the socket does "
-     "not take now is queued."},
-    {"writelines", (PyCFunction)transport_writelines, METH_O,
-     "writelines($self, list_of_data, /)\n--\n\nWrite an iterable of "
-     "bytes-like objects."},
-    NOARGS("write_eof", transport_write_eof,
-           "Close the write end after the queued data is sent."),
-    NOARGS("can_write_eof", transport_can_write_eof, "Always True."),
+static PyMethodDef base_methods[] = {
     NOARGS("close", transport_close,
            "Close after the queued data is sent."),
     NOARGS("abort", transport_abort, "Close now, dropping queued data."),
@@ -1019,19 +1001,18 @@ static PyMethodDef transport_methods[] = {
     CIO_WRITE_TRANSPORT_METHODS
     {"get_extra_info", (PyCFunction)(void (*)(void))transport_get_extra_info,
      METH_FASTCALL, NULL},
-    NOARGS("_read_ready", transport_read_ready, NULL),
-    NOARGS("_write_ready", transport_write_ready, NULL),
     NOARGS("_start_reading", transport_start_reading, NULL),
-    {"_call_connection_lost", (PyCFunction)transport_call_connection_lost,
-     METH_O, NULL},
+    {"_call_connection_lost",
+     (PyCFunction)cio_socket_transport_connection_lost, METH_O, NULL},
     {"_force_close", (PyCFunction)transport_force_close, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
 
-static PyType_Slot transport_slots[] = {
-    {Py_tp_doc, "A stream transport over a connected socket."},
+static PyType_Slot base_slots[] = {
+    {Py_tp_doc, "What the socket transports share: closing, reading "
+                "control, the protocol and extra info."},
     {Py_tp_repr, transport_repr},
-    {Py_tp_methods, transport_methods},
+    {Py_tp_methods, base_methods},
     {Py_tp_members, transport_members},
     {Py_tp_getset, transport_getset},
     {Py_tp_traverse, transport_traverse},
@@ -1041,12 +1022,41 @@ static PyType_Slot transport_slots[] = {
     {0, NULL},
 };
 
-PyType_Spec cio_socket_transport_spec = {
-    .name = "casyncio._casyncio.SocketTransport",
+PyType_Spec cio_socket_transport_base_spec = {
+    .name = "casyncio._casyncio.SocketTransportBase",
     .basicsize = sizeof(SocketTransportObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = transport_slots,
+             Py_TPFLAGS_BASETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = base_slots,
+};
+
+static PyMethodDef stream_methods[] = {
+    {"write", (PyCFunction)transport_write, METH_O,
+     "write($self, data, /)\n--\n\nWrite bytes; whatever the socket does "
+     "not take now is queued."},
+    {"writelines", (PyCFunction)transport_writelines, METH_O,
+     "writelines($self, list_of_data, /)\n--\n\nWrite an iterable of "
+     "bytes-like objects."},
+    NOARGS("write_eof", transport_write_eof,
+           "Close the write end after the queued data is sent."),
+    NOARGS("can_write_eof", transport_can_write_eof, "Always True."),
+    NOARGS("_read_ready", transport_read_ready, NULL),
+    NOARGS("_write_ready", transport_write_ready, NULL),
+    {NULL, NULL, 0, NULL},
+};
+
+/* The subclass inherits layout, GC and teardown from the base. */
+static PyType_Slot stream_slots[] = {
+    {Py_tp_doc, "A stream transport over a connected socket."},
+    {Py_tp_methods, stream_methods},
+    {0, NULL},
+};
+
+PyType_Spec cio_socket_transport_spec = {
+    .name = "casyncio._casyncio.SocketTransport",
+    .basicsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = stream_slots,
 };
 
 /* The base must be _FlowControlMixin with the slot layout above. */

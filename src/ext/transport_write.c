@@ -10,7 +10,8 @@
 /* ---- the write queue -------------------------------------------------- */
 
 static int
-queue_push(cio_write_queue_t *q, PyObject *bytes, Py_ssize_t offset)
+queue_push(cio_write_queue_t *q, PyObject *bytes, Py_ssize_t offset,
+           PyObject *addr)
 {
     if (q->len == q->cap) {
         size_t live = q->len - q->head;
@@ -35,8 +36,8 @@ queue_push(cio_write_queue_t *q, PyObject *bytes, Py_ssize_t offset)
     }
     q->chunks[q->len].data = Py_NewRef(bytes);
     q->chunks[q->len].offset = offset;
+    q->chunks[q->len].addr = Py_XNewRef(addr);
     q->len++;
-    q->size += PyBytes_GET_SIZE(bytes) - offset;
     return 0;
 }
 
@@ -48,16 +49,41 @@ cio_write_queue_append(cio_write_queue_t *q, PyObject *data, Py_buffer *view,
     int rc;
 
     if (PyBytes_CheckExact(data)) {
-        return queue_push(q, data, offset);
+        bytes = Py_NewRef(data);
     }
-    bytes = PyBytes_FromStringAndSize((char *)view->buf + offset,
-                                      view->len - offset);
-    if (bytes == NULL) {
-        return -1;
+    else {
+        bytes = PyBytes_FromStringAndSize((char *)view->buf + offset,
+                                          view->len - offset);
+        offset = 0;
+        if (bytes == NULL) {
+            return -1;
+        }
     }
-    rc = queue_push(q, bytes, 0);
+    rc = queue_push(q, bytes, offset, NULL);
+    if (rc == 0) {
+        q->size += PyBytes_GET_SIZE(bytes) - offset;
+    }
     Py_DECREF(bytes);
     return rc;
+}
+
+int
+cio_write_queue_push_datagram(cio_write_queue_t *q, PyObject *bytes,
+                              PyObject *addr)
+{
+    return queue_push(q, bytes, 0, addr);
+}
+
+void
+cio_write_queue_pop(cio_write_queue_t *q)
+{
+    cio_write_chunk_t *c = &q->chunks[q->head++];
+
+    Py_DECREF(c->data);
+    Py_XDECREF(c->addr);
+    if (cio_write_queue_empty(q)) {
+        q->head = q->len = 0;
+    }
 }
 
 void
@@ -65,6 +91,7 @@ cio_write_queue_clear(cio_write_queue_t *q)
 {
     for (size_t i = q->head; i < q->len; i++) {
         Py_DECREF(q->chunks[i].data);
+        Py_XDECREF(q->chunks[i].addr);
     }
     q->head = q->len = 0;
     q->size = 0;

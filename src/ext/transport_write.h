@@ -15,6 +15,7 @@
 typedef struct {
     PyObject *data;      /* a bytes object */
     Py_ssize_t offset;   /* bytes of it already written */
+    PyObject *addr;      /* a datagram's destination, or NULL */
 } cio_write_chunk_t;
 
 typedef struct {
@@ -51,6 +52,12 @@ typedef struct {
  * A bytes object is kept as is; the others are copied, as they can change. */
 int cio_write_queue_append(cio_write_queue_t *q, PyObject *data,
                            Py_buffer *view, Py_ssize_t offset);
+/* Queues one datagram (bytes) for addr (None when connected); the caller
+ * accounts for it in q->size. */
+int cio_write_queue_push_datagram(cio_write_queue_t *q, PyObject *bytes,
+                                  PyObject *addr);
+/* Drops the head chunk, leaving q->size to the caller. */
+void cio_write_queue_pop(cio_write_queue_t *q);
 void cio_write_queue_clear(cio_write_queue_t *q);
 void cio_write_queue_free(cio_write_queue_t *q);
 /* Drops n written bytes from the front. */
