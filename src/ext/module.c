@@ -244,18 +244,22 @@ add_type(PyObject *module, PyType_Spec *spec, PyObject *base,
     return PyModule_AddObjectRef(module, strrchr(spec->name, '.') + 1, type);
 }
 
-/* loop.sendfile() on our transports takes stdlib's read-and-write
- * fallback path; the zero-copy path needs the loop's _sendfile_native. */
+/* Class attributes base_events reads off a stream transport: start_tls()
+ * refuses transports without _start_tls_compatible, and loop.sendfile()
+ * takes stdlib's read-and-write fallback for _SendfileMode.FALLBACK (the
+ * zero-copy path needs the loop's _sendfile_native). */
 static int
-set_sendfile_mode(PyTypeObject *transport_type)
+set_stream_class_attributes(PyTypeObject *transport_type)
 {
+    PyObject *type = (PyObject *)transport_type;
     PyObject *modes = import_attr("asyncio.constants", "_SendfileMode");
     PyObject *fallback = modes ? PyObject_GetAttrString(modes, "FALLBACK")
                                : NULL;
-    int rc = fallback ? PyObject_SetAttrString((PyObject *)transport_type,
-                                               "_sendfile_compatible",
-                                               fallback)
-                      : -1;
+    int rc = fallback == NULL ||
+             PyObject_SetAttrString(type, "_sendfile_compatible",
+                                    fallback) < 0 ||
+             PyObject_SetAttrString(type, "_start_tls_compatible",
+                                    Py_True) < 0 ? -1 : 0;
 
     Py_XDECREF(modes);
     Py_XDECREF(fallback);
@@ -291,7 +295,7 @@ casyncio_exec(PyObject *module)
         add_type(module, &cio_socket_transport_spec,
                  (PyObject *)st->socket_transport_base_type,
                  &st->socket_transport_type) < 0 ||
-        set_sendfile_mode(st->socket_transport_type) < 0) {
+        set_stream_class_attributes(st->socket_transport_type) < 0) {
         return -1;
     }
     /* A DatagramTransport for isinstance(), like stdlib's since 3.12. */

@@ -32,15 +32,15 @@ GATED = {
     "test_waitfor": None, "test_context": None, "test_threads": None,
     "test_pep492": None, "test_runners": None, "test_sock_lowlevel": None,
     "test_subprocess": None, "test_unix_events": None,
+    "test_ssl": None, "test_sslproto": None,
     # All but two tests of the selector loop's internals: its Python-level
     # _run_once and its self-pipe fd count.
     "test_events": r"^(?!.*(timeout_rounding|internal_fds))",
 }
-# Reported (--all) but not gated: networking and TLS still fail some tests
+# Reported (--all) but not gated: networking still fails some tests
 # stdlib passes.
 REPORTED = ["test_sendfile", "test_server", "test_streams",
-            "test_buffered_proto", "test_protocols", "test_ssl",
-            "test_sslproto"]
+            "test_buffered_proto", "test_protocols"]
 
 # Loop-agnostic mixins, bound to the target loop: module -> [(mixin names)].
 MIXINS = {
