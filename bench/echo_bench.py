@@ -80,31 +80,41 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(kind, server_kind, size, args):
+def measure_server(server_args, loadgen_args, seconds):
+    """Runs this script's --serve server_args on CPU 0 and the load
+    generator (its argv with PORT for the port) on CPU 1; returns the
+    server's CPU µs per unit of work the generator reports, and units/s."""
     server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, __file__, "--serve", kind,
-         server_kind], stdout=subprocess.PIPE, text=True)
+        ["taskset", "-c", "0", sys.executable, sys.argv[0], "--serve",
+         *server_args], stdout=subprocess.PIPE, text=True)
     try:
         port = server.stdout.readline().strip()
         time.sleep(0.2)
         cpu0 = cpu_seconds(server.pid)
         out = subprocess.run(
-            ["taskset", "-c", "1", args.loadgen, port, str(args.connections),
-             str(size), str(args.seconds)],
+            ["taskset", "-c", "1",
+             *(port if a == "PORT" else str(a) for a in loadgen_args)],
             capture_output=True, text=True, check=True)
         cpu1 = cpu_seconds(server.pid)
     finally:
         server.kill()
         server.wait()
-    requests = int(out.stdout)
-    return (cpu1 - cpu0) * 1e6 / requests, requests / args.seconds
+    done = int(out.stdout)
+    return (cpu1 - cpu0) * 1e6 / done, done / seconds
 
 
-def build_loadgen():
-    path = os.path.join("/tmp", "casyncio-loadgen")
-    subprocess.run(["cc", "-O2", "-o", path,
-                    os.path.join(HERE, "loadgen.c")], check=True)
+def build(source, name, *libraries):
+    path = os.path.join("/tmp", name)
+    subprocess.run(["cc", "-O2", "-o", path, os.path.join(HERE, source),
+                    *libraries], check=True)
     return path
+
+
+def measure(kind, server_kind, size, args):
+    return measure_server(
+        [kind, server_kind],
+        [args.loadgen, "PORT", args.connections, size, args.seconds],
+        args.seconds)
 
 
 def main():
@@ -117,7 +127,7 @@ def main():
     args = parser.parse_args()
     if args.serve:
         return serve(*args.serve)
-    args.loadgen = args.loadgen or build_loadgen()
+    args.loadgen = args.loadgen or build("loadgen.c", "casyncio-loadgen")
     print(f"Python {sys.version.split()[0]}, {args.connections} connections,"
           f" {args.seconds:g}s each; server CPU µs per request (lower is "
           f"better), requests/s in brackets")

@@ -2,7 +2,7 @@
 # The main job: installs casyncio and uvloop into a fresh venv and prints
 # the side-by-side benchmark tables (casyncio vs asyncio vs uvloop): loop
 # micro-benchmarks, the parent's CPU time per subprocess, then the echo
-# server's CPU time per request.
+# server's CPU time per request, plain and over TLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$(ls -d /root/.pyenv/versions/3.11.* 2>/dev/null | sort -V |
@@ -11,10 +11,15 @@ VENV=${CASYNCIO_BENCH_VENV:-/tmp/casyncio-bench}
 "$PY" -m venv --clear "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q ".[bench]"
+# The TLS load generator links OpenSSL and the certificate comes from its CLI.
+if ! [ -e /usr/include/openssl/ssl.h ] || ! command -v openssl >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq libssl-dev openssl
+fi
 cd /tmp  # import the installed package, not the checkout
 # Pin to one core so the machine's other core does not blur the ratios.
 taskset -c 0 "$VENV/bin/python" "$OLDPWD/bench/loop_bench.py" "$@"
 # Not pinned: the children need the other core.
 "$VENV/bin/python" "$OLDPWD/bench/process_bench.py"
 # The echo bench pins server and load generator to cores of their own.
-exec "$VENV/bin/python" "$OLDPWD/bench/echo_bench.py"
+"$VENV/bin/python" "$OLDPWD/bench/echo_bench.py"
+exec "$VENV/bin/python" "$OLDPWD/bench/tls_bench.py"

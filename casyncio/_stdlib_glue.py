@@ -90,11 +90,30 @@ async def _make_subprocess_transport(self, protocol, args, shell,
     return transp
 
 
+async def _sendfile_native(self, transp, file, offset, count):
+    # selector_events' version: the transport steps aside (reading paused,
+    # its queue drained, its fd released for sock_sendfile's add_writer)
+    # while os.sendfile() writes the file straight to its socket.
+    transp._release_fd()
+    resume_reading = transp.is_reading()
+    transp.pause_reading()
+    await transp._make_empty_waiter()
+    try:
+        return await self.sock_sendfile(transp._sock, file, offset, count,
+                                        fallback=False)
+    finally:
+        transp._reset_empty_waiter()
+        if resume_reading:
+            transp.resume_reading()
+        transp._reclaim_fd()
+
+
 StdlibGlue = type(
     "StdlibGlue", (),
-    {"__doc__": "Mixin: the stdlib methods named above, and "
-                "_make_subprocess_transport.",
+    {"__doc__": "Mixin: the stdlib methods named above, "
+                "_make_subprocess_transport and _sendfile_native.",
      "__module__": __name__,
      "_make_subprocess_transport": _make_subprocess_transport,
+     "_sendfile_native": _sendfile_native,
      **{name: getattr(cls, name)
         for cls, names in _BORROWED.items() for name in names}})

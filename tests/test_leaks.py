@@ -152,6 +152,46 @@ def test_connect_echo_close_cycles_keep_memory_and_fds_flat():
         loop.close()
 
 
+
+def test_sendfile_over_a_transport_keeps_memory_and_fds_flat(tmp_path):
+    """loop.sendfile()'s zero-copy path (empty waiter, fd released and
+    reclaimed), once behind queued data, on one connection many times."""
+    path = tmp_path / "data"
+    path.write_bytes(b"f" * 20000)
+
+    async def cycles(transport, n):
+        loop = asyncio.get_running_loop()
+        with open(path, "rb") as f:
+            for _ in range(n):
+                transport.write(b"q" * 200000)  # queued: the waiter waits
+                assert await loop.sendfile(transport, f, offset=0) == 20000
+
+    async def sink(reader, writer):
+        while await reader.read(1 << 20):
+            pass
+        writer.close()
+
+    loop = casyncio.new_event_loop()
+    try:
+        server = loop.run_until_complete(
+            asyncio.start_server(sink, "127.0.0.1", 0))
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = loop.run_until_complete(loop.create_connection(
+            asyncio.Protocol, "127.0.0.1", port))
+        loop.run_until_complete(cycles(transport, 100))
+        gc.collect()
+        fds, start = len(os.listdir("/proc/self/fd")), rss_kib()
+        loop.run_until_complete(cycles(transport, 1000))
+        gc.collect()
+        grown = rss_kib() - start
+        assert len(os.listdir("/proc/self/fd")) == fds
+        assert grown < 2048, f"RSS grew by {grown} KiB over 1000 sendfiles"
+        transport.close()
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+    finally:
+        loop.close()
+
 def test_signal_handler_paths_do_not_leak_references():
     """add/replace/remove handlers and deliver signals many times: the
     callback and its argument are referenced by nothing afterwards."""

@@ -548,22 +548,36 @@ def test_sock_methods_round_trip(loop):
     assert loop.run_until_complete(main()) == (b"hello", b" world")
 
 
+def sink_protocol(loop, pause_for=0):
+    """A server protocol that collects what it receives; returns it, the
+    bytearray it fills and a future set when the connection is lost. With
+    pause_for it holds reading off that long first, so the client's write
+    queue builds up."""
+    received = bytearray()
+    done = loop.create_future()
+
+    class Sink(asyncio.Protocol):
+        def connection_made(self, transport):
+            if pause_for:
+                transport.pause_reading()
+                loop.call_later(pause_for, transport.resume_reading)
+
+        def data_received(self, data):
+            received.extend(data)
+
+        def connection_lost(self, exc):
+            done.set_result(None)
+
+    return Sink, received, done
+
+
 def test_sendfile_over_a_transport(loop, tmp_path):
     path = tmp_path / "data"
     payload = os.urandom(300_000)
     path.write_bytes(payload)
 
     async def main():
-        received = bytearray()
-        done = loop.create_future()
-
-        class Sink(asyncio.Protocol):
-            def data_received(self, data):
-                received.extend(data)
-
-            def connection_lost(self, exc):
-                done.set_result(None)
-
+        Sink, received, done = sink_protocol(loop)
         server = await loop.create_server(Sink, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         transport, _ = await loop.create_connection(asyncio.Protocol,
@@ -577,3 +591,43 @@ def test_sendfile_over_a_transport(loop, tmp_path):
         return sent, bytes(received)
 
     assert loop.run_until_complete(main()) == (len(payload), payload)
+
+
+def test_sendfile_behind_queued_data_then_writes_again(loop, tmp_path):
+    """The zero-copy path: sendfile waits for the queue to drain, refuses
+    write() while it runs, and leaves the transport usable."""
+    path = tmp_path / "data"
+    payload = os.urandom(1_000_000)
+    path.write_bytes(payload)
+    before, after = b"<" * 30_000_000, b">" * 1000
+
+    async def main():
+        Sink, received, done = sink_protocol(loop, pause_for=0.05)
+        server = await loop.create_server(Sink, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol,
+                                                    "127.0.0.1", port)
+        transport.write(before)
+        queued = transport.get_write_buffer_size() > 0
+        with open(path, "rb") as f:
+            sending = asyncio.ensure_future(
+                loop.sendfile(transport, f, offset=10, count=500_000))
+            await asyncio.sleep(0)
+            with pytest.raises(RuntimeError,
+                               match="^unable to write; sendfile is in "
+                                     "progress$"):
+                transport.write(b"too early")
+            sent = await sending
+            position = f.tell()
+        transport.write(after)
+        transport.close()
+        await done
+        server.close()
+        await server.wait_closed()
+        return (queued, sent, position, type(transport)._sendfile_compatible,
+                bytes(received))
+
+    queued, sent, position, mode, received = loop.run_until_complete(main())
+    assert queued and sent == 500_000 and position == 500_010
+    assert mode.name == "TRY_NATIVE"
+    assert received == before + payload[10:500_010] + after

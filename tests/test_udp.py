@@ -197,3 +197,28 @@ def test_addresses_seen_by_datagram_received(loop, tmp_path):
     for key, (data, addr, client_name) in seen.items():
         assert data == b"hi"
         assert addr == client_name, key
+
+
+def test_sendto_takes_keywords(loop):
+    async def main():
+        server, sproto = await loop.create_datagram_endpoint(
+            Collect, local_addr=("127.0.0.1", 0))
+        client, _ = await loop.create_datagram_endpoint(
+            Collect, local_addr=("127.0.0.1", 0))
+        client.sendto(b"positional", server.get_extra_info("sockname"))
+        client.sendto(addr=server.get_extra_info("sockname"), data=b"kw")
+        client.sendto(b"mixed", addr=server.get_extra_info("sockname"))
+        got = [(await sproto.queue.get())[0] for _ in range(3)]
+        errors = []
+        for call in (lambda: client.sendto(),
+                     lambda: client.sendto(b"x", nope=1),
+                     lambda: client.sendto(b"x", data=b"y")):
+            with pytest.raises(TypeError) as info:
+                call()
+            errors.append(type(info.value))
+        client.close()
+        server.close()
+        return got, errors
+    got, errors = run(loop, main())
+    assert sorted(got) == [b"kw", b"mixed", b"positional"]
+    assert errors == [TypeError] * 3

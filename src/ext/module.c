@@ -246,23 +246,22 @@ add_type(PyObject *module, PyType_Spec *spec, PyObject *base,
 
 /* Class attributes base_events reads off a stream transport: start_tls()
  * refuses transports without _start_tls_compatible, and loop.sendfile()
- * takes stdlib's read-and-write fallback for _SendfileMode.FALLBACK (the
- * zero-copy path needs the loop's _sendfile_native). */
+ * tries the loop's zero-copy _sendfile_native for TRY_NATIVE. */
 static int
 set_stream_class_attributes(PyTypeObject *transport_type)
 {
     PyObject *type = (PyObject *)transport_type;
     PyObject *modes = import_attr("asyncio.constants", "_SendfileMode");
-    PyObject *fallback = modes ? PyObject_GetAttrString(modes, "FALLBACK")
-                               : NULL;
-    int rc = fallback == NULL ||
+    PyObject *native = modes ? PyObject_GetAttrString(modes, "TRY_NATIVE")
+                             : NULL;
+    int rc = native == NULL ||
              PyObject_SetAttrString(type, "_sendfile_compatible",
-                                    fallback) < 0 ||
+                                    native) < 0 ||
              PyObject_SetAttrString(type, "_start_tls_compatible",
                                     Py_True) < 0 ? -1 : 0;
 
     Py_XDECREF(modes);
-    Py_XDECREF(fallback);
+    Py_XDECREF(native);
     return rc;
 }
 

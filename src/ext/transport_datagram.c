@@ -350,20 +350,54 @@ check_address(SocketTransportObject *self, PyObject **addr)
 
 static PyObject *
 datagram_sendto(SocketTransportObject *self, PyObject *const *args,
-                Py_ssize_t nargs)
+                Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *data, *addr = Py_None, *res = NULL;
     Py_buffer view;
     int rc;
 
-    if (nargs < 1 || nargs > 2) {
-        return PyErr_Format(PyExc_TypeError,
-                            "sendto() takes 1 or 2 arguments (%zd given)",
-                            nargs);
+    if (kwnames != NULL || nargs < 1 || nargs > 2) {
+        /* sendto(data, addr=None): the rare keyword call, spelt out. */
+        static const char *const names[] = {"data", "addr"};
+        PyObject *given[2] = {NULL, NULL};
+        Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+        if (nargs > 2) {
+            return PyErr_Format(PyExc_TypeError,
+                                "sendto() takes at most 2 arguments "
+                                "(%zd given)", nargs + nkw);
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            given[i] = args[i];
+        }
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            int slot =
+                PyUnicode_CompareWithASCIIString(name, names[0]) == 0 ? 0
+                : PyUnicode_CompareWithASCIIString(name, names[1]) == 0 ? 1
+                : -1;
+            if (slot < 0 || given[slot] != NULL) {
+                return PyErr_Format(PyExc_TypeError,
+                                    slot < 0 ? "sendto() got an unexpected "
+                                               "keyword argument '%U'"
+                                             : "sendto() got multiple values "
+                                               "for argument '%U'", name);
+            }
+            given[slot] = args[nargs + i];
+        }
+        if (given[0] == NULL) {
+            PyErr_SetString(PyExc_TypeError, "sendto() missing required "
+                            "argument 'data'");
+            return NULL;
+        }
+        data = given[0];
+        addr = given[1] ? given[1] : Py_None;
     }
-    data = args[0];
-    if (nargs == 2) {
-        addr = args[1];
+    else {
+        data = args[0];
+        if (nargs == 2) {
+            addr = args[1];
+        }
     }
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) &&
         !PyMemoryView_Check(data)) {
@@ -464,8 +498,9 @@ datagram_sendto_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
 /* ---- the type ----------------------------------------------------------- */
 
 static PyMethodDef datagram_methods[] = {
-    {"sendto", (PyCFunction)(void (*)(void))datagram_sendto, METH_FASTCALL,
-     "sendto($self, data, addr=None, /)\n--\n\nSend one datagram; what the "
+    {"sendto", (PyCFunction)(void (*)(void))datagram_sendto,
+     METH_FASTCALL | METH_KEYWORDS,
+     "sendto($self, /, data, addr=None)\n--\n\nSend one datagram; what the "
      "socket does not take now is queued."},
     {"_read_ready", (PyCFunction)datagram_read_ready, METH_NOARGS, NULL},
     {"_sendto_ready", (PyCFunction)datagram_sendto_ready, METH_NOARGS, NULL},

@@ -17,6 +17,9 @@ typedef struct {
                                   _write_ready, datagram: _sendto_ready), */
     PyObject *write_ready;     /* made once, reused by every add_reader */
     PyObject *address;         /* datagram: the fixed peer address, or NULL */
+    PyObject *empty_waiter;    /* stream: loop.sendfile() waits on it for
+                                  the queue to drain; writes are refused
+                                  while it is set */
     PyObject *weakreflist;     /* Server keeps its clients in a WeakSet */
     int fd;
     int sock_family;           /* datagram: picks the address fast path */

@@ -63,6 +63,32 @@ debug_log(SocketTransportObject *self, const char *fmt)
     return cio_transport_debug_log((PyObject *)self, self->loop, fmt);
 }
 
+/* Wakes loop.sendfile() waiting for the queue to drain: with None, or with
+ * exc when the connection failed first. A done waiter is left alone
+ * (stdlib would raise InvalidStateError from connection_lost there). */
+static int
+wake_empty_waiter(SocketTransportObject *self, PyObject *exc)
+{
+    PyObject *done, *res;
+    int is_done;
+
+    if (self->empty_waiter == NULL) {
+        return 0;
+    }
+    done = PyObject_CallMethod(self->empty_waiter, "done", NULL);
+    is_done = done ? PyObject_IsTrue(done) : -1;
+    Py_XDECREF(done);
+    if (is_done != 0) {
+        return is_done < 0 ? -1 : 0;
+    }
+    res = exc ? PyObject_CallMethod(self->empty_waiter, "set_exception", "O",
+                                    exc)
+              : PyObject_CallMethod(self->empty_waiter, "set_result", "O",
+                                    Py_None);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
 /* ---- closing ---------------------------------------------------------- */
 
 /* stdlib's _force_close: drop the queue, stop watching, and report the
@@ -183,6 +209,22 @@ release_connection(SocketTransportObject *self)
     return rc;
 }
 
+static int
+wake_waiter_on_close(SocketTransportObject *self)
+{
+    PyObject *exc;
+    int rc;
+
+    if (self->empty_waiter == NULL) {
+        return 0;
+    }
+    exc = PyObject_CallFunction(PyExc_ConnectionError, "s",
+                                "Connection is closed by peer");
+    rc = exc ? wake_empty_waiter(self, exc) : -1;
+    Py_XDECREF(exc);
+    return rc;
+}
+
 PyObject *
 cio_socket_transport_connection_lost(SocketTransportObject *self,
                                      PyObject *exc)
@@ -196,7 +238,7 @@ cio_socket_transport_connection_lost(SocketTransportObject *self,
         }
         Py_XDECREF(res);
     }
-    if (release_connection(self) < 0) {
+    if (release_connection(self) < 0 || wake_waiter_on_close(self) < 0) {
         /* The first error wins, as with try/finally. */
         PyObject *later = cio_fetch_exception();
         if (raised == NULL) {
@@ -377,6 +419,11 @@ check_writable(SocketTransportObject *self, const char *method)
                      "Cannot call %s() after write_eof()", method);
         return -1;
     }
+    if (self->empty_waiter != NULL) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "unable to %s; sendfile is in progress", method);
+        return -1;
+    }
     return 0;
 }
 
@@ -465,9 +512,12 @@ transport_writelines(SocketTransportObject *self, PyObject *list_of_data)
 {
     PyObject *empty, *joined, *res;
 
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.11's writelines() is WriteTransport's: write()'s checks apply. */
     if (check_writable(self, "writelines") < 0) {
         return NULL;
     }
+#endif
     /* One buffer for the lot: a single send() instead of one per item. */
     empty = PyBytes_FromStringAndSize(NULL, 0);
     if (empty == NULL) {
@@ -483,6 +533,85 @@ transport_writelines(SocketTransportObject *self, PyObject *list_of_data)
     return res;
 }
 
+/* The queue could not be sent: the transport fails, and so does a
+ * sendfile waiting for the queue. */
+static int
+drain_failed(SocketTransportObject *self, int err)
+{
+    PyObject *exc;
+    int rc;
+
+    if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_WRITE) < 0) {
+        return -1;
+    }
+    cio_write_queue_clear(&self->queue);
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    exc = cio_fetch_exception();
+    rc = cio_socket_transport_fatal_error(
+        self, Py_NewRef(exc), "Fatal write error on socket transport");
+    if (rc == 0) {
+        rc = wake_empty_waiter(self, exc);
+    }
+    Py_DECREF(exc);
+    return rc;
+}
+
+/* loop.sendfile()'s handshake with the transport (selector_events'
+ * _make_empty_waiter): a future done once everything queued is sent. */
+static PyObject *
+transport_make_empty_waiter(SocketTransportObject *self,
+                            PyObject *Py_UNUSED(ig))
+{
+    if (self->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
+        return NULL;
+    }
+    if (self->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Transport is closed");
+        return NULL;
+    }
+    self->empty_waiter = PyObject_CallMethod((PyObject *)self->loop,
+                                             "create_future", NULL);
+    if (self->empty_waiter == NULL ||
+        (queue_empty(self) && wake_empty_waiter(self, NULL) < 0)) {
+        return NULL;
+    }
+    return Py_NewRef(self->empty_waiter);
+}
+
+static PyObject *
+transport_reset_empty_waiter(SocketTransportObject *self,
+                             PyObject *Py_UNUSED(ig))
+{
+    Py_CLEAR(self->empty_waiter);
+    Py_RETURN_NONE;
+}
+
+/* sendfile hands the socket to loop.sock_sendfile(), whose add_writer()
+ * must not find the fd owned: these give it up and take it back. */
+static PyObject *
+transport_release_fd(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    if (self->loop != NULL) {
+        cio_loop_forget_fd_transport(self->loop, self->fd, (PyObject *)self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+transport_reclaim_fd(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
+{
+    /* Only while the transport holds its socket: the loop's fd map
+     * borrows the transport, and a released one forgets itself. */
+    if (self->loop != NULL && self->sock != NULL &&
+        cio_loop_set_fd_transport(self->loop, self->fd,
+                                  (PyObject *)self) < 0) {
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 transport_write_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
 {
@@ -493,16 +622,8 @@ transport_write_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
     }
     n = queue_empty(self) ? 0 : cio_write_queue_writev(&self->queue, self->fd);
     if (n < 0) {
-        if (!cio_would_block((int)-n)) {
-            if (cio_loop_remove_watcher(self->loop, self->fd,
-                                        CIO_POLL_WRITE) < 0) {
-                return NULL;
-            }
-            cio_write_queue_clear(&self->queue);
-            if (fatal_errno(self, (int)-n,
-                            "Fatal write error on socket transport") < 0) {
-                return NULL;
-            }
+        if (!cio_would_block((int)-n) && drain_failed(self, (int)-n) < 0) {
+            return NULL;
         }
         Py_RETURN_NONE;
     }
@@ -512,7 +633,8 @@ transport_write_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
     }
     if (queue_empty(self) && self->loop != NULL) {
         if (cio_loop_remove_watcher(self->loop, self->fd,
-                                    CIO_POLL_WRITE) < 0) {
+                                    CIO_POLL_WRITE) < 0 ||
+            wake_empty_waiter(self, NULL) < 0) {
             return NULL;
         }
         if (self->closing) {
@@ -924,6 +1046,7 @@ transport_traverse(SocketTransportObject *self, visitproc visit, void *arg)
     Py_VISIT(self->read_ready);
     Py_VISIT(self->write_ready);
     Py_VISIT(self->address);
+    Py_VISIT(self->empty_waiter);
     return 0;
 }
 
@@ -940,6 +1063,7 @@ transport_clear(SocketTransportObject *self)
     Py_CLEAR(self->read_ready);
     Py_CLEAR(self->write_ready);
     Py_CLEAR(self->address);
+    Py_CLEAR(self->empty_waiter);
     return 0;
 }
 
@@ -1042,6 +1166,10 @@ static PyMethodDef stream_methods[] = {
     NOARGS("can_write_eof", transport_can_write_eof, "Always True."),
     NOARGS("_read_ready", transport_read_ready, NULL),
     NOARGS("_write_ready", transport_write_ready, NULL),
+    NOARGS("_make_empty_waiter", transport_make_empty_waiter, NULL),
+    NOARGS("_reset_empty_waiter", transport_reset_empty_waiter, NULL),
+    NOARGS("_release_fd", transport_release_fd, NULL),
+    NOARGS("_reclaim_fd", transport_reclaim_fd, NULL),
     {NULL, NULL, 0, NULL},
 };
 

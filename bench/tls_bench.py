@@ -1,0 +1,90 @@
+"""TLS echo and handshake benchmark: server CPU time per request (or per
+handshake), casyncio vs stdlib asyncio vs uvloop, side by side.
+
+As bench/echo_bench.py: the server is pinned to CPU 0, the C load generator
+(bench/tls_loadgen.c, OpenSSL) to CPU 1, and the figure is the server's
+user+system CPU time from /proc divided by the work done. The certificate
+is a throwaway P-256 one made by the openssl tool.
+
+    python bench/tls_bench.py [--seconds 5] [--connections 100]
+"""
+import argparse
+import asyncio
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+
+from echo_bench import (LOOPS, EchoProtocol, build, echo_stream,
+                        measure_server, new_loop)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CASES = [("protocol", "echo", 1024), ("protocol", "echo", 65536),
+         ("streams", "echo", 1024), ("protocol", "handshake", 1)]
+
+
+def make_certificate(directory):
+    cert, key = (os.path.join(directory, n) for n in ("cert.pem", "key.pem"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def serve(kind, server_kind, cert, key):
+    loop = new_loop(kind)
+    asyncio.set_event_loop(loop)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    if server_kind == "streams":
+        coro = asyncio.start_server(echo_stream, "127.0.0.1", 0, ssl=ctx)
+    else:
+        coro = loop.create_server(EchoProtocol, "127.0.0.1", 0, ssl=ctx,
+                                  backlog=1000)
+    server = loop.run_until_complete(coro)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    loop.run_forever()
+
+
+def measure(kind, server_kind, mode, size, args):
+    return measure_server(
+        [kind, server_kind, args.cert, args.key],
+        [args.loadgen, mode, "PORT", args.connections, size, args.seconds],
+        args.seconds)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", nargs=4)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--loadgen")
+    args = parser.parse_args()
+    if args.serve:
+        return serve(*args.serve)
+    args.loadgen = args.loadgen or build("tls_loadgen.c",
+                                         "casyncio-tls-loadgen",
+                                         "-lssl", "-lcrypto")
+    with tempfile.TemporaryDirectory() as directory:
+        args.cert, args.key = make_certificate(directory)
+        print(f"Python {sys.version.split()[0]}, TLS, {args.connections} "
+              f"connections, {args.seconds:g}s each; server CPU µs per "
+              f"request or handshake (lower is better), per second in "
+              f"brackets")
+        print(f"{'server':<20}{'casyncio':>18}{'asyncio':>18}{'uvloop':>18}"
+              f"{'vs uvloop':>11}")
+        for server_kind, mode, size in CASES:
+            results = {kind: measure(kind, server_kind, mode, size, args)
+                       for kind in LOOPS}
+            cells = "".join(f"{us:>8.1f} [{rate:>7,.0f}]"
+                            for us, rate in results.values())
+            ratio = results["casyncio"][0] / results["uvloop"][0]
+            label = ("handshake" if mode == "handshake"
+                     else f"{server_kind} {size}B")
+            print(f"{label:<20}{cells}{ratio:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()
