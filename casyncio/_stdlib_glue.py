@@ -3,8 +3,8 @@
 casyncio's C code moves the bytes and watches the fds, signals and child
 processes. What runs once per connection or per call -- resolving addresses
 and trying them in order (happy eyeballs), building ``asyncio.Server``
-objects, Unix socket paths, TLS through ``sslproto``, ``sendfile``, the
-``sock_*`` coroutines, and spawning a subprocess with ``subprocess.Popen``
+objects, Unix socket paths, TLS through ``sslproto``, ``sendfile``,
+``sock_connect``, and spawning a subprocess with ``subprocess.Popen``
 -- is the running interpreter's own asyncio code, bound to the casyncio loop.
 It therefore behaves, errors included, exactly as that Python version's loop
 does. These functions call only public loop methods and the private ones the
@@ -32,13 +32,8 @@ _BORROWED = {
     ),
     _SELECTOR: (
         "_accept_connection2",
-        "sock_recv", "_sock_read_done", "_sock_recv",
-        "sock_recv_into", "_sock_recv_into",
-        "sock_recvfrom", "_sock_recvfrom",
-        "sock_recvfrom_into", "_sock_recvfrom_into",
-        "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
         "sock_connect", "_sock_connect", "_sock_write_done",
-        "_sock_connect_cb", "sock_accept", "_sock_accept",
+        "_sock_connect_cb",
     ),
     _UNIX: (
         "create_unix_connection", "create_unix_server",

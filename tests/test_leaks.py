@@ -343,3 +343,56 @@ def test_datagram_transport_cycles_keep_memory_and_fds_flat(tmp_path):
         assert grown < 2048, f"RSS grew by {grown} KiB over 1000 cycles"
     finally:
         loop.close()
+
+
+def test_sock_call_paths_keep_memory_and_fds_flat():
+    """sock_* coroutines on every path: done at once, waiting then
+    completed, cancelled while waiting, failing, closed unawaited-but-
+    started, and sock_sendall resuming after the socket buffer filled."""
+    async def drain(sock, total):
+        loop = asyncio.get_running_loop()
+        while total:
+            total -= len(await loop.sock_recv(sock, 1 << 16))
+
+    async def cycles(n):
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            b.setblocking(False)
+            b.send(b"ready")
+            await loop.sock_recv(a, 10)
+            waiting = asyncio.ensure_future(loop.sock_recv_into(
+                a, bytearray(10)))
+            await asyncio.sleep(0)
+            await loop.sock_sendall(b, b"later")
+            await waiting
+            cancelled = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0)
+            cancelled.cancel()
+            await asyncio.gather(cancelled, return_exceptions=True)
+            started = loop.sock_recv(a, 10)
+            started.send(None)  # suspended on its future
+            started.close()
+            b.send(b"x")  # completes the abandoned call's future
+            await asyncio.sleep(0)
+            reader = asyncio.ensure_future(drain(b, 1 << 21))
+            await loop.sock_sendall(a, bytes(1 << 21))
+            await reader
+            a.close()
+            with pytest.raises(OSError):
+                await loop.sock_recv(a, 10)
+            b.close()
+            await asyncio.sleep(0)
+
+    loop = casyncio.new_event_loop()
+    try:
+        loop.run_until_complete(cycles(200))  # warm-up
+        gc.collect()
+        fds, rss = len(os.listdir("/proc/self/fd")), rss_kib()
+        loop.run_until_complete(cycles(2000))
+        gc.collect()
+        assert len(os.listdir("/proc/self/fd")) == fds
+        assert rss_kib() - rss < 2048
+    finally:
+        loop.close()

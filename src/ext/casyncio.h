@@ -24,6 +24,7 @@ typedef struct {
     PyTypeObject *datagram_transport_type;
     PyTypeObject *read_pipe_transport_type;
     PyTypeObject *write_pipe_transport_type;
+    PyTypeObject *sock_call_type;
 
     PyObject *future_type;            /* asyncio.Future */
     PyObject *task_type;              /* asyncio.Task */
@@ -53,6 +54,8 @@ typedef struct {
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
     PyObject *ssl_protocol_type;      /* asyncio.sslproto.SSLProtocol */
+    PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */
+    PyObject *sock_method_names;      /* see loop_sock.c */
     PyObject *signal_module;
     PyObject *str_data_received;      /* interned method and key names */
     PyObject *str_buffer_updated;
@@ -199,6 +202,12 @@ int cio_loop_add_watcher(LoopObject *self, int fd, unsigned event,
                          Py_ssize_t nargs, HandleObject **handle_out);
 int cio_loop_remove_watcher(LoopObject *self, int fd, unsigned event);
 int cio_loop_is_watching(LoopObject *self, int fd, unsigned event);
+/* An fd from an int or an object with fileno(), as selectors accept it;
+ * -1 with ValueError otherwise. */
+int cio_loop_fd_from_object(PyObject *fileobj);
+/* stdlib's _ensure_fd_no_transport: RuntimeError if a live transport
+ * owns fd. */
+int cio_loop_ensure_fd_no_transport(LoopObject *self, int fd);
 /* Marks fd as owned by a transport (a borrowed pointer, which the
  * transport clears before it goes), so add_reader refuses it. */
 int cio_loop_set_fd_transport(LoopObject *self, int fd, PyObject *transport);
@@ -221,6 +230,11 @@ extern PyType_Spec cio_read_pipe_transport_spec;
 extern PyType_Spec cio_write_pipe_transport_spec;
 extern PyMethodDef cio_loop_pipe_methods[];
 int cio_read_pipe_transport_check_base(PyTypeObject *base);
+
+/* loop_sock.c: sock_recv and the other sock_* coroutines */
+extern PyType_Spec cio_sock_call_spec;
+extern PyMethodDef cio_loop_sock_methods[];
+int cio_sock_names_init(cio_state *st);
 
 /* loop_signals.c */
 extern PyMethodDef cio_loop_signal_methods[];

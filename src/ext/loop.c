@@ -1075,13 +1075,14 @@ static PyGetSetDef loop_getset[] = {
 };
 
 /* The method table is assembled at import from this file's methods and
- * those of loop_fd.c, loop_errors.c and loop_lifecycle.c. */
+ * those of the other loop_*.c files. */
 static PyMethodDef *
 loop_all_methods(void)
 {
     static PyMethodDef all[160];
     PyMethodDef *tables[] = {loop_methods, cio_loop_fd_methods,
                              cio_loop_server_methods,
+                             cio_loop_sock_methods,
                              cio_loop_pipe_methods,
                              cio_loop_signal_methods,
                              cio_loop_process_methods,

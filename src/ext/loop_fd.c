@@ -6,9 +6,9 @@
  * cancelling) the old, error/hang-up waking both. */
 #include "casyncio.h"
 
-/* stdlib's _ensure_fd_no_transport plus selectors' _fileobj_to_fd. */
-static int
-fd_from_object(PyObject *fileobj)
+/* selectors' _fileobj_to_fd, with stdlib's error messages. */
+int
+cio_loop_fd_from_object(PyObject *fileobj)
 {
     PyObject *num;
     long fd;
@@ -195,8 +195,8 @@ cio_loop_forget_fd_transport(LoopObject *self, int fd, PyObject *transport)
 
 /* stdlib's _ensure_fd_no_transport: the public fd methods must not steal
  * an fd from a live transport. */
-static int
-ensure_fd_no_transport(LoopObject *self, int fd)
+int
+cio_loop_ensure_fd_no_transport(LoopObject *self, int fd)
 {
     PyObject *transport, *closing;
     int is_closing;
@@ -231,8 +231,9 @@ loop_add_watcher(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                      "%s() missing required argument 'callback'", name);
         return NULL;
     }
-    fd = fd_from_object(args[0]);
-    if (fd < 0 || (!internal && ensure_fd_no_transport(self, fd) < 0)) {
+    fd = cio_loop_fd_from_object(args[0]);
+    if (fd < 0 ||
+        (!internal && cio_loop_ensure_fd_no_transport(self, fd) < 0)) {
         return NULL;
     }
     if (cio_loop_add_watcher(self, fd, event, args[1], args + 2, nargs - 2,
@@ -250,9 +251,10 @@ static PyObject *
 loop_remove_watcher(LoopObject *self, PyObject *fileobj, unsigned event,
                     int internal)
 {
-    int fd = fd_from_object(fileobj), rc;
+    int fd = cio_loop_fd_from_object(fileobj), rc;
 
-    if (fd < 0 || (!internal && ensure_fd_no_transport(self, fd) < 0)) {
+    if (fd < 0 ||
+        (!internal && cio_loop_ensure_fd_no_transport(self, fd) < 0)) {
         return NULL;
     }
     rc = cio_loop_remove_watcher(self, fd, event);
@@ -321,9 +323,9 @@ loop_remove_writer_internal(LoopObject *self, PyObject *fileobj)
 static PyObject *
 loop_ensure_fd_no_transport(LoopObject *self, PyObject *fileobj)
 {
-    int fd = fd_from_object(fileobj);
+    int fd = cio_loop_fd_from_object(fileobj);
 
-    if (fd < 0 || ensure_fd_no_transport(self, fd) < 0) {
+    if (fd < 0 || cio_loop_ensure_fd_no_transport(self, fd) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

@@ -208,6 +208,17 @@ state_import(cio_state *st)
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
     IMPORT(ssl_protocol_type, "asyncio.sslproto", "SSLProtocol");
+    /* asyncio runs without the ssl module; so does sock_recv's check. */
+    st->ssl_socket_type = import_attr("ssl", "SSLSocket");
+    if (st->ssl_socket_type == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    if (cio_sock_names_init(st) < 0) {
+        return -1;
+    }
     st->str_data_received = PyUnicode_InternFromString("data_received");
     st->str_buffer_updated = PyUnicode_InternFromString("buffer_updated");
     st->str_peername = PyUnicode_InternFromString("peername");
@@ -306,6 +317,10 @@ casyncio_exec(PyObject *module)
     if (rc < 0) {
         return -1;
     }
+    if (add_type(module, &cio_sock_call_spec, NULL,
+                 &st->sock_call_type) < 0) {
+        return -1;
+    }
     if (cio_read_pipe_transport_check_base(
             (PyTypeObject *)st->read_transport_type) < 0 ||
         add_type(module, &cio_read_pipe_transport_spec,
@@ -333,7 +348,8 @@ casyncio_exec(PyObject *module)
     X(read_pipe_transport_type) X(write_pipe_transport_type)                \
     X(read_transport_type) X(socket_transport_base_type)                    \
     X(datagram_transport_type) X(datagram_transport_abc)                    \
-    X(str_datagram_received)
+    X(str_datagram_received) X(sock_call_type) X(ssl_socket_type)          \
+    X(sock_method_names)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

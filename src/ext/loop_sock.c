@@ -1,0 +1,802 @@
+/* The loop's sock_* methods that move data or accept: sock_recv,
+ * sock_recv_into, sock_recvfrom, sock_recvfrom_into, sock_sendall,
+ * sock_sendto and sock_accept.
+ *
+ * Each returns a SockCall: a coroutine written in C. Like stdlib's
+ * `async def` it does nothing until awaited; then it tries the socket call
+ * at once and, only when that would block, creates a Future, watches the
+ * fd and retries the call each time the fd is ready, as
+ * selector_events.py does. The socket calls go through the socket
+ * object's own methods, so results and errors are the socket module's.
+ *
+ * sock_connect and sock_sendfile remain stdlib's coroutines (see
+ * casyncio/_stdlib_glue.py): they resolve the address or drive os.sendfile
+ * before any waiting happens. */
+#include "casyncio.h"
+
+typedef enum {
+    SOCK_RECV,
+    SOCK_RECV_INTO,
+    SOCK_RECVFROM,
+    SOCK_RECVFROM_INTO,
+    SOCK_SENDALL,
+    SOCK_SENDTO,
+    SOCK_ACCEPT,
+} sock_kind_t;
+
+typedef struct {
+    const char *qualname;   /* for repr and the never-awaited warning */
+    unsigned event;         /* what the call waits for */
+} sock_kind_info_t;
+
+static const sock_kind_info_t kinds[] = {
+    [SOCK_RECV] = {"Loop.sock_recv", CIO_POLL_READ},
+    [SOCK_RECV_INTO] = {"Loop.sock_recv_into", CIO_POLL_READ},
+    [SOCK_RECVFROM] = {"Loop.sock_recvfrom", CIO_POLL_READ},
+    [SOCK_RECVFROM_INTO] = {"Loop.sock_recvfrom_into", CIO_POLL_READ},
+    [SOCK_SENDALL] = {"Loop.sock_sendall", CIO_POLL_WRITE},
+    [SOCK_SENDTO] = {"Loop.sock_sendto", CIO_POLL_WRITE},
+    [SOCK_ACCEPT] = {"Loop.sock_accept", CIO_POLL_READ},
+};
+
+typedef enum {
+    CALL_CREATED,   /* not awaited yet */
+    CALL_WAITING,   /* suspended on fut */
+    CALL_DONE,
+} call_state_t;
+
+typedef struct {
+    PyObject_HEAD
+    LoopObject *loop;
+    PyObject *sock;
+    PyObject *arg;        /* n, bufsize, buf or data */
+    PyObject *arg2;       /* nbytes or address; NULL for the others */
+    PyObject *view;       /* sock_sendall: memoryview(data) once waiting */
+    Py_ssize_t sent;      /* sock_sendall: bytes of view already sent */
+    PyObject *fut;        /* from the first wait on */
+    PyObject *fut_iter;   /* fut.__await__(), which this call delegates to */
+    HandleObject *watch;  /* the reader or writer Handle */
+    int fd;
+    sock_kind_t kind;
+    call_state_t state;
+} SockCallObject;
+
+/* ---- the socket calls ---------------------------------------------------- */
+
+/* The methods this file calls on sockets and futures, interned once
+ * (cio_sock_names_init) in the order of this enum. */
+typedef enum {
+    M_RECV, M_RECV_INTO, M_RECVFROM, M_RECVFROM_INTO, M_SEND, M_SENDTO,
+    M_ACCEPT, M_SETBLOCKING, M_FILENO, M_GETTIMEOUT, M_DONE, M_SET_RESULT,
+    M_SET_EXCEPTION, M_ADD_DONE_CALLBACK, M_COUNT
+} method_t;
+
+static const char *const method_names[M_COUNT] = {
+    "recv", "recv_into", "recvfrom", "recvfrom_into", "send", "sendto",
+    "accept", "setblocking", "fileno", "gettimeout", "done", "set_result",
+    "set_exception", "add_done_callback"};
+
+int
+cio_sock_names_init(cio_state *st)
+{
+    st->sock_method_names = PyTuple_New(M_COUNT);
+    if (st->sock_method_names == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < M_COUNT; i++) {
+        PyObject *name = PyUnicode_InternFromString(method_names[i]);
+        if (name == NULL) {
+            return -1;
+        }
+        PyTuple_SET_ITEM(st->sock_method_names, i, name);
+    }
+    return 0;
+}
+
+static PyObject *
+call_method(SockCallObject *self, PyObject *obj, method_t method,
+            PyObject *const *args, size_t nargs)
+{
+    PyObject *stack[4] = {obj};
+    PyObject *name =
+        PyTuple_GET_ITEM(self->loop->state->sock_method_names, method);
+
+    for (size_t i = 0; i < nargs; i++) {
+        stack[i + 1] = args[i];
+    }
+    return PyObject_VectorcallMethod(
+        name, stack, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* The Python-level `except (BlockingIOError, InterruptedError)`. */
+static int
+clear_if_would_block(void)
+{
+    if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+        PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+        PyErr_Clear();
+        return 1;
+    }
+    return 0;
+}
+
+/* sock.accept() and the new socket made non-blocking. */
+static PyObject *
+accept_nonblocking(SockCallObject *self)
+{
+    PyObject *pair = call_method(self, self->sock, M_ACCEPT, NULL, 0), *res;
+    PyObject *arg = Py_False;
+
+    if (pair == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        PyErr_SetString(PyExc_TypeError, "accept() must return a pair");
+        Py_DECREF(pair);
+        return NULL;
+    }
+    res = call_method(self, PyTuple_GET_ITEM(pair, 0), M_SETBLOCKING,
+                      &arg, 1);
+    if (res == NULL) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    Py_DECREF(res);
+    return pair;
+}
+
+/* sock_sendall: sends what is left of the data. Returns 1 when all of it
+ * has gone, 0 when more remains. */
+static int
+send_rest(SockCallObject *self)
+{
+    PyObject *rest, *res;
+    Py_ssize_t n, total;
+
+    rest = PySequence_GetSlice(self->view, self->sent, PY_SSIZE_T_MAX);
+    if (rest == NULL) {
+        return -1;
+    }
+    res = call_method(self, self->sock, M_SEND, &rest, 1);
+    Py_DECREF(rest);
+    if (res == NULL) {
+        return -1;
+    }
+    n = PyLong_AsSsize_t(res);
+    Py_DECREF(res);
+    total = PyObject_Length(self->view);
+    if ((n == -1 || total == -1) && PyErr_Occurred()) {
+        return -1;
+    }
+    self->sent += n;
+    return self->sent == total;
+}
+
+/* The first attempt of sock_sendall: the data as given, then a
+ * memoryview of it if some is left. */
+static int
+send_first(SockCallObject *self)
+{
+    PyObject *res = call_method(self, self->sock, M_SEND, &self->arg, 1);
+    Py_ssize_t n = 0, total;
+
+    if (res != NULL) {
+        n = PyLong_AsSsize_t(res);
+        Py_DECREF(res);
+        if (n == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    else if (!clear_if_would_block()) {
+        return -1;
+    }
+    total = PyObject_Length(self->arg);
+    if (total < 0) {
+        return -1;
+    }
+    if (n == total) {
+        return 1;
+    }
+    self->view = PyMemoryView_FromObject(self->arg);
+    self->sent = n;
+    return self->view == NULL ? -1 : 0;
+}
+
+/* One attempt at the socket call: 1 with *result set when it completed,
+ * 0 when it would block, -1 with an exception. first is the attempt made
+ * when the call is awaited; the others run when the fd is ready. */
+static int
+try_call(SockCallObject *self, int first, PyObject **result)
+{
+    PyObject *args[3] = {self->arg, self->arg2, self->arg2};
+    PyObject *res;
+    int rc;
+
+    *result = NULL;
+    switch (self->kind) {
+    case SOCK_RECV:
+        res = call_method(self, self->sock, M_RECV, args, 1);
+        break;
+    case SOCK_RECV_INTO:
+        res = call_method(self, self->sock, M_RECV_INTO, args, 1);
+        break;
+    case SOCK_RECVFROM:
+        res = call_method(self, self->sock, M_RECVFROM, args, 1);
+        break;
+    case SOCK_RECVFROM_INTO:
+        res = call_method(self, self->sock, M_RECVFROM_INTO, args, 2);
+        break;
+    case SOCK_SENDTO:
+        if (first) {
+            res = call_method(self, self->sock, M_SENDTO, args, 2);
+        }
+        else {
+            /* stdlib's retry passes flags explicitly */
+            PyObject *zero = PyLong_FromLong(0);
+            if (zero == NULL) {
+                return -1;
+            }
+            args[1] = zero;
+            res = call_method(self, self->sock, M_SENDTO, args, 3);
+            Py_DECREF(zero);
+        }
+        break;
+    case SOCK_ACCEPT:
+        res = accept_nonblocking(self);
+        break;
+    case SOCK_SENDALL:
+        if (!first) {
+            rc = send_rest(self);
+        }
+        else {
+            rc = send_first(self);
+        }
+        if (rc < 0 && !first && clear_if_would_block()) {
+            return 0;
+        }
+        if (rc > 0) {
+            *result = Py_NewRef(Py_None);
+        }
+        return rc;
+    default:
+        Py_UNREACHABLE();
+    }
+    if (res != NULL) {
+        *result = res;
+        return 1;
+    }
+    return clear_if_would_block() ? 0 : -1;
+}
+
+/* ---- waiting on the fd ---------------------------------------------------- */
+
+static PyObject *
+fut_call(SockCallObject *self, method_t method, PyObject *arg)
+{
+    return call_method(self, self->fut, method, &arg, arg != NULL);
+}
+
+/* The watcher callback: selector_events' _sock_recv and friends. */
+static PyObject *
+sock_call_io_ready(SockCallObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *done = fut_call(self, M_DONE, NULL), *result, *res;
+    int is_done = done ? PyObject_IsTrue(done) : -1;
+
+    Py_XDECREF(done);
+    if (is_done != 0) {
+        return is_done < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    switch (try_call(self, 0, &result)) {
+    case 0:
+        Py_RETURN_NONE;  /* try again next time */
+    case 1:
+        res = fut_call(self, M_SET_RESULT, result);
+        Py_DECREF(result);
+        break;
+    default: {
+        PyObject *exc = cio_fetch_exception();
+        if (cio_is_exit_exception(exc)) {
+            cio_restore_exception(exc);
+            return NULL;
+        }
+        res = fut_call(self, M_SET_EXCEPTION, exc);
+        Py_DECREF(exc);
+    }
+    }
+    Py_XDECREF(res);
+    return res == NULL ? NULL : Py_NewRef(Py_None);
+}
+
+/* fut's done callback: selector_events' _sock_read_done/_sock_write_done,
+ * which leave the fd alone if another watcher has replaced this one. */
+static PyObject *
+sock_call_fut_done(SockCallObject *self, PyObject *Py_UNUSED(fut))
+{
+    if (self->watch != NULL && !self->watch->cancelled &&
+        cio_loop_remove_watcher(self->loop, self->fd,
+                                kinds[self->kind].event) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef io_ready_def = {
+    "_io_ready", (PyCFunction)sock_call_io_ready, METH_NOARGS, NULL};
+static PyMethodDef fut_done_def = {
+    "_fut_done", (PyCFunction)sock_call_fut_done, METH_O, NULL};
+
+/* The call would block: a Future, the fd watched, and the Future's
+ * done callback to stop watching it. */
+static int
+start_waiting(SockCallObject *self)
+{
+    PyObject *fileno, *io_ready, *fut_done, *res;
+    PyAsyncMethods *am;
+    int rc;
+
+    self->fut = cio_loop_create_future(self->loop);
+    if (self->fut == NULL) {
+        return -1;
+    }
+    fileno = call_method(self, self->sock, M_FILENO, NULL, 0);
+    self->fd = fileno ? cio_loop_fd_from_object(fileno) : -1;
+    Py_XDECREF(fileno);
+    if (self->fd < 0 || cio_loop_ensure_fd_no_transport(self->loop,
+                                                        self->fd) < 0) {
+        return -1;
+    }
+    io_ready = PyCFunction_New(&io_ready_def, (PyObject *)self);
+    if (io_ready == NULL) {
+        return -1;
+    }
+    rc = cio_loop_add_watcher(self->loop, self->fd, kinds[self->kind].event,
+                              io_ready, NULL, 0, &self->watch);
+    Py_DECREF(io_ready);
+    if (rc < 0) {
+        return -1;
+    }
+    fut_done = PyCFunction_New(&fut_done_def, (PyObject *)self);
+    res = fut_done ? fut_call(self, M_ADD_DONE_CALLBACK, fut_done)
+                   : NULL;
+    Py_XDECREF(fut_done);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    am = Py_TYPE(self->fut)->tp_as_async;
+    self->fut_iter = am && am->am_await ? am->am_await(self->fut) : NULL;
+    if (self->fut_iter == NULL && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_TypeError, "the loop's future is not awaitable");
+    }
+    return self->fut_iter == NULL ? -1 : 0;
+}
+
+/* ---- the coroutine protocol ------------------------------------------- */
+
+/* base_events._check_ssl_socket and the debug-mode blocking check. */
+static int
+check_socket(SockCallObject *self)
+{
+    PyObject *ssl_socket_type = self->loop->state->ssl_socket_type;
+
+    if (ssl_socket_type != NULL) {
+        int is_ssl = PyObject_IsInstance(self->sock, ssl_socket_type);
+        if (is_ssl != 0) {
+            if (is_ssl > 0) {
+                PyErr_SetString(PyExc_TypeError,
+                                "Socket cannot be of type SSLSocket");
+            }
+            return -1;
+        }
+    }
+    if (self->loop->debug) {
+        PyObject *timeout = call_method(self, self->sock, M_GETTIMEOUT, NULL,
+                                        0);
+        PyObject *zero = PyLong_FromLong(0);
+        int blocking = timeout && zero
+                           ? PyObject_RichCompareBool(timeout, zero, Py_NE)
+                           : -1;
+        Py_XDECREF(timeout);
+        Py_XDECREF(zero);
+        if (blocking != 0) {
+            if (blocking > 0) {
+                PyErr_SetString(PyExc_ValueError,
+                                "the socket must be non-blocking");
+            }
+            return -1;
+        }
+    }
+    /* sock_recvfrom_into: `if not nbytes: nbytes = len(buf)` */
+    if (self->kind == SOCK_RECVFROM_INTO) {
+        int given = PyObject_IsTrue(self->arg2);
+        if (given == 0) {
+            Py_ssize_t len = PyObject_Length(self->arg);
+            Py_SETREF(self->arg2, len < 0 ? NULL : PyLong_FromSsize_t(len));
+        }
+        if (given < 0 || self->arg2 == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The body up to the first suspension. */
+static PySendResult
+sock_call_start(SockCallObject *self, PyObject **result)
+{
+    int rc;
+
+    if (check_socket(self) < 0) {
+        return PYGEN_ERROR;
+    }
+    rc = try_call(self, 1, result);
+    if (rc != 0) {
+        return rc > 0 ? PYGEN_RETURN : PYGEN_ERROR;
+    }
+    if (start_waiting(self) < 0) {
+        return PYGEN_ERROR;
+    }
+    self->state = CALL_WAITING;
+    return PyIter_Send(self->fut_iter, Py_None, result);
+}
+
+static PySendResult
+sock_call_am_send(SockCallObject *self, PyObject *value, PyObject **result)
+{
+    PySendResult rc;
+
+    *result = NULL;
+    switch (self->state) {
+    case CALL_CREATED:
+        if (value != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "can't send non-None value to a "
+                                             "just-started coroutine");
+            return PYGEN_ERROR;
+        }
+        self->state = CALL_DONE;  /* until it turns out to wait */
+        return sock_call_start(self, result);
+    case CALL_WAITING:
+        rc = PyIter_Send(self->fut_iter, value, result);
+        if (rc != PYGEN_NEXT) {
+            self->state = CALL_DONE;
+            Py_CLEAR(self->fut_iter);
+        }
+        return rc;
+    default:
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot reuse already awaited coroutine");
+        return PYGEN_ERROR;
+    }
+}
+
+/* A completed send as the Python-level send() and __next__() report it:
+ * StopIteration carrying the value (made explicitly, so that a tuple
+ * such as sock_accept's is the value, not the exception's arguments). */
+static PyObject *
+send_result_to_python(PySendResult rc, PyObject *result)
+{
+    PyObject *stop;
+
+    if (rc != PYGEN_RETURN) {
+        return result;  /* the yielded object, or NULL on error */
+    }
+    if (result == Py_None) {
+        Py_DECREF(result);
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    }
+    stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+    Py_DECREF(result);
+    if (stop != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+static PyObject *
+sock_call_send(SockCallObject *self, PyObject *value)
+{
+    PyObject *result;
+    PySendResult rc = sock_call_am_send(self, value, &result);
+
+    return send_result_to_python(rc, result);
+}
+
+static PyObject *
+sock_call_iternext(SockCallObject *self)
+{
+    return sock_call_send(self, Py_None);
+}
+
+/* throw(exc) or the legacy throw(type, value=None, traceback=None): the
+ * exception is raised at the await, which does not catch it. */
+static PyObject *
+sock_call_throw(SockCallObject *self, PyObject *const *args,
+                Py_ssize_t nargs)
+{
+    PyObject *typ, *val;
+
+    if (nargs < 1 || nargs > 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "throw expected at least 1 and at most 3 arguments, "
+                     "got %zd", nargs);
+        return NULL;
+    }
+    typ = args[0];
+    val = nargs > 1 ? args[1] : Py_None;
+    self->state = CALL_DONE;
+    Py_CLEAR(self->fut_iter);
+    if (PyExceptionInstance_Check(typ)) {
+        if (val != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "instance exception may not "
+                                             "have a separate value");
+            return NULL;
+        }
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    }
+    else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val);
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "exceptions must be classes or "
+                     "instances deriving from BaseException, not %s",
+                     Py_TYPE(typ)->tp_name);
+    }
+    if (nargs > 2 && args[2] != Py_None) {
+        PyObject *exc = cio_fetch_exception();
+        PyException_SetTraceback(exc, args[2]);
+        cio_restore_exception(exc);
+    }
+    return NULL;
+}
+
+/* close(): a suspended call is abandoned where it stands. As with
+ * stdlib's coroutine, its Future and watcher live on until the fd is
+ * ready. */
+static PyObject *
+sock_call_close(SockCallObject *self, PyObject *Py_UNUSED(ignored))
+{
+    self->state = CALL_DONE;
+    Py_CLEAR(self->fut_iter);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sock_call_await(SockCallObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *
+sock_call_get_qualname(SockCallObject *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(kinds[self->kind].qualname);
+}
+
+static PyObject *
+sock_call_get_name(SockCallObject *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(strchr(kinds[self->kind].qualname, '.') + 1);
+}
+
+static PyObject *
+sock_call_get_await(SockCallObject *self, void *Py_UNUSED(closure))
+{
+    PyObject *fut = self->state == CALL_WAITING ? self->fut : Py_None;
+    return Py_NewRef(fut);
+}
+
+static PyObject *
+sock_call_repr(SockCallObject *self)
+{
+    return PyUnicode_FromFormat("<coroutine object %s at %p>",
+                                kinds[self->kind].qualname, self);
+}
+
+/* A call that was never awaited warns as an unawaited coroutine does. */
+static void
+sock_call_finalize(SockCallObject *self)
+{
+    PyObject *exc;
+
+    if (self->state != CALL_CREATED) {
+        return;
+    }
+    exc = cio_fetch_exception();
+    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                         "coroutine '%s' was never awaited",
+                         kinds[self->kind].qualname) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    cio_restore_exception(exc);
+}
+
+static int
+sock_call_traverse(SockCallObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->loop);
+    Py_VISIT(self->sock);
+    Py_VISIT(self->arg);
+    Py_VISIT(self->arg2);
+    Py_VISIT(self->view);
+    Py_VISIT(self->fut);
+    Py_VISIT(self->fut_iter);
+    Py_VISIT(self->watch);
+    return 0;
+}
+
+static int
+sock_call_clear(SockCallObject *self)
+{
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->arg);
+    Py_CLEAR(self->arg2);
+    Py_CLEAR(self->view);
+    Py_CLEAR(self->fut);
+    Py_CLEAR(self->fut_iter);
+    Py_CLEAR(self->watch);
+    return 0;
+}
+
+static void
+sock_call_dealloc(SockCallObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return;  /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    sock_call_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef sock_call_methods[] = {
+    {"send", (PyCFunction)sock_call_send, METH_O,
+     "send($self, value, /)\n--\n\nResume the call; a value other than "
+     "None is refused before it starts."},
+    {"throw", (PyCFunction)(void (*)(void))sock_call_throw, METH_FASTCALL,
+     "throw($self, exc, /)\n--\n\nRaise exc at the suspension point."},
+    {"close", (PyCFunction)sock_call_close, METH_NOARGS,
+     "close($self, /)\n--\n\nAbandon the call."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef sock_call_getset[] = {
+    {"__qualname__", (getter)sock_call_get_qualname, NULL, NULL, NULL},
+    {"__name__", (getter)sock_call_get_name, NULL, NULL, NULL},
+    {"cr_await", (getter)sock_call_get_await, NULL,
+     "The Future the call is suspended on, else None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot sock_call_slots[] = {
+    {Py_am_await, sock_call_await},
+    {Py_am_send, sock_call_am_send},
+    {Py_tp_iternext, sock_call_iternext},
+    {Py_tp_repr, sock_call_repr},
+    {Py_tp_methods, sock_call_methods},
+    {Py_tp_getset, sock_call_getset},
+    {Py_tp_finalize, sock_call_finalize},
+    {Py_tp_traverse, sock_call_traverse},
+    {Py_tp_clear, sock_call_clear},
+    {Py_tp_dealloc, sock_call_dealloc},
+    {Py_tp_doc, "The coroutine a loop's sock_* method returns."},
+    {0, NULL},
+};
+
+PyType_Spec cio_sock_call_spec = {
+    .name = "casyncio._casyncio.SockCall",
+    .basicsize = sizeof(SockCallObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = sock_call_slots,
+};
+
+/* ---- the loop methods ------------------------------------------------- */
+
+static PyObject *
+sock_call_new(LoopObject *loop, sock_kind_t kind, PyObject *sock,
+              PyObject *arg, PyObject *arg2)
+{
+    SockCallObject *self = PyObject_GC_New(SockCallObject,
+                                           loop->state->sock_call_type);
+
+    if (self == NULL) {
+        return NULL;
+    }
+    self->loop = (LoopObject *)Py_NewRef(loop);
+    self->sock = Py_NewRef(sock);
+    self->arg = Py_XNewRef(arg);
+    self->arg2 = Py_XNewRef(arg2);
+    self->view = self->fut = self->fut_iter = NULL;
+    self->watch = NULL;
+    self->sent = 0;
+    self->fd = -1;
+    self->kind = kind;
+    self->state = CALL_CREATED;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+/* The methods take their arguments by position or keyword, as stdlib's
+ * `async def`s do. */
+#define SOCK_METHOD(method, kind, format, ...)                              \
+    static PyObject *                                                       \
+    loop_##method(LoopObject *self, PyObject *args, PyObject *kwargs)       \
+    {                                                                       \
+        static char *kwlist[] = {__VA_ARGS__, NULL};                        \
+        PyObject *a[3] = {NULL, NULL, NULL};                                \
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, format ":" #method,  \
+                                         kwlist, &a[0], &a[1], &a[2])) {    \
+            return NULL;                                                    \
+        }                                                                   \
+        return sock_call_new(self, kind, a[0], a[1], a[2]);                 \
+    }
+
+SOCK_METHOD(sock_recv, SOCK_RECV, "OO", "sock", "n")
+SOCK_METHOD(sock_recv_into, SOCK_RECV_INTO, "OO", "sock", "buf")
+SOCK_METHOD(sock_recvfrom, SOCK_RECVFROM, "OO", "sock", "bufsize")
+SOCK_METHOD(sock_sendall, SOCK_SENDALL, "OO", "sock", "data")
+SOCK_METHOD(sock_sendto, SOCK_SENDTO, "OOO", "sock", "data", "address")
+SOCK_METHOD(sock_accept, SOCK_ACCEPT, "O", "sock")
+
+/* sock_recvfrom_into(sock, buf, nbytes=0) */
+static PyObject *
+loop_sock_recvfrom_into(LoopObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"sock", "buf", "nbytes", NULL};
+    PyObject *sock, *buf, *nbytes = NULL, *res;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs,
+                                     "OO|O:sock_recvfrom_into", kwlist,
+                                     &sock, &buf, &nbytes)) {
+        return NULL;
+    }
+    if (nbytes != NULL) {
+        return sock_call_new(self, SOCK_RECVFROM_INTO, sock, buf, nbytes);
+    }
+    nbytes = PyLong_FromLong(0);
+    res = nbytes ? sock_call_new(self, SOCK_RECVFROM_INTO, sock, buf, nbytes)
+                 : NULL;
+    Py_XDECREF(nbytes);
+    return res;
+}
+
+#define SOCK_DEF(method, doc)                                               \
+    {#method, (PyCFunction)(void (*)(void))loop_##method,                   \
+     METH_VARARGS | METH_KEYWORDS, doc}
+
+PyMethodDef cio_loop_sock_methods[] = {
+    SOCK_DEF(sock_recv,
+             "sock_recv($self, sock, n)\n--\n\n"
+             "Coroutine: receive up to n bytes from the non-blocking "
+             "socket."),
+    SOCK_DEF(sock_recv_into,
+             "sock_recv_into($self, sock, buf)\n--\n\n"
+             "Coroutine: receive into buf; return the number of bytes."),
+    SOCK_DEF(sock_recvfrom,
+             "sock_recvfrom($self, sock, bufsize)\n--\n\n"
+             "Coroutine: receive a datagram; return (data, address)."),
+    SOCK_DEF(sock_recvfrom_into,
+             "sock_recvfrom_into($self, sock, buf, nbytes=0)\n--\n\n"
+             "Coroutine: receive a datagram into buf; return (nbytes, "
+             "address)."),
+    SOCK_DEF(sock_sendall,
+             "sock_sendall($self, sock, data)\n--\n\n"
+             "Coroutine: send all of data."),
+    SOCK_DEF(sock_sendto,
+             "sock_sendto($self, sock, data, address)\n--\n\n"
+             "Coroutine: send a datagram to address; return the bytes "
+             "sent."),
+    SOCK_DEF(sock_accept,
+             "sock_accept($self, sock)\n--\n\n"
+             "Coroutine: accept a connection; return (conn, address) with "
+             "conn non-blocking."),
+    {NULL, NULL, 0, NULL},
+};

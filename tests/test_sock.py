@@ -1,0 +1,356 @@
+"""The loop's sock_* coroutines: parity on stdlib asyncio and casyncio
+(casyncio's are C coroutines; sock_connect stays stdlib's)."""
+import asyncio
+import gc
+import os
+import socket
+import ssl
+import struct
+import warnings
+
+import pytest
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def udp_pair():
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for s in (a, b):
+        s.setblocking(False)
+        s.bind(("127.0.0.1", 0))
+    return a, b
+
+
+def not_watched(loop, sock):
+    """True when the loop has neither a reader nor a writer on sock."""
+    return not loop.remove_reader(sock) and not loop.remove_writer(sock)
+
+
+def test_sock_recv_waits_for_data_then_stops_watching(loop, pair):
+    a, b = pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        b.send(b"late")
+        data = await task
+        await asyncio.sleep(0)  # the future's done callback runs
+        return data, not_watched(loop, a)
+
+    assert loop.run_until_complete(main()) == (b"late", True)
+
+
+def test_sock_recv_into_both_paths(loop, pair):
+    a, b = pair
+
+    async def main():
+        buf = bytearray(10)
+        b.send(b"now")
+        first = await loop.sock_recv_into(a, buf)
+        got = bytes(buf[:first])
+        waiting = asyncio.ensure_future(loop.sock_recv_into(a, buf))
+        await asyncio.sleep(0)
+        b.send(b"later!")
+        second = await waiting
+        return got, bytes(buf[:second])
+
+    assert loop.run_until_complete(main()) == (b"now", b"later!")
+
+
+def test_sock_recvfrom_and_recvfrom_into(loop):
+    a, b = udp_pair()
+
+    async def main():
+        waiting = asyncio.ensure_future(loop.sock_recvfrom(a, 100))
+        await asyncio.sleep(0)
+        await loop.sock_sendto(b, b"one", a.getsockname())
+        data, addr = await waiting
+        buf = bytearray(64)
+        assert await loop.sock_sendto(b, b"two-longer", a.getsockname()) == 10
+        n, addr2 = await loop.sock_recvfrom_into(a, buf)
+        second = bytes(buf[:n])
+        await loop.sock_sendto(b, b"three", a.getsockname())
+        m, _ = await loop.sock_recvfrom_into(a, buf, 2)  # truncated
+        return (data, addr, second, addr2, m)
+
+    try:
+        data, addr, second, addr2, m = loop.run_until_complete(main())
+        assert (data, second, m) == (b"one", b"two-longer", 2)
+        assert addr == addr2 == b.getsockname()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_sock_sendall_blocks_resumes_and_delivers_everything(loop, pair):
+    a, b = pair
+    payload = os.urandom(4 * 1024 * 1024)
+
+    async def main():
+        async def drain():
+            received = bytearray()
+            while len(received) < len(payload):
+                await asyncio.sleep(0.001)  # slower than the sender
+                received += await loop.sock_recv(b, 65536)
+            return bytes(received)
+
+        reader = asyncio.ensure_future(drain())
+        result = await loop.sock_sendall(a, memoryview(payload))
+        received = await reader
+        await asyncio.sleep(0)
+        return result, received, not_watched(loop, a)
+
+    result, received, idle = loop.run_until_complete(main())
+    assert result is None and received == payload and idle
+
+
+def test_sock_accept_gives_a_nonblocking_connection(loop):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+
+    async def main():
+        accepting = asyncio.ensure_future(loop.sock_accept(listener))
+        await asyncio.sleep(0)
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, listener.getsockname())
+        conn, addr = await accepting
+        result = (conn.getblocking(), addr == client.getsockname())
+        conn.close()
+        client.close()
+        return result
+
+    try:
+        assert loop.run_until_complete(main()) == (False, True)
+    finally:
+        listener.close()
+
+
+def test_keywords_are_accepted(loop, pair):
+    a, b = pair
+
+    async def main():
+        await loop.sock_sendall(sock=b, data=b"kw")
+        return await loop.sock_recv(sock=a, n=10)
+
+    assert loop.run_until_complete(main()) == b"kw"
+
+
+def test_cancelling_a_waiting_recv_loses_no_data(loop, pair):
+    a, b = pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        idle = not_watched(loop, a)
+        b.send(b"after")
+        return idle, await loop.sock_recv(a, 100)
+
+    assert loop.run_until_complete(main()) == (True, b"after")
+
+
+def test_wait_for_timeout_on_recv(loop, pair):
+    a, _ = pair
+
+    async def main():
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(loop.sock_recv(a, 10), 0.01)
+        await asyncio.sleep(0)
+        return not_watched(loop, a)
+
+    assert loop.run_until_complete(main())
+
+
+def test_peer_reset_raises_from_the_waiting_call(loop):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    async def main():
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, listener.getsockname())
+        server_side, _ = listener.accept()
+        waiting = asyncio.ensure_future(loop.sock_recv(client, 10))
+        await asyncio.sleep(0)
+        # RST instead of FIN
+        server_side.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                               struct.pack("ii", 1, 0))
+        server_side.close()
+        try:
+            with pytest.raises(ConnectionResetError):
+                await waiting
+        finally:
+            client.close()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        listener.close()
+
+
+def test_blocking_socket_refused_in_debug_mode(loop):
+    a, b = socket.socketpair()  # blocking
+    b.send(b"x")
+
+    async def main():
+        if loop.get_debug():
+            with pytest.raises(ValueError,
+                               match="^the socket must be non-blocking$"):
+                await loop.sock_recv(a, 1)
+            return None
+        return await loop.sock_recv(a, 1)  # data is there: no blocking
+
+    try:
+        assert loop.run_until_complete(main()) == (
+            None if loop.get_debug() else b"x")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_ssl_socket_refused(loop):
+    ctx = ssl.create_default_context()
+    sock = ctx.wrap_socket(socket.socket(), server_hostname="localhost",
+                           do_handshake_on_connect=False)
+
+    async def main():
+        with pytest.raises(TypeError,
+                           match="^Socket cannot be of type SSLSocket$"):
+            await loop.sock_recv(sock, 1)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        sock.close()
+
+
+def test_fd_owned_by_a_transport_refused(loop):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, *server.sockets[0].getsockname())
+        fd = transport.get_extra_info("socket").fileno()
+        alias = socket.socket(fileno=fd)
+        alias.setblocking(False)
+        try:
+            with pytest.raises(RuntimeError,
+                               match=rf"^File descriptor {fd} is used by "
+                                     r"transport <"):
+                await loop.sock_recv(alias, 10)
+        finally:
+            alias.detach()
+            transport.close()
+            server.close()
+            await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_the_coroutine_protocol(loop, pair):
+    """What code that drives a coroutine by hand sees."""
+    a, b = pair
+    coro = loop.sock_recv(a, 10)
+    assert asyncio.iscoroutine(coro)
+    with pytest.raises(TypeError, match="^can't send non-None value to a "
+                                        "just-started coroutine$"):
+        coro.send(1)
+    coro.close()
+
+    b.send(b"ready")
+    coro = loop.sock_recv(a, 10)
+    with pytest.raises(StopIteration) as stop:
+        coro.send(None)
+    assert stop.value.value == b"ready"
+    with pytest.raises(RuntimeError,
+                       match="^cannot reuse already awaited coroutine$"):
+        coro.send(None)
+
+    coro = loop.sock_recv(a, 10)
+    with pytest.raises(KeyError, match="thrown"):
+        coro.throw(KeyError("thrown"))
+    coro.close()
+
+
+def test_a_tuple_result_is_the_stop_iteration_value(loop):
+    a, b = udp_pair()
+    b.sendto(b"dgram", a.getsockname())
+    coro = loop.sock_recvfrom(a, 100)
+    try:
+        for _ in range(100):  # the datagram may take a moment to arrive
+            try:
+                fut = coro.send(None)
+            except StopIteration as stop:
+                assert stop.value == (b"dgram", b.getsockname())
+                break
+            # Suspended on a future: let the loop complete it.
+            loop.run_until_complete(fut)
+        else:
+            pytest.fail("no datagram")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_closed_loop(loop, pair):
+    a, b = pair
+    loop.close()
+    b.send(b"x")
+    coro = loop.sock_recv(a, 1)
+    with pytest.raises(StopIteration):  # ready data needs no loop
+        coro.send(None)
+    coro = loop.sock_recv(a, 1)
+    with pytest.raises(RuntimeError, match="^Event loop is closed$"):
+        coro.send(None)
+
+
+def test_never_awaited_warns(loop, pair):
+    a, _ = pair
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loop.sock_recv(a, 1)
+        gc.collect()
+    messages = [str(w.message) for w in caught
+                if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1
+    assert messages[0].startswith("coroutine '")
+    assert messages[0].endswith(".sock_recv' was never awaited")
+
+
+def test_many_concurrent_recvs_on_many_sockets(loop):
+    pairs = [socket.socketpair() for _ in range(200)]
+    for a, b in pairs:
+        a.setblocking(False)
+        b.setblocking(False)
+
+    async def main():
+        tasks = [asyncio.ensure_future(loop.sock_recv(a, 100))
+                 for a, _ in pairs]
+        await asyncio.sleep(0)
+        for i, (_, b) in enumerate(reversed(pairs)):
+            await loop.sock_sendall(b, b"%d" % i)
+        return await asyncio.gather(*tasks)
+
+    try:
+        results = loop.run_until_complete(main())
+        assert results == [b"%d" % i for i in reversed(range(200))]
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
