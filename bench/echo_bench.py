@@ -1,5 +1,7 @@
 """Echo server benchmark: server CPU time per request, casyncio vs stdlib
-asyncio vs uvloop, for Protocol, BufferedProtocol and streams servers.
+asyncio vs uvloop, for Protocol, BufferedProtocol and streams servers, and
+per connection when every request is a new connection (accept, one byte
+echoed, close: the connect rows).
 
 The server runs pinned to CPU 0, the C load generator (bench/loadgen.c,
 closed loop, N connections) pinned to CPU 1. The figure is the server's
@@ -113,8 +115,21 @@ def build(source, name, *libraries):
 def measure(kind, server_kind, size, args):
     return measure_server(
         [kind, server_kind],
-        [args.loadgen, "PORT", args.connections, size, args.seconds],
-        args.seconds)
+        [args.loadgen, "echo", "PORT", args.connections, size,
+         args.seconds], args.seconds)
+
+
+def measure_connects(kind, server_kind, args):
+    return measure_server(
+        [kind, server_kind],
+        [args.loadgen, "connect", "PORT", 1, 1, args.seconds], args.seconds)
+
+
+def print_row(label, results):
+    cells = "".join(f"{us:>8.1f} [{rps:>7,.0f}]"
+                    for us, rps in results.values())
+    ratio = results["casyncio"][0] / results["uvloop"][0]
+    print(f"{label:<20}{cells}{ratio:>10.2f}x")
 
 
 def main():
@@ -135,13 +150,13 @@ def main():
           f"{'vs uvloop':>11}")
     for size in (int(s) for s in args.sizes.split(",")):
         for server_kind in SERVERS:
-            results = {kind: measure(kind, server_kind, size, args)
-                       for kind in LOOPS}
-            cells = "".join(f"{us:>8.1f} [{rps:>7,.0f}]"
-                            for us, rps in results.values())
-            ratio = results["casyncio"][0] / results["uvloop"][0]
-            print(f"{server_kind + ' ' + str(size) + 'B':<20}{cells}"
-                  f"{ratio:>10.2f}x")
+            print_row(f"{server_kind} {size}B",
+                      {kind: measure(kind, server_kind, size, args)
+                       for kind in LOOPS})
+    for server_kind in ("protocol", "streams"):
+        print_row(f"{server_kind} connect",
+                  {kind: measure_connects(kind, server_kind, args)
+                   for kind in LOOPS})
 
 
 if __name__ == "__main__":

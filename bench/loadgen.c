@@ -1,11 +1,19 @@
-/* Closed-loop echo load generator over plain TCP (see echo_driver.h).
- * Prints the number of completed requests.
+/* Closed-loop load generator over plain TCP. Prints the number of
+ * completed requests.
  *
- *     loadgen PORT CONNECTIONS MESSAGE_BYTES SECONDS
+ *     loadgen echo PORT CONNECTIONS MESSAGE_BYTES SECONDS
+ *     loadgen connect PORT 1 1 SECONDS
+ *
+ *   echo: CONNECTIONS connections each echo messages (see echo_driver.h).
+ *   connect: one connection at a time connects, has one byte echoed and
+ *         closes, so every request pays for the server's accept, transport
+ *         set-up and teardown. Loopback reuses TIME_WAIT ports
+ *         (tcp_tw_reuse), so long runs do not exhaust them.
  */
 #include "echo_driver.h"
 
 #include <errno.h>
+#include <unistd.h>
 
 static size_t
 plain_read(conn_t *c, char *buf, size_t size)
@@ -35,23 +43,51 @@ plain_write(conn_t *c, const char *buf, size_t size)
     return (size_t)n;
 }
 
-int
-main(int argc, char **argv)
+static long
+run_plain_echo(int port, int nconns, size_t size, double seconds)
 {
     static const conn_io_t plain = {plain_read, plain_write};
-
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s PORT CONNECTIONS BYTES SECONDS\n", argv[0]);
-        return 2;
-    }
-    int port = atoi(argv[1]), nconns = atoi(argv[2]);
-    size_t size = (size_t)atol(argv[3]);
-    double seconds = atof(argv[4]);
     conn_t *conns = calloc((size_t)nconns, sizeof(conn_t));
 
     for (int i = 0; i < nconns; i++) {
         conns[i].fd = connect_loopback(port);
     }
-    printf("%ld\n", run_echo(&plain, conns, nconns, size, seconds));
+    return run_echo(&plain, conns, nconns, size, seconds);
+}
+
+static long
+run_connects(int port, double seconds)
+{
+    double end = now() + seconds;
+    long connects = 0;
+    char byte = 'x';
+
+    while (now() < end) {
+        int fd = connect_loopback(port);
+        if (send(fd, &byte, 1, 0) != 1 || recv(fd, &byte, 1, 0) != 1) {
+            fprintf(stderr, "one-byte echo failed\n");
+            exit(1);
+        }
+        close(fd);
+        connects++;
+    }
+    return connects;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc != 6) {
+        fprintf(stderr, "usage: %s echo|connect PORT CONNECTIONS BYTES "
+                "SECONDS\n", argv[0]);
+        return 2;
+    }
+    int port = atoi(argv[2]), nconns = atoi(argv[3]);
+    size_t size = (size_t)atol(argv[4]);
+    double seconds = atof(argv[5]);
+
+    printf("%ld\n", strcmp(argv[1], "echo") == 0
+                        ? run_plain_echo(port, nconns, size, seconds)
+                        : run_connects(port, seconds));
     return 0;
 }

@@ -422,6 +422,105 @@ def test_transport_types_and_extra_info(loop):
     loop.run_until_complete(server.wait_closed())
 
 
+def accepted_socket_facts(loop, start_server, connect):
+    """What a server-side transport says about its accepted socket, beside
+    what the client socket says about itself."""
+    async def main():
+        accepted = loop.create_future()
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport):
+                accepted.set_result(transport)
+
+        server = await start_server(lambda: Server())
+        client = await connect(server.sockets[0])
+        transport = await accepted
+        sock = transport.get_extra_info("socket")
+        facts = (transport.get_extra_info("peername"),
+                 transport.get_extra_info("sockname"),
+                 sock.family, sock.type,
+                 sock.proto == server.sockets[0].proto,
+                 sock.gettimeout(),
+                 os.get_blocking(sock.fileno()),
+                 os.get_inheritable(sock.fileno()))
+        transport.close()
+        own = (client.getsockname(), client.getpeername())
+        client.close()
+        server.close()
+        await server.wait_closed()
+        return facts, own
+
+    return loop.run_until_complete(main())
+
+
+async def connect_from(listener, bind_to=None):
+    client = socket.socket(listener.family)
+    if bind_to is not None:
+        client.bind(bind_to)
+    client.connect(listener.getsockname())
+    return client
+
+
+def test_accepted_tcp_connection_facts(loop):
+    (peer, name, family, type_, same_proto, timeout, blocking,
+     inheritable), (client_name, client_peer) = accepted_socket_facts(
+        loop, lambda f: loop.create_server(f, "127.0.0.1", 0), connect_from)
+    assert (peer, name) == (client_name, client_peer)
+    assert type(peer) is tuple and len(peer) == 2
+    assert (family, type_, same_proto) == (socket.AF_INET,
+                                           socket.SOCK_STREAM, True)
+    assert (timeout, blocking, inheritable) == (0.0, False, False)
+
+
+@pytest.mark.skipif(not ipv6_loopback_works(), reason="no IPv6 loopback")
+def test_accepted_ipv6_connection_facts(loop):
+    (peer, name, family, type_, _, timeout, blocking, _), \
+        (client_name, client_peer) = accepted_socket_facts(
+            loop, lambda f: loop.create_server(f, "::1", 0), connect_from)
+    assert (peer, name) == (client_name, client_peer)
+    assert len(peer) == 4 and peer[0] == "::1"
+    assert (family, type_, timeout, blocking) == (
+        socket.AF_INET6, socket.SOCK_STREAM, 0.0, False)
+
+
+@pytest.mark.parametrize("client_name", ["unnamed", "path", "abstract"])
+def test_accepted_unix_connection_facts(loop, tmp_path, client_name):
+    path = str(tmp_path / "server.sock")
+    bind_to = {"unnamed": None, "path": str(tmp_path / "client.sock"),
+               "abstract": f"\0casyncio-test-{os.getpid()}"}[client_name]
+    (peer, name, family, type_, _, timeout, blocking, _), \
+        (own_name, own_peer) = accepted_socket_facts(
+            loop, lambda f: loop.create_unix_server(f, path),
+            lambda listener: connect_from(listener, bind_to))
+    assert (peer, name) == (own_name, own_peer)
+    if client_name == "abstract":
+        assert peer == bind_to.encode()
+    else:
+        assert peer == (bind_to or "")
+    assert (family, type_, timeout, blocking) == (
+        socket.AF_UNIX, socket.SOCK_STREAM, 0.0, False)
+
+
+def test_server_on_a_socket_subclass_uses_its_accept(loop):
+    """A listening socket of a socket.socket subclass is accepted through
+    its own accept(), as stdlib does."""
+    calls = []
+
+    class CountingSocket(socket.socket):
+        def accept(self):
+            calls.append(1)
+            return super().accept()
+
+    listener = CountingSocket()
+    listener.bind(("127.0.0.1", 0))
+    (peer, _, _, _, _, timeout, blocking, _), (client_name, _) = \
+        accepted_socket_facts(
+            loop, lambda f: loop.create_server(f, sock=listener),
+            connect_from)
+    assert calls and peer == client_name
+    assert (timeout, blocking) == (0.0, False)
+
+
 def test_add_reader_refuses_an_fd_owned_by_a_transport(loop):
     client = RecordingProtocol(loop)
     peer = RecordingProtocol(loop)

@@ -56,6 +56,9 @@ typedef struct {
     PyObject *ssl_protocol_type;      /* asyncio.sslproto.SSLProtocol */
     PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */
     PyObject *sock_method_names;      /* see loop_sock.c */
+    PyObject *socket_type;            /* socket.socket */
+    PyObject *socket_int_members;     /* _socket.socket's family, type and
+                                         proto member descriptors */
     PyObject *signal_module;
     PyObject *str_data_received;      /* interned method and key names */
     PyObject *str_buffer_updated;
@@ -147,6 +150,10 @@ PyObject *cio_raise_errno(int neg_errno);
 PyObject *cio_fetch_exception(void);
 void cio_restore_exception(PyObject *exc);
 int cio_is_exit_exception(PyObject *exc);  /* SystemExit or KeyboardInterrupt */
+/* sock.family, sock.type and sock.proto as C longs. For a socket object
+ * they come from _socket.socket's own members, skipping the enum that
+ * socket.socket's properties of the same names build each time. */
+int cio_socket_ints(cio_state *st, PyObject *sock, long ints[3]);
 /* Calls logger.<level>(msg, exc_info=exc_info) on asyncio's logger. */
 int cio_log(cio_state *st, const char *level, PyObject *msg,
             PyObject *exc_info);
@@ -235,6 +242,9 @@ int cio_read_pipe_transport_check_base(PyTypeObject *base);
 extern PyType_Spec cio_sock_call_spec;
 extern PyMethodDef cio_loop_sock_methods[];
 int cio_sock_names_init(cio_state *st);
+/* sock.accept() with the new socket made non-blocking: the (conn,
+ * address) pair, checked to be a pair. */
+PyObject *cio_sock_accept_nonblocking(cio_state *st, PyObject *sock);
 
 /* loop_signals.c */
 extern PyMethodDef cio_loop_signal_methods[];

@@ -94,18 +94,24 @@ cio_sock_names_init(cio_state *st)
 }
 
 static PyObject *
-call_method(SockCallObject *self, PyObject *obj, method_t method,
-            PyObject *const *args, size_t nargs)
+call_method_st(cio_state *st, PyObject *obj, method_t method,
+               PyObject *const *args, size_t nargs)
 {
     PyObject *stack[4] = {obj};
-    PyObject *name =
-        PyTuple_GET_ITEM(self->loop->state->sock_method_names, method);
+    PyObject *name = PyTuple_GET_ITEM(st->sock_method_names, method);
 
     for (size_t i = 0; i < nargs; i++) {
         stack[i + 1] = args[i];
     }
     return PyObject_VectorcallMethod(
         name, stack, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *
+call_method(SockCallObject *self, PyObject *obj, method_t method,
+            PyObject *const *args, size_t nargs)
+{
+    return call_method_st(self->loop->state, obj, method, args, nargs);
 }
 
 /* The Python-level `except (BlockingIOError, InterruptedError)`. */
@@ -120,11 +126,10 @@ clear_if_would_block(void)
     return 0;
 }
 
-/* sock.accept() and the new socket made non-blocking. */
-static PyObject *
-accept_nonblocking(SockCallObject *self)
+PyObject *
+cio_sock_accept_nonblocking(cio_state *st, PyObject *sock)
 {
-    PyObject *pair = call_method(self, self->sock, M_ACCEPT, NULL, 0), *res;
+    PyObject *pair = call_method_st(st, sock, M_ACCEPT, NULL, 0), *res;
     PyObject *arg = Py_False;
 
     if (pair == NULL) {
@@ -135,8 +140,8 @@ accept_nonblocking(SockCallObject *self)
         Py_DECREF(pair);
         return NULL;
     }
-    res = call_method(self, PyTuple_GET_ITEM(pair, 0), M_SETBLOCKING,
-                      &arg, 1);
+    res = call_method_st(st, PyTuple_GET_ITEM(pair, 0), M_SETBLOCKING,
+                         &arg, 1);
     if (res == NULL) {
         Py_DECREF(pair);
         return NULL;
@@ -242,7 +247,7 @@ try_call(SockCallObject *self, int first, PyObject **result)
         }
         break;
     case SOCK_ACCEPT:
-        res = accept_nonblocking(self);
+        res = cio_sock_accept_nonblocking(self->loop->state, self->sock);
         break;
     case SOCK_SENDALL:
         if (!first) {

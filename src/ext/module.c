@@ -45,6 +45,27 @@ cio_fetch_exception(void)
 #endif
 }
 
+int
+cio_socket_ints(cio_state *st, PyObject *sock, long ints[3])
+{
+    for (int i = 0; i < 3; i++) {
+        PyObject *member = PyTuple_GET_ITEM(st->socket_int_members, i);
+        PyObject *value =
+            PyObject_TypeCheck(sock, PyDescr_TYPE(member))
+                ? Py_TYPE(member)->tp_descr_get(member, sock, NULL)
+                : PyObject_GetAttr(sock, PyDescr_NAME(member));
+        if (value == NULL) {
+            return -1;
+        }
+        ints[i] = PyLong_AsLong(value);
+        Py_DECREF(value);
+        if (ints[i] == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void
 cio_restore_exception(PyObject *exc)
 {
@@ -171,6 +192,24 @@ detect_format_debug_keyword(cio_state *st)
     return n < 0 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* _socket.socket's own family, type and proto members, through which
+ * the accept loop reads a socket's ints; socket.socket's properties of
+ * the same names build an enum each time. */
+static PyObject *
+import_socket_int_members(void)
+{
+    PyObject *base = import_attr("_socket", "socket"), *members;
+
+    if (base == NULL) {
+        return NULL;
+    }
+    members = Py_BuildValue("(NNN)", PyObject_GetAttrString(base, "family"),
+                            PyObject_GetAttrString(base, "type"),
+                            PyObject_GetAttrString(base, "proto"));
+    Py_DECREF(base);
+    return members;
+}
+
 #define IMPORT(field, mod, attr)                                            \
     do {                                                                    \
         st->field = import_attr(mod, attr);                                 \
@@ -208,6 +247,11 @@ state_import(cio_state *st)
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
     IMPORT(ssl_protocol_type, "asyncio.sslproto", "SSLProtocol");
+    IMPORT(socket_type, "socket", "socket");
+    st->socket_int_members = import_socket_int_members();
+    if (st->socket_int_members == NULL) {
+        return -1;
+    }
     /* asyncio runs without the ssl module; so does sock_recv's check. */
     st->ssl_socket_type = import_attr("ssl", "SSLSocket");
     if (st->ssl_socket_type == NULL) {
@@ -349,7 +393,7 @@ casyncio_exec(PyObject *module)
     X(read_transport_type) X(socket_transport_base_type)                    \
     X(datagram_transport_type) X(datagram_transport_abc)                    \
     X(str_datagram_received) X(sock_call_type) X(ssl_socket_type)          \
-    X(sock_method_names)
+    X(sock_method_names) X(socket_type) X(socket_int_members)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

@@ -834,27 +834,17 @@ transport_repr(SocketTransportObject *self)
 
 /* ---- construction and teardown ---------------------------------------- */
 
+/* stdlib's base_events._set_nodelay: TCP_NODELAY on TCP sockets. */
 static int
-set_nodelay(PyObject *sock)
+set_nodelay(cio_state *st, PyObject *sock)
 {
-    /* stdlib's base_events._set_nodelay, reading the socket object's own
-     * family/type/proto so that the decision is the same. */
-    long family, type, proto;
-    PyObject *v;
+    long ints[3];  /* family, type, proto */
 
-#define READ_ATTR(var, attr)                                             \
-    v = PyObject_GetAttrString(sock, attr);                              \
-    var = v ? PyLong_AsLong(v) : -1;                                     \
-    Py_XDECREF(v);                                                       \
-    if (var == -1 && PyErr_Occurred()) {                                 \
-        return -1;                                                       \
+    if (cio_socket_ints(st, sock, ints) < 0) {
+        return -1;
     }
-    READ_ATTR(family, "family")
-    READ_ATTR(type, "type")
-    READ_ATTR(proto, "proto")
-#undef READ_ATTR
-    if ((family == AF_INET || family == AF_INET6) && type == SOCK_STREAM &&
-        proto == IPPROTO_TCP) {
+    if ((ints[0] == AF_INET || ints[0] == AF_INET6) &&
+        ints[1] == SOCK_STREAM && ints[2] == IPPROTO_TCP) {
         PyObject *res = PyObject_CallMethod(sock, "setsockopt", "iii",
                                             IPPROTO_TCP, TCP_NODELAY, 1);
         Py_XDECREF(res);
@@ -936,7 +926,7 @@ cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
     if (cio_loop_set_fd_transport(loop, self->fd, (PyObject *)self) < 0) {
         return -1;
     }
-    return set_nodelay(sock);
+    return set_nodelay(st, sock);
 }
 
 /* Schedules what stdlib's __init__ schedules, in the same order:

@@ -15,7 +15,8 @@
     X(test_poller_hangup_reports_both_directions)  \
     X(test_poller_timeout_is_not_early)            \
     X(test_poller_wake_from_thread)                \
-    X(test_clock_is_monotonic)
+    X(test_clock_is_monotonic)                     \
+    X(test_socket_accept_nonblocking_cloexec)
 
 #define DECLARE(name) void name(void);
 TESTS(DECLARE)
