@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 from echo_bench import (LOOPS, EchoProtocol, build, echo_stream,
-                        measure_server, new_loop)
+                        measure_server, new_loop, print_row)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = [("protocol", "echo", 1024), ("protocol", "echo", 65536),
@@ -76,14 +76,10 @@ def main():
         print(f"{'server':<20}{'casyncio':>18}{'asyncio':>18}{'uvloop':>18}"
               f"{'vs uvloop':>11}")
         for server_kind, mode, size in CASES:
-            results = {kind: measure(kind, server_kind, mode, size, args)
-                       for kind in LOOPS}
-            cells = "".join(f"{us:>8.1f} [{rate:>7,.0f}]"
-                            for us, rate in results.values())
-            ratio = results["casyncio"][0] / results["uvloop"][0]
-            label = ("handshake" if mode == "handshake"
-                     else f"{server_kind} {size}B")
-            print(f"{label:<20}{cells}{ratio:>10.2f}x")
+            print_row("handshake" if mode == "handshake"
+                      else f"{server_kind} {size}B",
+                      {kind: measure(kind, server_kind, mode, size, args)
+                       for kind in LOOPS})
 
 
 if __name__ == "__main__":

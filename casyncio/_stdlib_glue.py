@@ -3,8 +3,8 @@
 casyncio's C code moves the bytes and watches the fds, signals and child
 processes. What runs once per connection or per call -- resolving addresses
 and trying them in order (happy eyeballs), building ``asyncio.Server``
-objects, Unix socket paths, TLS through ``sslproto``, ``sendfile``,
-``sock_connect``, and spawning a subprocess with ``subprocess.Popen``
+objects, Unix socket paths, TLS through ``sslproto``, ``sendfile``, and
+spawning a subprocess with ``subprocess.Popen``
 -- is the running interpreter's own asyncio code, bound to the casyncio loop.
 It therefore behaves, errors included, exactly as that Python version's loop
 does. These functions call only public loop methods and the private ones the
@@ -30,11 +30,7 @@ _BORROWED = {
         "subprocess_exec", "subprocess_shell", "_log_subprocess",
         "connect_read_pipe", "connect_write_pipe",
     ),
-    _SELECTOR: (
-        "_accept_connection2",
-        "sock_connect", "_sock_connect", "_sock_write_done",
-        "_sock_connect_cb",
-    ),
+    _SELECTOR: ("_accept_connection2",),
     _UNIX: (
         "create_unix_connection", "create_unix_server",
         "_sock_sendfile_native", "_sock_sendfile_native_impl",

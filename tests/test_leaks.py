@@ -348,15 +348,34 @@ def test_datagram_transport_cycles_keep_memory_and_fds_flat(tmp_path):
 def test_sock_call_paths_keep_memory_and_fds_flat():
     """sock_* coroutines on every path: done at once, waiting then
     completed, cancelled while waiting, failing, closed unawaited-but-
-    started, and sock_sendall resuming after the socket buffer filled."""
+    started, sock_sendall resuming after the socket buffer filled, and
+    sock_connect connecting or refused."""
     async def drain(sock, total):
         loop = asyncio.get_running_loop()
         while total:
             total -= len(await loop.sock_recv(sock, 1 << 16))
 
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refusing = closed.getsockname()
+
+    async def connect_paths(loop):
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, listener.getsockname())
+            conn, _ = await loop.sock_accept(listener)
+            conn.close()
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            with pytest.raises(ConnectionRefusedError):
+                await loop.sock_connect(sock, refusing)
+
     async def cycles(n):
         loop = asyncio.get_running_loop()
         for _ in range(n):
+            await connect_paths(loop)
             a, b = socket.socketpair()
             a.setblocking(False)
             b.setblocking(False)
@@ -390,9 +409,13 @@ def test_sock_call_paths_keep_memory_and_fds_flat():
         loop.run_until_complete(cycles(200))  # warm-up
         gc.collect()
         fds, rss = len(os.listdir("/proc/self/fd")), rss_kib()
+        tracked = len(gc.get_objects())
         loop.run_until_complete(cycles(2000))
         gc.collect()
         assert len(os.listdir("/proc/self/fd")) == fds
         assert rss_kib() - rss < 2048
+        # A call, future or handle kept alive per cycle would add 2000.
+        assert len(gc.get_objects()) - tracked < 100
     finally:
         loop.close()
+        listener.close()

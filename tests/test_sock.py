@@ -1,5 +1,5 @@
 """The loop's sock_* coroutines: parity on stdlib asyncio and casyncio
-(casyncio's are C coroutines; sock_connect stays stdlib's)."""
+(casyncio's are C coroutines)."""
 import asyncio
 import gc
 import os
@@ -202,6 +202,132 @@ def test_peer_reset_raises_from_the_waiting_call(loop):
     try:
         loop.run_until_complete(main())
     finally:
+        listener.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_sock_connect_numeric_and_by_name(loop, host):
+    """A numeric address connects without a lookup; a name goes through
+    getaddrinfo first."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    async def main():
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            assert await loop.sock_connect(sock, (host, port)) is None
+            conn, _ = listener.accept()
+            await loop.sock_sendall(sock, b"hello")
+            assert conn.recv(5) == b"hello"
+            conn.close()
+            await asyncio.sleep(0)
+            return sock.getpeername(), not_watched(loop, sock)
+        finally:
+            sock.close()
+
+    try:
+        assert loop.run_until_complete(main()) == (("127.0.0.1", port), True)
+    finally:
+        listener.close()
+
+
+def test_sock_connect_refused_names_the_address(loop):
+    port = free_port()
+
+    async def main():
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            with pytest.raises(ConnectionRefusedError) as err:
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+            return str(err.value), not_watched(loop, sock)
+        finally:
+            sock.close()
+
+    message, unwatched = loop.run_until_complete(main())
+    assert message == (f"[Errno 111] Connect call failed "
+                       f"('127.0.0.1', {port})")
+    assert unwatched
+
+
+def test_sock_connect_bad_host_is_gaierror(loop):
+    async def main():
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            with pytest.raises(socket.gaierror):
+                await loop.sock_connect(sock, ("no-such-host.invalid", 80))
+
+    loop.run_until_complete(main())
+
+
+def test_sock_connect_unix(loop, tmp_path):
+    path = str(tmp_path / "listener.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen()
+
+    async def main():
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, path)
+            peer = sock.getpeername()
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.setblocking(False)
+            with pytest.raises(FileNotFoundError):
+                await loop.sock_connect(sock, str(tmp_path / "missing"))
+        return peer
+
+    try:
+        assert loop.run_until_complete(main()) == path
+    finally:
+        listener.close()
+
+
+def test_sock_connect_pending_then_cancelled(loop):
+    """A connect that cannot complete (the listener's queue is full, so
+    the SYN goes unanswered) waits on the fd; cancelling it stops the
+    watch."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(8):  # more than a backlog of 0 admits
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(address)
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+
+    async def main():
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            task = asyncio.ensure_future(loop.sock_connect(sock, address))
+            await asyncio.sleep(0.05)
+            pending = not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0)
+            return pending, not_watched(loop, sock)
+        finally:
+            sock.close()
+
+    try:
+        assert loop.run_until_complete(main()) == (True, True)
+    finally:
+        for s in fillers:
+            s.close()
         listener.close()
 
 

@@ -1,6 +1,6 @@
-/* The loop's sock_* methods that move data or accept: sock_recv,
- * sock_recv_into, sock_recvfrom, sock_recvfrom_into, sock_sendall,
- * sock_sendto and sock_accept.
+/* The loop's sock_* methods: sock_recv, sock_recv_into, sock_recvfrom,
+ * sock_recvfrom_into, sock_sendall, sock_sendto, sock_accept and
+ * sock_connect.
  *
  * Each returns a SockCall: a coroutine written in C. Like stdlib's
  * `async def` it does nothing until awaited; then it tries the socket call
@@ -8,11 +8,15 @@
  * fd and retries the call each time the fd is ready, as
  * selector_events.py does. The socket calls go through the socket
  * object's own methods, so results and errors are the socket module's.
+ * sock_connect first resolves an IP address through the loop's
+ * _ensure_resolved, as stdlib does, delegating to that coroutine while a
+ * name lookup runs.
  *
- * sock_connect and sock_sendfile remain stdlib's coroutines (see
- * casyncio/_stdlib_glue.py): they resolve the address or drive os.sendfile
- * before any waiting happens. */
+ * sock_sendfile remains stdlib's coroutine (see casyncio/_stdlib_glue.py):
+ * it drives os.sendfile or falls back to reads and sock_sendall. */
 #include "casyncio.h"
+
+#include <sys/socket.h>
 
 typedef enum {
     SOCK_RECV,
@@ -22,6 +26,7 @@ typedef enum {
     SOCK_SENDALL,
     SOCK_SENDTO,
     SOCK_ACCEPT,
+    SOCK_CONNECT,
 } sock_kind_t;
 
 typedef struct {
@@ -37,10 +42,12 @@ static const sock_kind_info_t kinds[] = {
     [SOCK_SENDALL] = {"Loop.sock_sendall", CIO_POLL_WRITE},
     [SOCK_SENDTO] = {"Loop.sock_sendto", CIO_POLL_WRITE},
     [SOCK_ACCEPT] = {"Loop.sock_accept", CIO_POLL_READ},
+    [SOCK_CONNECT] = {"Loop.sock_connect", CIO_POLL_WRITE},
 };
 
 typedef enum {
     CALL_CREATED,   /* not awaited yet */
+    CALL_RESOLVING, /* sock_connect: suspended in _ensure_resolved */
     CALL_WAITING,   /* suspended on fut */
     CALL_DONE,
 } call_state_t;
@@ -49,12 +56,13 @@ typedef struct {
     PyObject_HEAD
     LoopObject *loop;
     PyObject *sock;
-    PyObject *arg;        /* n, bufsize, buf or data */
+    PyObject *arg;        /* n, bufsize, buf, data or address */
     PyObject *arg2;       /* nbytes or address; NULL for the others */
     PyObject *view;       /* sock_sendall: memoryview(data) once waiting */
     Py_ssize_t sent;      /* sock_sendall: bytes of view already sent */
     PyObject *fut;        /* from the first wait on */
-    PyObject *fut_iter;   /* fut.__await__(), which this call delegates to */
+    PyObject *fut_iter;   /* fut.__await__(), or the _ensure_resolved
+                             coroutine, which this call delegates to */
     HandleObject *watch;  /* the reader or writer Handle */
     int fd;
     sock_kind_t kind;
@@ -67,14 +75,16 @@ typedef struct {
  * (cio_sock_names_init) in the order of this enum. */
 typedef enum {
     M_RECV, M_RECV_INTO, M_RECVFROM, M_RECVFROM_INTO, M_SEND, M_SENDTO,
-    M_ACCEPT, M_SETBLOCKING, M_FILENO, M_GETTIMEOUT, M_DONE, M_SET_RESULT,
-    M_SET_EXCEPTION, M_ADD_DONE_CALLBACK, M_COUNT
+    M_ACCEPT, M_CONNECT, M_GETSOCKOPT, M_SETBLOCKING, M_FILENO, M_GETTIMEOUT,
+    M_DONE, M_SET_RESULT, M_SET_EXCEPTION, M_ADD_DONE_CALLBACK,
+    M_ENSURE_RESOLVED, M_COUNT
 } method_t;
 
 static const char *const method_names[M_COUNT] = {
     "recv", "recv_into", "recvfrom", "recvfrom_into", "send", "sendto",
-    "accept", "setblocking", "fileno", "gettimeout", "done", "set_result",
-    "set_exception", "add_done_callback"};
+    "accept", "connect", "getsockopt", "setblocking", "fileno", "gettimeout",
+    "done", "set_result", "set_exception", "add_done_callback",
+    "_ensure_resolved"};
 
 int
 cio_sock_names_init(cio_state *st)
@@ -207,6 +217,42 @@ send_first(SockCallObject *self)
     return self->view == NULL ? -1 : 0;
 }
 
+/* sock_connect once the fd is writable: selector_events'
+ * _sock_connect_cb, which reads the outcome from SO_ERROR. */
+static PyObject *
+connect_outcome(SockCallObject *self)
+{
+    PyObject *args[2], *res;
+    long err;
+
+    args[0] = PyLong_FromLong(SOL_SOCKET);
+    args[1] = PyLong_FromLong(SO_ERROR);
+    res = args[0] && args[1]
+              ? call_method(self, self->sock, M_GETSOCKOPT, args, 2)
+              : NULL;
+    Py_XDECREF(args[0]);
+    Py_XDECREF(args[1]);
+    if (res == NULL) {
+        return NULL;
+    }
+    err = PyLong_AsLong(res);
+    Py_DECREF(res);
+    if (err == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (err != 0) {
+        PyObject *exc = PyObject_CallFunction(
+            PyExc_OSError, "lN", err,
+            PyUnicode_FromFormat("Connect call failed %S", self->arg));
+        if (exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+        }
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* One attempt at the socket call: 1 with *result set when it completed,
  * 0 when it would block, -1 with an exception. first is the attempt made
  * when the call is awaited; the others run when the fd is ready. */
@@ -248,6 +294,10 @@ try_call(SockCallObject *self, int first, PyObject **result)
         break;
     case SOCK_ACCEPT:
         res = cio_sock_accept_nonblocking(self->loop->state, self->sock);
+        break;
+    case SOCK_CONNECT:
+        res = first ? call_method(self, self->sock, M_CONNECT, args, 1)
+                    : connect_outcome(self);
         break;
     case SOCK_SENDALL:
         if (!first) {
@@ -426,16 +476,12 @@ check_socket(SockCallObject *self)
     return 0;
 }
 
-/* The body up to the first suspension. */
+/* From the first attempt at the socket call to the first suspension. */
 static PySendResult
-sock_call_start(SockCallObject *self, PyObject **result)
+sock_call_attempt(SockCallObject *self, PyObject **result)
 {
-    int rc;
+    int rc = try_call(self, 1, result);
 
-    if (check_socket(self) < 0) {
-        return PYGEN_ERROR;
-    }
-    rc = try_call(self, 1, result);
     if (rc != 0) {
         return rc > 0 ? PYGEN_RETURN : PYGEN_ERROR;
     }
@@ -444,6 +490,89 @@ sock_call_start(SockCallObject *self, PyObject **result)
     }
     self->state = CALL_WAITING;
     return PyIter_Send(self->fut_iter, Py_None, result);
+}
+
+/* sock_connect on an IP socket: the _ensure_resolved coroutine, which
+ * finishes at once for a numeric address and otherwise waits for
+ * getaddrinfo; NULL with an exception. */
+static PyObject *
+connect_resolver(SockCallObject *self, const long ints[3])
+{
+    PyObject *name = PyTuple_GET_ITEM(self->loop->state->sock_method_names,
+                                      M_ENSURE_RESOLVED);
+    PyObject *kwnames = Py_BuildValue("(ssss)", "family", "type", "proto",
+                                      "loop");
+    PyObject *args[6] = {(PyObject *)self->loop, self->arg, NULL, NULL, NULL,
+                         (PyObject *)self->loop};
+    PyObject *coro = NULL;
+
+    for (int i = 0; i < 3; i++) {
+        args[2 + i] = PyLong_FromLong(ints[i]);
+    }
+    if (kwnames != NULL && args[2] && args[3] && args[4]) {
+        coro = PyObject_VectorcallMethod(name, args, 2, kwnames);
+    }
+    Py_XDECREF(kwnames);
+    for (int i = 2; i < 5; i++) {
+        Py_XDECREF(args[i]);
+    }
+    return coro;
+}
+
+/* The resolver returned its list: connect to the first address. */
+static PySendResult
+connect_resolved(SockCallObject *self, PyObject *infos, PyObject **result)
+{
+    PyObject *first = PySequence_GetItem(infos, 0), *address;
+
+    Py_DECREF(infos);
+    address = first ? PySequence_GetItem(first, 4) : NULL;
+    Py_XDECREF(first);
+    if (address == NULL) {
+        return PYGEN_ERROR;
+    }
+    Py_SETREF(self->arg, address);
+    return sock_call_attempt(self, result);
+}
+
+/* sock_connect's resolution step (IP sockets only). */
+static PySendResult
+connect_start(SockCallObject *self, PyObject **result)
+{
+    long ints[3];  /* family, type, proto */
+    PySendResult rc;
+
+    if (cio_socket_ints(self->loop->state, self->sock, ints) < 0) {
+        return PYGEN_ERROR;
+    }
+    if (ints[0] != AF_INET && ints[0] != AF_INET6) {
+        return sock_call_attempt(self, result);
+    }
+    self->fut_iter = connect_resolver(self, ints);
+    if (self->fut_iter == NULL) {
+        return PYGEN_ERROR;
+    }
+    self->state = CALL_RESOLVING;
+    rc = PyIter_Send(self->fut_iter, Py_None, result);
+    if (rc == PYGEN_NEXT) {
+        return rc;
+    }
+    self->state = CALL_DONE;
+    Py_CLEAR(self->fut_iter);
+    return rc == PYGEN_RETURN ? connect_resolved(self, *result, result) : rc;
+}
+
+/* The body up to the first suspension. */
+static PySendResult
+sock_call_start(SockCallObject *self, PyObject **result)
+{
+    if (check_socket(self) < 0) {
+        return PYGEN_ERROR;
+    }
+    if (self->kind == SOCK_CONNECT) {
+        return connect_start(self, result);
+    }
+    return sock_call_attempt(self, result);
 }
 
 static PySendResult
@@ -461,12 +590,18 @@ sock_call_am_send(SockCallObject *self, PyObject *value, PyObject **result)
         }
         self->state = CALL_DONE;  /* until it turns out to wait */
         return sock_call_start(self, result);
+    case CALL_RESOLVING:
     case CALL_WAITING:
         rc = PyIter_Send(self->fut_iter, value, result);
-        if (rc != PYGEN_NEXT) {
-            self->state = CALL_DONE;
-            Py_CLEAR(self->fut_iter);
+        if (rc == PYGEN_NEXT) {
+            return rc;
         }
+        Py_CLEAR(self->fut_iter);
+        if (self->state == CALL_RESOLVING && rc == PYGEN_RETURN) {
+            self->state = CALL_DONE;
+            return connect_resolved(self, *result, result);
+        }
+        self->state = CALL_DONE;
         return rc;
     default:
         PyErr_SetString(PyExc_RuntimeError,
@@ -589,8 +724,10 @@ sock_call_get_name(SockCallObject *self, void *Py_UNUSED(closure))
 static PyObject *
 sock_call_get_await(SockCallObject *self, void *Py_UNUSED(closure))
 {
-    PyObject *fut = self->state == CALL_WAITING ? self->fut : Py_None;
-    return Py_NewRef(fut);
+    PyObject *awaited = self->state == CALL_WAITING     ? self->fut
+                        : self->state == CALL_RESOLVING ? self->fut_iter
+                                                        : Py_None;
+    return Py_NewRef(awaited);
 }
 
 static PyObject *
@@ -676,7 +813,7 @@ static PyGetSetDef sock_call_getset[] = {
     {"__qualname__", (getter)sock_call_get_qualname, NULL, NULL, NULL},
     {"__name__", (getter)sock_call_get_name, NULL, NULL, NULL},
     {"cr_await", (getter)sock_call_get_await, NULL,
-     "The Future the call is suspended on, else None.", NULL},
+     "What the call is suspended on, else None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -750,6 +887,7 @@ SOCK_METHOD(sock_recvfrom, SOCK_RECVFROM, "OO", "sock", "bufsize")
 SOCK_METHOD(sock_sendall, SOCK_SENDALL, "OO", "sock", "data")
 SOCK_METHOD(sock_sendto, SOCK_SENDTO, "OOO", "sock", "data", "address")
 SOCK_METHOD(sock_accept, SOCK_ACCEPT, "O", "sock")
+SOCK_METHOD(sock_connect, SOCK_CONNECT, "OO", "sock", "address")
 
 /* sock_recvfrom_into(sock, buf, nbytes=0) */
 static PyObject *
@@ -803,5 +941,8 @@ PyMethodDef cio_loop_sock_methods[] = {
              "sock_accept($self, sock)\n--\n\n"
              "Coroutine: accept a connection; return (conn, address) with "
              "conn non-blocking."),
+    SOCK_DEF(sock_connect,
+             "sock_connect($self, sock, address)\n--\n\n"
+             "Coroutine: connect the non-blocking socket to address."),
     {NULL, NULL, 0, NULL},
 };
