@@ -114,26 +114,48 @@ def test_sock_sendall_blocks_resumes_and_delivers_everything(loop, pair):
     assert result is None and received == payload and idle
 
 
-def test_sock_accept_gives_a_nonblocking_connection(loop):
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+class AcceptCountingSocket(socket.socket):
+    accepts = 0
+
+    def accept(self):
+        type(self).accepts += 1
+        return super().accept()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix", "subclass"])
+def test_sock_accept_gives_a_nonblocking_connection(loop, kind, tmp_path):
+    """Waiting first, then a connection: the new socket is non-blocking
+    and the address is the client's; a socket subclass's own accept() is
+    the one called."""
+    if kind == "unix":
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(tmp_path / "listener.sock"))
+    else:
+        cls = AcceptCountingSocket if kind == "subclass" else socket.socket
+        listener = cls()
+        listener.bind(("127.0.0.1", 0))
     listener.listen()
     listener.setblocking(False)
+    AcceptCountingSocket.accepts = 0
 
     async def main():
         accepting = asyncio.ensure_future(loop.sock_accept(listener))
         await asyncio.sleep(0)
-        client = socket.socket()
+        client = socket.socket(listener.family)
         client.setblocking(False)
         await loop.sock_connect(client, listener.getsockname())
         conn, addr = await accepting
-        result = (conn.getblocking(), addr == client.getsockname())
+        result = (type(conn), conn.getblocking(), conn.gettimeout(),
+                  conn.type, addr == client.getsockname())
         conn.close()
         client.close()
         return result
 
     try:
-        assert loop.run_until_complete(main()) == (False, True)
+        assert loop.run_until_complete(main()) == (
+            socket.socket, False, 0.0, socket.SOCK_STREAM, True)
+        assert AcceptCountingSocket.accepts == (2 if kind == "subclass"
+                                                else 0)
     finally:
         listener.close()
 

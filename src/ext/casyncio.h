@@ -238,13 +238,16 @@ extern PyType_Spec cio_write_pipe_transport_spec;
 extern PyMethodDef cio_loop_pipe_methods[];
 int cio_read_pipe_transport_check_base(PyTypeObject *base);
 
+/* accept.c: sock.accept() with the new socket made non-blocking, as a
+ * (conn, address) pair. NULL without an exception when no connection is
+ * waiting (the native path's EAGAIN or EINTR); the Python path raises
+ * BlockingIOError instead. */
+PyObject *cio_accept(cio_state *st, PyObject *sock);
+
 /* loop_sock.c: sock_recv and the other sock_* coroutines */
 extern PyType_Spec cio_sock_call_spec;
 extern PyMethodDef cio_loop_sock_methods[];
 int cio_sock_names_init(cio_state *st);
-/* sock.accept() with the new socket made non-blocking: the (conn,
- * address) pair, checked to be a pair. */
-PyObject *cio_sock_accept_nonblocking(cio_state *st, PyObject *sock);
 
 /* loop_signals.c */
 extern PyMethodDef cio_loop_signal_methods[];

@@ -9,13 +9,8 @@
 #include "casyncio.h"
 #include "transport_socket.h"
 
-#include "cio_socket.h"
-
-#include <arpa/inet.h>
 #include <errno.h>
-#include <stddef.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define ACCEPT_RETRY_DELAY 1.0   /* seconds; asyncio.constants */
@@ -330,99 +325,15 @@ accept_tls(LoopObject *self, PyObject *const *a, PyObject *conn,
     return task ? 0 : -1;
 }
 
-/* The peer address as socket.accept() returns it (socketmodule's
- * makesockaddr) for the families accept_native takes. */
-static PyObject *
-peer_address(const struct sockaddr_storage *addr, socklen_t len)
-{
-    const size_t path_at = offsetof(struct sockaddr_un, sun_path);
-    char host[INET6_ADDRSTRLEN];
-
-    if (addr->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-        return Py_BuildValue("(si)", host, ntohs(in->sin_port));
-    }
-    if (addr->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        return Py_BuildValue("(siII)", host, ntohs(in6->sin6_port),
-                             ntohl(in6->sin6_flowinfo), in6->sin6_scope_id);
-    }
-    /* AF_UNIX: an abstract name (leading NUL) is bytes, a path is str,
-     * and an unnamed peer is ''; addr was zero-filled, so the path ends
-     * in a NUL within the storage. */
-    const char *path = ((const struct sockaddr_un *)addr)->sun_path;
-    if (len > path_at && path[0] == '\0') {
-        return PyBytes_FromStringAndSize(path, (Py_ssize_t)(len - path_at));
-    }
-    return PyUnicode_DecodeFSDefault(path);
-}
-
-/* A listening socket that accept_native can serve: exactly socket.socket
- * (a subclass may override accept()) of a family peer_address knows.
- * Fills ints with its family, type and proto; returns 1, 0 or -1. */
+/* Accepts one connection. Returns 1 when a connection was taken, 0 when
+ * the backlog is empty or accepting paused, -1 with an exception. */
 static int
-accept_native_ok(LoopObject *self, PyObject *sock, long ints[3])
-{
-    if (!Py_IS_TYPE(sock, (PyTypeObject *)self->state->socket_type)) {
-        return 0;
-    }
-    if (cio_socket_ints(self->state, sock, ints) < 0) {
-        return -1;
-    }
-    return ints[0] == AF_INET || ints[0] == AF_INET6 || ints[0] == AF_UNIX;
-}
-
-/* sock.accept() without socket.py's Python code: one accept4() that also
- * makes the new socket non-blocking, and its socket object built with
- * SOCK_NONBLOCK in the type, which makes socket.socket() set a zero
- * timeout without a system call (and strip the flag from .type).
- * Returns NULL without an exception when the backlog is empty, as every
- * wake-up ends that way and an exception object would be wasted. */
-static PyObject *
-accept_native(LoopObject *self, int fd, const long ints[3])
-{
-    struct sockaddr_storage addr;
-    socklen_t len;
-    PyObject *conn, *peer;
-    int conn_fd = cio_socket_accept(fd, &addr, &len);
-
-    if (conn_fd == -EAGAIN || conn_fd == -EINTR ||
-        conn_fd == -ECONNABORTED) {
-        return NULL;
-    }
-    if (conn_fd < 0) {
-        errno = -conn_fd;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    conn = PyObject_CallFunction(self->state->socket_type, "llli", ints[0],
-                                 ints[1] | SOCK_NONBLOCK, ints[2], conn_fd);
-    if (conn == NULL) {
-        close(conn_fd);
-        return NULL;
-    }
-    peer = peer_address(&addr, len);
-    if (peer == NULL) {
-        Py_DECREF(conn);  /* closes conn_fd */
-        return NULL;
-    }
-    return Py_BuildValue("(NN)", conn, peer);
-}
-
-/* Accepts one connection; native_ints is NULL unless accept_native_ok.
- * Returns 1 when a connection was taken, 0 when the backlog is empty or
- * accepting paused, -1 with an exception. */
-static int
-accept_one(LoopObject *self, PyObject *const *a, int fd,
-           const long *native_ints)
+accept_one(LoopObject *self, PyObject *const *a, int fd)
 {
     PyObject *pair, *conn, *addr, *extra, *res;
     int rc, is_tls;
 
-    pair = native_ints ? accept_native(self, fd, native_ints)
-                       : cio_sock_accept_nonblocking(self->state,
-                                                     a[SERVE_SOCK]);
+    pair = cio_accept(self->state, a[SERVE_SOCK]);
     if (pair == NULL) {
         PyObject *exc;
         if (!PyErr_Occurred() ||
@@ -485,8 +396,8 @@ loop_accept_connection(LoopObject *self, PyObject *const *args,
                        Py_ssize_t nargs)
 {
     PyObject *a[SERVE_NARGS];
-    long backlog, ints[3];
-    int fd, native;
+    long backlog;
+    int fd;
 
     if (parse_serve_args(args, nargs, "_accept_connection", a) < 0) {
         return NULL;
@@ -497,12 +408,11 @@ loop_accept_connection(LoopObject *self, PyObject *const *args,
         return NULL;
     }
     fd = PyObject_AsFileDescriptor(a[SERVE_SOCK]);
-    native = fd < 0 ? -1 : accept_native_ok(self, a[SERVE_SOCK], ints);
-    if (native < 0) {
+    if (fd < 0) {
         return NULL;
     }
     for (long i = 0; i < backlog; i++) {
-        int rc = accept_one(self, a, fd, native ? ints : NULL);
+        int rc = accept_one(self, a, fd);
         if (rc < 0) {
             return NULL;
         }

@@ -75,16 +75,14 @@ typedef struct {
  * (cio_sock_names_init) in the order of this enum. */
 typedef enum {
     M_RECV, M_RECV_INTO, M_RECVFROM, M_RECVFROM_INTO, M_SEND, M_SENDTO,
-    M_ACCEPT, M_CONNECT, M_GETSOCKOPT, M_SETBLOCKING, M_FILENO, M_GETTIMEOUT,
-    M_DONE, M_SET_RESULT, M_SET_EXCEPTION, M_ADD_DONE_CALLBACK,
-    M_ENSURE_RESOLVED, M_COUNT
+    M_CONNECT, M_GETSOCKOPT, M_FILENO, M_GETTIMEOUT, M_DONE, M_SET_RESULT,
+    M_SET_EXCEPTION, M_ADD_DONE_CALLBACK, M_ENSURE_RESOLVED, M_COUNT
 } method_t;
 
 static const char *const method_names[M_COUNT] = {
     "recv", "recv_into", "recvfrom", "recvfrom_into", "send", "sendto",
-    "accept", "connect", "getsockopt", "setblocking", "fileno", "gettimeout",
-    "done", "set_result", "set_exception", "add_done_callback",
-    "_ensure_resolved"};
+    "connect", "getsockopt", "fileno", "gettimeout", "done", "set_result",
+    "set_exception", "add_done_callback", "_ensure_resolved"};
 
 int
 cio_sock_names_init(cio_state *st)
@@ -104,24 +102,18 @@ cio_sock_names_init(cio_state *st)
 }
 
 static PyObject *
-call_method_st(cio_state *st, PyObject *obj, method_t method,
-               PyObject *const *args, size_t nargs)
+call_method(SockCallObject *self, PyObject *obj, method_t method,
+            PyObject *const *args, size_t nargs)
 {
     PyObject *stack[4] = {obj};
-    PyObject *name = PyTuple_GET_ITEM(st->sock_method_names, method);
+    PyObject *name =
+        PyTuple_GET_ITEM(self->loop->state->sock_method_names, method);
 
     for (size_t i = 0; i < nargs; i++) {
         stack[i + 1] = args[i];
     }
     return PyObject_VectorcallMethod(
         name, stack, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
-
-static PyObject *
-call_method(SockCallObject *self, PyObject *obj, method_t method,
-            PyObject *const *args, size_t nargs)
-{
-    return call_method_st(self->loop->state, obj, method, args, nargs);
 }
 
 /* The Python-level `except (BlockingIOError, InterruptedError)`. */
@@ -134,30 +126,6 @@ clear_if_would_block(void)
         return 1;
     }
     return 0;
-}
-
-PyObject *
-cio_sock_accept_nonblocking(cio_state *st, PyObject *sock)
-{
-    PyObject *pair = call_method_st(st, sock, M_ACCEPT, NULL, 0), *res;
-    PyObject *arg = Py_False;
-
-    if (pair == NULL) {
-        return NULL;
-    }
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-        PyErr_SetString(PyExc_TypeError, "accept() must return a pair");
-        Py_DECREF(pair);
-        return NULL;
-    }
-    res = call_method_st(st, PyTuple_GET_ITEM(pair, 0), M_SETBLOCKING,
-                         &arg, 1);
-    if (res == NULL) {
-        Py_DECREF(pair);
-        return NULL;
-    }
-    Py_DECREF(res);
-    return pair;
 }
 
 /* sock_sendall: sends what is left of the data. Returns 1 when all of it
@@ -293,7 +261,7 @@ try_call(SockCallObject *self, int first, PyObject **result)
         }
         break;
     case SOCK_ACCEPT:
-        res = cio_sock_accept_nonblocking(self->loop->state, self->sock);
+        res = cio_accept(self->loop->state, self->sock);
         break;
     case SOCK_CONNECT:
         res = first ? call_method(self, self->sock, M_CONNECT, args, 1)
@@ -320,7 +288,7 @@ try_call(SockCallObject *self, int first, PyObject **result)
         *result = res;
         return 1;
     }
-    return clear_if_would_block() ? 0 : -1;
+    return !PyErr_Occurred() || clear_if_would_block() ? 0 : -1;
 }
 
 /* ---- waiting on the fd ---------------------------------------------------- */

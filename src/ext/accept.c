@@ -1,0 +1,130 @@
+/* Accepting a connection, for the server's accept loop (loop_server.c)
+ * and sock_accept (loop_sock.c): sock.accept() with the new socket made
+ * non-blocking.
+ *
+ * A plain socket.socket of an IP or Unix family skips socket.py's Python
+ * code: one accept4() (cio_socket_accept) makes the new socket
+ * non-blocking and close-on-exec; its object is built with SOCK_NONBLOCK
+ * in the type, which makes socket.socket() set a zero timeout without a
+ * system call (and strip the flag from .type); and the peer address is
+ * formatted as socketmodule does. Any other socket, a subclass that may
+ * override accept() included, goes through its own accept() and
+ * setblocking(False). */
+#include "casyncio.h"
+#include "cio_socket.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* The peer address as socket.accept() returns it (socketmodule's
+ * makesockaddr) for the families accept_native takes. */
+static PyObject *
+peer_address(const struct sockaddr_storage *addr, socklen_t len)
+{
+    const size_t path_at = offsetof(struct sockaddr_un, sun_path);
+    char host[INET6_ADDRSTRLEN];
+
+    if (addr->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        return Py_BuildValue("(si)", host, ntohs(in->sin_port));
+    }
+    if (addr->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        return Py_BuildValue("(siII)", host, ntohs(in6->sin6_port),
+                             ntohl(in6->sin6_flowinfo), in6->sin6_scope_id);
+    }
+    /* AF_UNIX: an abstract name (leading NUL) is bytes, a path is str,
+     * and an unnamed peer is ''; addr was zero-filled, so the path ends
+     * in a NUL within the storage. */
+    const char *path = ((const struct sockaddr_un *)addr)->sun_path;
+    if (len > path_at && path[0] == '\0') {
+        return PyBytes_FromStringAndSize(path, (Py_ssize_t)(len - path_at));
+    }
+    return PyUnicode_DecodeFSDefault(path);
+}
+
+/* 1 with ints (family, type, proto) filled when accept_native can serve
+ * sock, 0 when it cannot, -1 with an exception. */
+static int
+accept_native_ok(cio_state *st, PyObject *sock, long ints[3])
+{
+    if (!Py_IS_TYPE(sock, (PyTypeObject *)st->socket_type)) {
+        return 0;
+    }
+    if (cio_socket_ints(st, sock, ints) < 0) {
+        return -1;
+    }
+    return ints[0] == AF_INET || ints[0] == AF_INET6 || ints[0] == AF_UNIX;
+}
+
+static PyObject *
+accept_native(cio_state *st, PyObject *sock, const long ints[3])
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    PyObject *conn, *peer;
+    int fd = PyObject_AsFileDescriptor(sock), conn_fd;
+
+    if (fd < 0) {
+        return NULL;
+    }
+    conn_fd = cio_socket_accept(fd, &addr, &len);
+    if (conn_fd == -EAGAIN || conn_fd == -EINTR) {
+        return NULL;
+    }
+    if (conn_fd < 0) {
+        return cio_raise_errno(conn_fd);
+    }
+    conn = PyObject_CallFunction(st->socket_type, "llli", ints[0],
+                                 ints[1] | SOCK_NONBLOCK, ints[2], conn_fd);
+    if (conn == NULL) {
+        close(conn_fd);
+        return NULL;
+    }
+    peer = peer_address(&addr, len);
+    if (peer == NULL) {
+        Py_DECREF(conn);  /* closes conn_fd */
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", conn, peer);
+}
+
+static PyObject *
+accept_python(PyObject *sock)
+{
+    PyObject *pair = PyObject_CallMethod(sock, "accept", NULL), *res;
+
+    if (pair == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        PyErr_SetString(PyExc_TypeError, "accept() must return a pair");
+        Py_DECREF(pair);
+        return NULL;
+    }
+    res = PyObject_CallMethod(PyTuple_GET_ITEM(pair, 0), "setblocking", "O",
+                              Py_False);
+    if (res == NULL) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    Py_DECREF(res);
+    return pair;
+}
+
+PyObject *
+cio_accept(cio_state *st, PyObject *sock)
+{
+    long ints[3];
+    int native = accept_native_ok(st, sock, ints);
+
+    if (native < 0) {
+        return NULL;
+    }
+    return native ? accept_native(st, sock, ints) : accept_python(sock);
+}
