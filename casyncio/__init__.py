@@ -22,7 +22,17 @@ def new_event_loop():
     return Loop()
 
 
-class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+# Python 3.14 deprecates the policy system: the public names warn when
+# used, so casyncio builds on the private ones it keeps working.
+if _sys.version_info >= (3, 14):
+    _DefaultPolicy = _asyncio._DefaultEventLoopPolicy
+    _set_policy = _asyncio.events._set_event_loop_policy
+else:
+    _DefaultPolicy = _asyncio.DefaultEventLoopPolicy
+    _set_policy = _asyncio.set_event_loop_policy
+
+
+class EventLoopPolicy(_DefaultPolicy):
     """An event loop policy whose new loops are casyncio loops."""
 
     def new_event_loop(self):
@@ -30,8 +40,12 @@ class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
 
 
 def install():
-    """Make every loop created through the asyncio policy a casyncio loop."""
-    _asyncio.set_event_loop_policy(EventLoopPolicy())
+    """Make every loop created through the asyncio policy a casyncio loop.
+
+    Policies are deprecated from Python 3.14 (removed in 3.16); there,
+    prefer ``asyncio.run(main(), loop_factory=casyncio.new_event_loop)``.
+    """
+    _set_policy(EventLoopPolicy())
 
 
 def run(main, *, debug=None):
