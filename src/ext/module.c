@@ -231,7 +231,13 @@ state_import(cio_state *st)
            "_set_result_unless_cancelled");
     IMPORT(is_debug_mode, "asyncio.coroutines", "_is_debug_mode");
     IMPORT(iscoroutine, "asyncio.coroutines", "iscoroutine");
+#if PY_VERSION_HEX >= 0x030E0000
+    /* 3.14 deprecates the public name, which now warns when called, and
+     * keeps this private one for its own loop's checks. */
+    IMPORT(iscoroutinefunction, "asyncio.coroutines", "_iscoroutinefunction");
+#else
     IMPORT(iscoroutinefunction, "asyncio.coroutines", "iscoroutinefunction");
+#endif
     IMPORT(format_callback_source, "asyncio.format_helpers",
            "_format_callback_source");
     IMPORT(extract_stack, "asyncio.format_helpers", "extract_stack");
