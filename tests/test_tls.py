@@ -355,6 +355,52 @@ def test_64_mib_with_random_chunks(loop_factory, certs):
     assert received == hashlib.sha256(payload).hexdigest()
 
 
+def test_concurrent_connections_each_get_their_own_bytes(loop_factory,
+                                                         certs):
+    """Many TLS connections reading at once, in random chunks, each with
+    bytes of its own: the loop's read path serves them all, and nothing
+    crosses from one connection to another."""
+    async def main():
+        server, port = await start_echo_server(server_context(certs))
+        ctx = client_context(certs)
+
+        async def one(i):
+            rng = random.Random(i)
+            payload = rng.randbytes(512 * 1024)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+
+            async def send():
+                pos = 0
+                while pos < len(payload):
+                    n = rng.choice((1, 700, 16384, 40000, 200000))
+                    writer.write(payload[pos:pos + n])
+                    pos += n
+                    await writer.drain()
+
+            async def receive():
+                got = bytearray()
+                while len(got) < len(payload):
+                    got += await reader.read(rng.randint(1, 100000))
+                return bytes(got)
+
+            _, echoed = await asyncio.gather(send(), receive())
+            writer.close()
+            return echoed == payload
+
+        results = await asyncio.gather(*(one(i) for i in range(40)))
+        server.close()
+        await server.wait_closed()
+        return results
+
+    loop = loop_factory()
+    try:
+        results = loop.run_until_complete(asyncio.wait_for(main(), 120))
+    finally:
+        loop.close()
+    assert results == [True] * 40
+
+
 def test_thousand_tls_connections(loop_factory, certs):
     async def main():
         server, port = await start_echo_server(server_context(certs),

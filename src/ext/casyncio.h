@@ -53,7 +53,7 @@ typedef struct {
     PyObject *datagram_transport_abc; /* asyncio.DatagramTransport */
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
-    PyObject *ssl_protocol_type;      /* asyncio.sslproto.SSLProtocol */
+    PyObject *ssl_protocol_type;      /* see import_ssl_protocol_type */
     PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */
     PyObject *sock_method_names;      /* see loop_sock.c */
     PyObject *socket_type;            /* socket.socket */
@@ -71,6 +71,7 @@ typedef struct {
     HandleObject *free_handles;       /* see cio_handle_new */
     int n_free_handles;
     double clock_resolution;          /* seconds */
+    Py_ssize_t ssl_max_size;          /* sslproto.SSLProtocol.max_size */
     int format_source_takes_debug;    /* 3.13 added the debug= keyword */
 } cio_state;
 
@@ -126,6 +127,7 @@ struct LoopObject {
     LoopObject *live_prev;       /* the list of live loops; see loop_fork.c */
     LoopObject *live_next;
     char *read_buffer;           /* stream reads land here; see transports */
+    PyObject *ssl_read_view;     /* TLS reads land here; loop_server.c */
     int signal_read_fd;          /* the pipe signal.set_wakeup_fd() writes */
     int signal_write_fd;         /* into; -1 until a handler is added */
 

@@ -911,6 +911,7 @@ loop_traverse(LoopObject *self, visitproc visit, void *arg)
     Py_VISIT(self->children);
     Py_VISIT(self->old_agen_hooks);
     Py_VISIT(self->current_handle);
+    Py_VISIT(self->ssl_read_view);
     return 0;
 }
 
@@ -928,6 +929,7 @@ loop_clear(LoopObject *self)
     Py_CLEAR(self->children);
     Py_CLEAR(self->old_agen_hooks);
     Py_CLEAR(self->current_handle);
+    Py_CLEAR(self->ssl_read_view);
     return 0;
 }
 

@@ -35,6 +35,45 @@ loop_make_socket_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
                                     server);
 }
 
+/* Gives a new SSLProtocol its read buffer and stdlib's max_size (see
+ * import_ssl_protocol_type in module.c). Every TLS connection of a loop
+ * shares one buffer: SSLProtocol.buffer_updated copies what a read put
+ * there into its MemoryBIO before anything else runs, and reads on a
+ * loop never nest, so the buffer is free again whenever the next read
+ * asks for it. It is uninitialized, as only the bytes a read fills are
+ * ever used. */
+static int
+give_ssl_read_buffer(LoopObject *loop, PyObject *ssl_protocol)
+{
+    Py_ssize_t size = loop->state->ssl_max_size;
+    PyObject *max_size;
+    int rc = -1;
+
+    if (loop->ssl_read_view == NULL) {
+        PyObject *buffer = PyByteArray_FromStringAndSize(NULL, size);
+        if (buffer == NULL) {
+            return -1;
+        }
+        loop->ssl_read_view = PyMemoryView_FromObject(buffer);
+        Py_DECREF(buffer);
+        if (loop->ssl_read_view == NULL) {
+            return -1;
+        }
+    }
+    max_size = PyLong_FromSsize_t(size);
+    if (max_size != NULL &&
+        PyObject_SetAttrString(ssl_protocol, "max_size", max_size) == 0 &&
+        PyObject_SetAttrString(
+            ssl_protocol, "_ssl_buffer",
+            PyMemoryView_GET_BUFFER(loop->ssl_read_view)->obj) == 0 &&
+        PyObject_SetAttrString(ssl_protocol, "_ssl_buffer_view",
+                               loop->ssl_read_view) == 0) {
+        rc = 0;
+    }
+    Py_XDECREF(max_size);
+    return rc;
+}
+
 /* _make_ssl_transport(rawsock, protocol, sslcontext, waiter=None, *,
  *     server_side=False, server_hostname=None, extra=None, server=None,
  *     ssl_handshake_timeout=..., ssl_shutdown_timeout=...)
@@ -75,7 +114,8 @@ loop_make_ssl_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
         ssl_protocol = PyObject_Call(sslproto_type, pos, ssl_kwargs);
         Py_DECREF(pos);
     }
-    if (ssl_protocol == NULL) {
+    if (ssl_protocol == NULL ||
+        give_ssl_read_buffer(self, ssl_protocol) < 0) {
         goto done;
     }
     transport = cio_socket_transport_new(self, rawsock, ssl_protocol,

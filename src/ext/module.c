@@ -210,6 +210,37 @@ import_socket_int_members(void)
     return members;
 }
 
+/* The TLS layer: a subclass of stdlib's SSLProtocol whose constructor
+ * allocates a 1-byte read buffer where stdlib's zero-fills 256 KiB
+ * (max_size) per connection, faulting in 64 fresh pages: a sixth of a TLS
+ * server's CPU per handshake, and 256 KiB of memory per connection.
+ * _make_ssl_transport then gives each protocol the loop's shared buffer of
+ * stdlib's size (give_ssl_read_buffer in loop_server.c). */
+static int
+import_ssl_protocol_type(cio_state *st)
+{
+    PyObject *base = import_attr("asyncio.sslproto", "SSLProtocol");
+    PyObject *max_size;
+
+    if (base == NULL) {
+        return -1;
+    }
+    max_size = PyObject_GetAttrString(base, "max_size");
+    st->ssl_max_size = max_size ? PyLong_AsSsize_t(max_size) : -1;
+    Py_XDECREF(max_size);
+    if (st->ssl_max_size < 0) {
+        Py_DECREF(base);
+        return -1;
+    }
+    st->ssl_protocol_type = PyObject_CallFunction(
+        (PyObject *)&PyType_Type, "s(O){sissssss}", "SSLProtocol", base,
+        "max_size", 1, "__module__", "casyncio._casyncio", "__qualname__",
+        "SSLProtocol", "__doc__",
+        "stdlib's SSLProtocol with its read buffer given by the loop.");
+    Py_DECREF(base);
+    return st->ssl_protocol_type ? 0 : -1;
+}
+
 #define IMPORT(field, mod, attr)                                            \
     do {                                                                    \
         st->field = import_attr(mod, attr);                                 \
@@ -252,7 +283,9 @@ state_import(cio_state *st)
     IMPORT(datagram_transport_abc, "asyncio.transports", "DatagramTransport");
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
-    IMPORT(ssl_protocol_type, "asyncio.sslproto", "SSLProtocol");
+    if (import_ssl_protocol_type(st) < 0) {
+        return -1;
+    }
     IMPORT(socket_type, "socket", "socket");
     st->socket_int_members = import_socket_int_members();
     if (st->socket_int_members == NULL) {
