@@ -3,6 +3,7 @@ with debug mode off and on. A behaviour that differs is a casyncio bug
 unless the test documents it."""
 import asyncio
 import gc
+import socket
 
 import pytest
 
@@ -34,3 +35,33 @@ def loop(request):
 def loop_factory(request):
     """The loop class itself, for tests that make their own loops."""
     return LOOPS[request.param]
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback TCP port nothing listens on: connecting is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def full_listener():
+    """A loopback listener whose accept queue is full, so that a new
+    connect to it stays pending (its SYN goes unanswered)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(8):  # more than a backlog of 0 admits
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(listener.getsockname())
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    yield listener
+    for s in fillers:
+        s.close()
+    listener.close()

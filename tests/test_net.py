@@ -596,17 +596,10 @@ def test_server_accepts_many_clients_each_echoed_its_own_bytes(loop):
 
 # ---- errors -----------------------------------------------------------------
 
-def test_connecting_to_a_closed_port_is_refused(loop):
-    port = closed_port()
+def test_connecting_to_a_closed_port_is_refused(loop, closed_port):
     with pytest.raises(ConnectionRefusedError):
-        loop.run_until_complete(
-            loop.create_connection(asyncio.Protocol, "127.0.0.1", port))
-
-
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        loop.run_until_complete(loop.create_connection(
+            asyncio.Protocol, "127.0.0.1", closed_port))
 
 
 def resolve_to(loop, *ports):
@@ -618,30 +611,13 @@ def resolve_to(loop, *ports):
     loop.getaddrinfo = getaddrinfo
 
 
-def full_listener():
-    """A listener whose accept queue is full, so that a new connect to it
-    stays pending; returns it with the sockets filling the queue."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    fillers = []
-    for _ in range(8):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(listener.getsockname())
-        except BlockingIOError:
-            pass
-        fillers.append(s)
-    return listener, fillers
-
-
 @pytest.mark.parametrize("delay", [None, 0.05])
-def test_create_connection_tries_each_address_in_order(loop, delay):
+def test_create_connection_tries_each_address_in_order(loop, delay,
+                                                      closed_port):
     async def main():
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        resolve_to(loop, closed_port(), port)
+        resolve_to(loop, closed_port, port)
         transport, _ = await loop.create_connection(
             asyncio.Protocol, "several.example", 80,
             happy_eyeballs_delay=delay)
@@ -654,15 +630,13 @@ def test_create_connection_tries_each_address_in_order(loop, delay):
     assert loop.run_until_complete(main())
 
 
-def test_happy_eyeballs_cancels_the_slow_attempt(loop):
+def test_happy_eyeballs_cancels_the_slow_attempt(loop, full_listener):
     """The first address never answers; the second, started after the
     delay, wins and the first connect is cancelled mid-flight."""
-    listener, fillers = full_listener()
-
     async def main():
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        resolve_to(loop, listener.getsockname()[1], port)
+        resolve_to(loop, full_listener.getsockname()[1], port)
         transport, _ = await asyncio.wait_for(loop.create_connection(
             asyncio.Protocol, "several.example", 80,
             happy_eyeballs_delay=0.05), 5)
@@ -672,18 +646,13 @@ def test_happy_eyeballs_cancels_the_slow_attempt(loop):
         await server.wait_closed()
         return peer[1] == port
 
-    try:
-        assert loop.run_until_complete(main())
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()
+    assert loop.run_until_complete(main())
 
 
 @pytest.mark.skipif(not PY312, reason="all_errors is new in 3.12")
-def test_create_connection_all_errors(loop):
+def test_create_connection_all_errors(loop, closed_port):
     async def main():
-        resolve_to(loop, closed_port(), closed_port())
+        resolve_to(loop, closed_port, closed_port)
         with pytest.raises(ExceptionGroup) as group:
             await loop.create_connection(asyncio.Protocol, "x.example", 80,
                                          all_errors=True)

@@ -227,12 +227,6 @@ def test_peer_reset_raises_from_the_waiting_call(loop):
         listener.close()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_sock_connect_numeric_and_by_name(loop, host):
     """A numeric address connects without a lookup; a name goes through
@@ -260,8 +254,8 @@ def test_sock_connect_numeric_and_by_name(loop, host):
         listener.close()
 
 
-def test_sock_connect_refused_names_the_address(loop):
-    port = free_port()
+def test_sock_connect_refused_names_the_address(loop, closed_port):
+    port = closed_port
 
     async def main():
         sock = socket.socket()
@@ -312,23 +306,10 @@ def test_sock_connect_unix(loop, tmp_path):
         listener.close()
 
 
-def test_sock_connect_pending_then_cancelled(loop):
-    """A connect that cannot complete (the listener's queue is full, so
-    the SYN goes unanswered) waits on the fd; cancelling it stops the
-    watch."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    address = listener.getsockname()
-    fillers = []
-    for _ in range(8):  # more than a backlog of 0 admits
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(address)
-        except BlockingIOError:
-            pass
-        fillers.append(s)
+def test_sock_connect_pending_then_cancelled(loop, full_listener):
+    """A connect that cannot complete waits on the fd; cancelling it stops
+    the watch."""
+    address = full_listener.getsockname()
 
     async def main():
         sock = socket.socket()
@@ -345,12 +326,7 @@ def test_sock_connect_pending_then_cancelled(loop):
         finally:
             sock.close()
 
-    try:
-        assert loop.run_until_complete(main()) == (True, True)
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()
+    assert loop.run_until_complete(main()) == (True, True)
 
 
 def test_blocking_socket_refused_in_debug_mode(loop):
