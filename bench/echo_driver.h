@@ -108,4 +108,19 @@ run_echo(const conn_io_t *io, conn_t *conns, int nconns, size_t size,
     return requests;
 }
 
+/* Runs `request` (open a connection, one request, close) back to back
+ * for `seconds`, one connection at a time; returns how many ran. */
+static long
+run_serially(void (*request)(int port), int port, double seconds)
+{
+    double end = now() + seconds;
+    long requests = 0;
+
+    while (now() < end) {
+        request(port);
+        requests++;
+    }
+    return requests;
+}
+
 #endif

@@ -55,23 +55,18 @@ run_plain_echo(int port, int nconns, size_t size, double seconds)
     return run_echo(&plain, conns, nconns, size, seconds);
 }
 
-static long
-run_connects(int port, double seconds)
+/* connect mode's request: connect, one byte echoed, close. */
+static void
+connect_once(int port)
 {
-    double end = now() + seconds;
-    long connects = 0;
+    int fd = connect_loopback(port);
     char byte = 'x';
 
-    while (now() < end) {
-        int fd = connect_loopback(port);
-        if (send(fd, &byte, 1, 0) != 1 || recv(fd, &byte, 1, 0) != 1) {
-            fprintf(stderr, "one-byte echo failed\n");
-            exit(1);
-        }
-        close(fd);
-        connects++;
+    if (send(fd, &byte, 1, 0) != 1 || recv(fd, &byte, 1, 0) != 1) {
+        fprintf(stderr, "one-byte echo failed\n");
+        exit(1);
     }
-    return connects;
+    close(fd);
 }
 
 int
@@ -88,6 +83,6 @@ main(int argc, char **argv)
 
     printf("%ld\n", strcmp(argv[1], "echo") == 0
                         ? run_plain_echo(port, nconns, size, seconds)
-                        : run_connects(port, seconds));
+                        : run_serially(connect_once, port, seconds));
     return 0;
 }

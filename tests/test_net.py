@@ -611,42 +611,35 @@ def resolve_to(loop, *ports):
     loop.getaddrinfo = getaddrinfo
 
 
-@pytest.mark.parametrize("delay", [None, 0.05])
-def test_create_connection_tries_each_address_in_order(loop, delay,
-                                                      closed_port):
+def connects_past(loop, first_port, delay):
+    """create_connection to a name whose first address is first_port and
+    whose second is a live server's; True when it reached the server."""
     async def main():
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        resolve_to(loop, closed_port, port)
-        transport, _ = await loop.create_connection(
+        resolve_to(loop, first_port, port)
+        transport, _ = await asyncio.wait_for(loop.create_connection(
             asyncio.Protocol, "several.example", 80,
-            happy_eyeballs_delay=delay)
+            happy_eyeballs_delay=delay), 5)
         peer = transport.get_extra_info("peername")
         transport.close()
         server.close()
         await server.wait_closed()
         return peer[1] == port
 
-    assert loop.run_until_complete(main())
+    return loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("delay", [None, 0.05])
+def test_create_connection_tries_each_address_in_order(loop, delay,
+                                                      closed_port):
+    assert connects_past(loop, closed_port, delay)
 
 
 def test_happy_eyeballs_cancels_the_slow_attempt(loop, full_listener):
     """The first address never answers; the second, started after the
     delay, wins and the first connect is cancelled mid-flight."""
-    async def main():
-        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        resolve_to(loop, full_listener.getsockname()[1], port)
-        transport, _ = await asyncio.wait_for(loop.create_connection(
-            asyncio.Protocol, "several.example", 80,
-            happy_eyeballs_delay=0.05), 5)
-        peer = transport.get_extra_info("peername")
-        transport.close()
-        server.close()
-        await server.wait_closed()
-        return peer[1] == port
-
-    assert loop.run_until_complete(main())
+    assert connects_past(loop, full_listener.getsockname()[1], 0.05)
 
 
 @pytest.mark.skipif(not PY312, reason="all_errors is new in 3.12")

@@ -48,32 +48,36 @@ peer_address(const struct sockaddr_storage *addr, socklen_t len)
     return PyUnicode_DecodeFSDefault(path);
 }
 
-/* 1 with ints (family, type, proto) filled when accept_native can serve
- * sock, 0 when it cannot, -1 with an exception. */
-static int
-accept_native_ok(cio_state *st, PyObject *sock, long ints[3])
+int
+cio_acceptor_init(cio_state *st, PyObject *sock, cio_acceptor_t *acceptor)
 {
+    const long *ints = acceptor->ints;
+
+    acceptor->sock = sock;
+    acceptor->fd = -1;
+    acceptor->native = 0;
+    /* Exactly socket.socket: a subclass may override accept(). */
     if (!Py_IS_TYPE(sock, (PyTypeObject *)st->socket_type)) {
         return 0;
     }
-    if (cio_socket_ints(st, sock, ints) < 0) {
+    acceptor->fd = PyObject_AsFileDescriptor(sock);
+    if (acceptor->fd < 0 || cio_socket_ints(st, sock, acceptor->ints) < 0) {
         return -1;
     }
-    return ints[0] == AF_INET || ints[0] == AF_INET6 || ints[0] == AF_UNIX;
+    acceptor->native =
+        ints[0] == AF_INET || ints[0] == AF_INET6 || ints[0] == AF_UNIX;
+    return 0;
 }
 
 static PyObject *
-accept_native(cio_state *st, PyObject *sock, const long ints[3])
+accept_native(cio_state *st, const cio_acceptor_t *acceptor)
 {
+    const long *ints = acceptor->ints;
     struct sockaddr_storage addr;
     socklen_t len;
     PyObject *conn, *peer;
-    int fd = PyObject_AsFileDescriptor(sock), conn_fd;
+    int conn_fd = cio_socket_accept(acceptor->fd, &addr, &len);
 
-    if (fd < 0) {
-        return NULL;
-    }
-    conn_fd = cio_socket_accept(fd, &addr, &len);
     if (conn_fd == -EAGAIN || conn_fd == -EINTR) {
         return NULL;
     }
@@ -118,13 +122,8 @@ accept_python(PyObject *sock)
 }
 
 PyObject *
-cio_accept(cio_state *st, PyObject *sock)
+cio_acceptor_accept(cio_state *st, const cio_acceptor_t *acceptor)
 {
-    long ints[3];
-    int native = accept_native_ok(st, sock, ints);
-
-    if (native < 0) {
-        return NULL;
-    }
-    return native ? accept_native(st, sock, ints) : accept_python(sock);
+    return acceptor->native ? accept_native(st, acceptor)
+                            : accept_python(acceptor->sock);
 }

@@ -54,6 +54,7 @@ typedef struct {
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
     PyObject *ssl_protocol_type;      /* see import_ssl_protocol_type */
+    PyObject *ssl_max_size;           /* sslproto.SSLProtocol.max_size */
     PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */
     PyObject *sock_method_names;      /* see loop_sock.c */
     PyObject *socket_type;            /* socket.socket */
@@ -71,7 +72,6 @@ typedef struct {
     HandleObject *free_handles;       /* see cio_handle_new */
     int n_free_handles;
     double clock_resolution;          /* seconds */
-    Py_ssize_t ssl_max_size;          /* sslproto.SSLProtocol.max_size */
     int format_source_takes_debug;    /* 3.13 added the debug= keyword */
 } cio_state;
 
@@ -240,11 +240,22 @@ extern PyType_Spec cio_write_pipe_transport_spec;
 extern PyMethodDef cio_loop_pipe_methods[];
 int cio_read_pipe_transport_check_base(PyTypeObject *base);
 
-/* accept.c: sock.accept() with the new socket made non-blocking, as a
- * (conn, address) pair. NULL without an exception when no connection is
- * waiting (the native path's EAGAIN or EINTR); the Python path raises
- * BlockingIOError instead. */
-PyObject *cio_accept(cio_state *st, PyObject *sock);
+/* accept.c: sock.accept() with the new socket made non-blocking. An
+ * acceptor holds what one listening socket needs, worked out once by
+ * cio_acceptor_init (0, or -1 with an exception); the socket stays
+ * borrowed. cio_acceptor_accept returns a (conn, address) pair, or NULL:
+ * without an exception when no connection is waiting on the native path
+ * (EAGAIN or EINTR), while the Python path raises BlockingIOError. */
+typedef struct {
+    PyObject *sock;
+    int native;      /* accept4() here rather than sock.accept() */
+    int fd;          /* when native */
+    long ints[3];    /* family, type, proto when native */
+} cio_acceptor_t;
+int cio_acceptor_init(cio_state *st, PyObject *sock,
+                      cio_acceptor_t *acceptor);
+PyObject *cio_acceptor_accept(cio_state *st,
+                              const cio_acceptor_t *acceptor);
 
 /* loop_sock.c: sock_recv and the other sock_* coroutines */
 extern PyType_Spec cio_sock_call_spec;

@@ -45,12 +45,13 @@ loop_make_socket_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
 static int
 give_ssl_read_buffer(LoopObject *loop, PyObject *ssl_protocol)
 {
-    Py_ssize_t size = loop->state->ssl_max_size;
-    PyObject *max_size;
-    int rc = -1;
+    PyObject *max_size = loop->state->ssl_max_size;
 
     if (loop->ssl_read_view == NULL) {
-        PyObject *buffer = PyByteArray_FromStringAndSize(NULL, size);
+        Py_ssize_t size = PyLong_AsSsize_t(max_size);
+        PyObject *buffer = size < 0 && PyErr_Occurred()
+                               ? NULL
+                               : PyByteArray_FromStringAndSize(NULL, size);
         if (buffer == NULL) {
             return -1;
         }
@@ -60,18 +61,15 @@ give_ssl_read_buffer(LoopObject *loop, PyObject *ssl_protocol)
             return -1;
         }
     }
-    max_size = PyLong_FromSsize_t(size);
-    if (max_size != NULL &&
-        PyObject_SetAttrString(ssl_protocol, "max_size", max_size) == 0 &&
+    if (PyObject_SetAttrString(ssl_protocol, "max_size", max_size) < 0 ||
         PyObject_SetAttrString(
             ssl_protocol, "_ssl_buffer",
-            PyMemoryView_GET_BUFFER(loop->ssl_read_view)->obj) == 0 &&
+            PyMemoryView_GET_BUFFER(loop->ssl_read_view)->obj) < 0 ||
         PyObject_SetAttrString(ssl_protocol, "_ssl_buffer_view",
-                               loop->ssl_read_view) == 0) {
-        rc = 0;
+                               loop->ssl_read_view) < 0) {
+        return -1;
     }
-    Py_XDECREF(max_size);
-    return rc;
+    return 0;
 }
 
 /* _make_ssl_transport(rawsock, protocol, sslcontext, waiter=None, *,
@@ -368,12 +366,13 @@ accept_tls(LoopObject *self, PyObject *const *a, PyObject *conn,
 /* Accepts one connection. Returns 1 when a connection was taken, 0 when
  * the backlog is empty or accepting paused, -1 with an exception. */
 static int
-accept_one(LoopObject *self, PyObject *const *a, int fd)
+accept_one(LoopObject *self, PyObject *const *a, int fd,
+           const cio_acceptor_t *acceptor)
 {
     PyObject *pair, *conn, *addr, *extra, *res;
     int rc, is_tls;
 
-    pair = cio_accept(self->state, a[SERVE_SOCK]);
+    pair = cio_acceptor_accept(self->state, acceptor);
     if (pair == NULL) {
         PyObject *exc;
         if (!PyErr_Occurred() ||
@@ -436,6 +435,7 @@ loop_accept_connection(LoopObject *self, PyObject *const *args,
                        Py_ssize_t nargs)
 {
     PyObject *a[SERVE_NARGS];
+    cio_acceptor_t acceptor;
     long backlog;
     int fd;
 
@@ -448,11 +448,12 @@ loop_accept_connection(LoopObject *self, PyObject *const *args,
         return NULL;
     }
     fd = PyObject_AsFileDescriptor(a[SERVE_SOCK]);
-    if (fd < 0) {
+    if (fd < 0 ||
+        cio_acceptor_init(self->state, a[SERVE_SOCK], &acceptor) < 0) {
         return NULL;
     }
     for (long i = 0; i < backlog; i++) {
-        int rc = accept_one(self, a, fd);
+        int rc = accept_one(self, a, fd, &acceptor);
         if (rc < 0) {
             return NULL;
         }

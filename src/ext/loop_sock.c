@@ -69,7 +69,7 @@ typedef struct {
     call_state_t state;
 } SockCallObject;
 
-/* ---- the socket calls ---------------------------------------------------- */
+/* ---- the socket calls --------------------------------------------------- */
 
 /* The methods this file calls on sockets and futures, interned once
  * (cio_sock_names_init) in the order of this enum. */
@@ -260,9 +260,13 @@ try_call(SockCallObject *self, int first, PyObject **result)
             Py_DECREF(zero);
         }
         break;
-    case SOCK_ACCEPT:
-        res = cio_accept(self->loop->state, self->sock);
+    case SOCK_ACCEPT: {
+        cio_acceptor_t acceptor;
+        res = cio_acceptor_init(self->loop->state, self->sock, &acceptor) < 0
+                  ? NULL
+                  : cio_acceptor_accept(self->loop->state, &acceptor);
         break;
+    }
     case SOCK_CONNECT:
         res = first ? call_method(self, self->sock, M_CONNECT, args, 1)
                     : connect_outcome(self);
@@ -291,7 +295,7 @@ try_call(SockCallObject *self, int first, PyObject **result)
     return !PyErr_Occurred() || clear_if_would_block() ? 0 : -1;
 }
 
-/* ---- waiting on the fd ---------------------------------------------------- */
+/* ---- waiting on the fd -------------------------------------------------- */
 
 static PyObject *
 fut_call(SockCallObject *self, method_t method, PyObject *arg)
@@ -395,7 +399,7 @@ start_waiting(SockCallObject *self)
     return self->fut_iter == NULL ? -1 : 0;
 }
 
-/* ---- the coroutine protocol ------------------------------------------- */
+/* ---- the coroutine protocol --------------------------------------------- */
 
 /* base_events._check_ssl_socket and the debug-mode blocking check. */
 static int
@@ -808,7 +812,7 @@ PyType_Spec cio_sock_call_spec = {
     .slots = sock_call_slots,
 };
 
-/* ---- the loop methods ------------------------------------------------- */
+/* ---- the loop methods --------------------------------------------------- */
 
 static PyObject *
 sock_call_new(LoopObject *loop, sock_kind_t kind, PyObject *sock,

@@ -220,15 +220,16 @@ static int
 import_ssl_protocol_type(cio_state *st)
 {
     PyObject *base = import_attr("asyncio.sslproto", "SSLProtocol");
-    PyObject *max_size;
 
     if (base == NULL) {
         return -1;
     }
-    max_size = PyObject_GetAttrString(base, "max_size");
-    st->ssl_max_size = max_size ? PyLong_AsSsize_t(max_size) : -1;
-    Py_XDECREF(max_size);
-    if (st->ssl_max_size < 0) {
+    st->ssl_max_size = PyObject_GetAttrString(base, "max_size");
+    if (st->ssl_max_size == NULL || !PyLong_Check(st->ssl_max_size)) {
+        if (st->ssl_max_size != NULL) {
+            PyErr_SetString(PyExc_TypeError,
+                            "SSLProtocol.max_size is not an int");
+        }
         Py_DECREF(base);
         return -1;
     }
@@ -432,7 +433,8 @@ casyncio_exec(PyObject *module)
     X(read_transport_type) X(socket_transport_base_type)                    \
     X(datagram_transport_type) X(datagram_transport_abc)                    \
     X(str_datagram_received) X(sock_call_type) X(ssl_socket_type)          \
-    X(sock_method_names) X(socket_type) X(socket_int_members)
+    X(sock_method_names) X(socket_type) X(socket_int_members)              \
+    X(ssl_max_size)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)
