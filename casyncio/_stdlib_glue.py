@@ -3,9 +3,8 @@
 casyncio's C code moves the bytes and watches the fds, signals and child
 processes. What runs once per connection or per call -- resolving addresses
 and trying them in order (happy eyeballs), building ``asyncio.Server``
-objects, Unix socket paths, TLS through ``sslproto``, ``sendfile``, and
-spawning a subprocess with ``subprocess.Popen``
--- is the running interpreter's own asyncio code, bound to the casyncio loop.
+objects, Unix socket paths, TLS through ``sslproto`` and ``sendfile`` -- is
+the running interpreter's own asyncio code, bound to the casyncio loop.
 It therefore behaves, errors included, exactly as that Python version's loop
 does. These functions call only public loop methods and the private ones the
 C loop provides (``_make_socket_transport``, ``_start_serving``,
@@ -54,22 +53,37 @@ def _policy_child_watcher():
     return watcher
 
 
+def _pipe_connects_replaced(loop):
+    """Whether connect_read_pipe or connect_write_pipe is replaced on the
+    loop (asyncio's tests patch them) or in a subclass: stdlib connects a
+    child's pipes through them, so its transport is used then."""
+    return any(getattr(getattr(loop, name), "__func__", None)
+               is not getattr(_BASE, name)
+               for name in ("connect_read_pipe", "connect_write_pipe"))
+
+
 async def _make_subprocess_transport(self, protocol, args, shell,
                                      stdin, stdout, stderr, bufsize,
                                      extra=None, **kwargs):
-    # stdlib's version minus the child watcher: the C loop watches the
-    # child itself (pidfd) and reaps it. A reaping watcher set on the
-    # policy (deprecated, gone in 3.14) is honoured, through stdlib's code.
+    # stdlib's version with the C transport, which spawns with Popen and
+    # has the loop watch the child (pidfd) instead of a child watcher. A
+    # reaping watcher set on the policy (deprecated, gone in 3.14) is
+    # honoured through stdlib's code.
     if _policy_child_watcher() is not None:
         return await _UNIX._make_subprocess_transport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,
             extra=extra, **kwargs)
     waiter = self.create_future()
-    transp = unix_events._UnixSubprocessTransport(
-        self, protocol, args, shell, stdin, stdout, stderr, bufsize,
-        waiter=waiter, extra=extra, **kwargs)
-    self._add_child_handler(transp.get_pid(), self._child_watcher_callback,
-                            transp)
+    if _pipe_connects_replaced(self):
+        transp = unix_events._UnixSubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            waiter=waiter, extra=extra, **kwargs)
+        self._add_child_handler(transp.get_pid(),
+                                self._child_watcher_callback, transp)
+    else:
+        transp = self._spawn_subprocess(protocol, args, shell, stdin, stdout,
+                                        stderr, bufsize, waiter, extra,
+                                        **kwargs)
     try:
         await waiter
     except (SystemExit, KeyboardInterrupt):

@@ -223,25 +223,47 @@ def test_signal_handler_paths_do_not_leak_references():
 
 
 def test_subprocess_cycles_keep_memory_and_fds_flat():
-    """Spawn, communicate and reap 300 children: no fd (pidfd, pipes),
-    child entry or memory is left behind."""
+    """Spawn and reap children on every transport path: communicate over
+    three pipes, a running child killed by close(), a failed exec and a
+    creation cancelled midway. No fd (pidfd, pipes), child entry, object
+    or memory is left behind."""
+    async def paths(loop):
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", "cat; echo e >&2", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert await proc.communicate(b"x" * 1000) == (b"x" * 1000, b"e\n")
+        transport, _ = await loop.subprocess_exec(
+            asyncio.SubprocessProtocol, "sleep", "30",
+            stdout=asyncio.subprocess.PIPE)
+        transport.close()
+        assert await transport._wait() == -9
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec("/nonexistent/program")
+        creating = asyncio.ensure_future(
+            asyncio.create_subprocess_exec("sleep", "30"))
+        await asyncio.sleep(0)
+        creating.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await creating
+
     async def cycles(n):
+        loop = asyncio.get_running_loop()
         for _ in range(n):
-            proc = await asyncio.create_subprocess_exec(
-                "cat", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE)
-            assert await proc.communicate(b"x" * 1000) == (b"x" * 1000, None)
+            await paths(loop)
 
     loop = casyncio.new_event_loop()
     try:
-        loop.run_until_complete(cycles(30))
+        loop.run_until_complete(cycles(20))
         gc.collect()
         fds, start = len(os.listdir("/proc/self/fd")), rss_kib()
-        loop.run_until_complete(cycles(300))
+        tracked = len(gc.get_objects())
+        loop.run_until_complete(cycles(200))
         gc.collect()
         grown = rss_kib() - start
         assert len(os.listdir("/proc/self/fd")) == fds
-        assert grown < 2048, f"RSS grew by {grown} KiB over 300 children"
+        assert grown < 2048, f"RSS grew by {grown} KiB over 800 children"
+        # A transport or protocol kept per cycle would add 200 or more.
+        assert len(gc.get_objects()) - tracked < 100
     finally:
         loop.close()
 

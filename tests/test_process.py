@@ -1,5 +1,6 @@
 """Parity tests: signals, subprocesses and pipes on both loops."""
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -325,6 +326,148 @@ def test_subprocess_protocol_callback_order(loop):
     assert others[0] == "made" and others[-1] == ("connection_lost", None)
     assert sorted(others[1:-1], key=str) == [("lost", 1, None), "exited"]
     assert events.index(("lost", 1, None)) > events.index(data[-1])
+
+
+def test_subprocess_transport_api(loop):
+    class Proto(asyncio.SubprocessProtocol):
+        def __init__(self):
+            self.lost = loop.create_future()
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        transport, proto = await loop.subprocess_exec(
+            Proto, PY, "-c", "import time; time.sleep(30)", stdout=PIPE,
+            stderr=subprocess.DEVNULL)
+        pid = transport.get_pid()
+        assert repr(transport).endswith(
+            f" pid={pid} running stdin={transport.get_pipe_transport(0)!r} "
+            f"stdout={transport.get_pipe_transport(1)!r}>")
+        assert [transport.get_pipe_transport(fd) is None
+                for fd in (0, 1, 2, 3, "1")] == [False, False, True, True,
+                                                 True]
+        assert transport.get_extra_info("subprocess").pid == pid
+        assert transport.get_returncode() is None
+        other = asyncio.SubprocessProtocol()
+        transport.set_protocol(other)
+        assert transport.get_protocol() is other
+        transport.set_protocol(proto)
+        waiter = transport._wait()
+        transport.close()  # kills the running child
+        assert transport.is_closing()
+        transport.close()
+        code = await waiter
+        assert await proto.lost is None
+        assert "closed" in repr(transport) and f"returncode={code}" in repr(
+            transport)
+        assert await transport._wait() == code == transport.get_returncode()
+        with pytest.raises(ProcessLookupError):
+            transport.send_signal(signal.SIGTERM)
+        return code
+    assert run(loop, main()) == -signal.SIGKILL
+
+
+def test_signal_between_exit_and_connection_lost_is_ignored(loop):
+    """The child has exited but its stdout is still open (a grandchild
+    holds it): the transport still has the process and must not raise."""
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", "sleep 1 & exit 3", stdout=PIPE)
+        while proc.returncode is None:
+            await asyncio.sleep(0.01)
+        proc.terminate()
+        proc.kill()
+        out, _ = await proc.communicate()
+        return out, proc.returncode
+    assert run(loop, main()) == (b"", 3)
+
+
+def test_unclosed_subprocess_transport_warns(loop):
+    async def main():
+        transport, _ = await loop.subprocess_exec(
+            asyncio.SubprocessProtocol, PY, "-c", "")
+        await transport._wait()
+        return transport
+    transport = run(loop, main())
+    with pytest.warns(ResourceWarning, match="unclosed transport <"):
+        del transport
+        gc.collect()
+
+
+def test_subprocess_stdin_flow_control_reaches_the_protocol(loop):
+    """A child that does not read: writes to its stdin pipe pause the
+    subprocess protocol, and reading resumes it."""
+    class Proto(asyncio.SubprocessProtocol):
+        def __init__(self):
+            self.calls = []
+            self.lost = loop.create_future()
+
+        def pause_writing(self):
+            self.calls.append("pause")
+
+        def resume_writing(self):
+            self.calls.append("resume")
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    async def main():
+        transport, proto = await loop.subprocess_exec(
+            Proto, PY, "-c", "import sys, time; time.sleep(0.3); "
+            "sys.stdin.buffer.read()", stdin=PIPE, stdout=None)
+        transport.get_pipe_transport(0).write(b"x" * (1 << 20))
+        paused = list(proto.calls)
+        transport.get_pipe_transport(0).write_eof()
+        await proto.lost
+        transport.close()
+        return paused, proto.calls
+    assert run(loop, main()) == (["pause"], ["pause", "resume"])
+
+
+def test_replaced_connect_read_pipe_is_used_for_the_pipes(loop):
+    """asyncio's own tests patch connect_read_pipe on the loop; stdlib
+    connects a child's pipes through it, so casyncio does too."""
+    used = []
+    original = loop.connect_read_pipe
+
+    async def connect_read_pipe(*args, **kwargs):
+        result = await original(*args, **kwargs)
+        used.append(result[0])
+        return result
+    loop.connect_read_pipe = connect_read_pipe
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-c", "print('x')", stdout=PIPE)
+        assert proc._transport.get_pipe_transport(1) is used[0]
+        return await proc.communicate()
+    try:
+        assert run(loop, main()) == (b"x\n", None)
+    finally:
+        del loop.connect_read_pipe
+
+
+def test_subprocess_debug_logs(loop, caplog):
+    loop.set_debug(True)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, "-c", "")
+        await proc.wait()
+        transport, _ = await loop.subprocess_exec(
+            asyncio.SubprocessProtocol, PY, "-c", "import time; "
+            "time.sleep(30)")
+        transport.close()
+        await transport._wait()
+        return proc.pid
+    with caplog.at_level("DEBUG", logger="asyncio"):
+        pid = run(loop, main())
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"process {PY!r} created: pid {pid}" in messages
+    assert any(m.endswith(f" pid={pid} returncode=0> exited with return "
+                          "code 0") for m in messages), messages
+    assert any(m.startswith("Close running child process: kill <")
+               for m in messages), messages
 
 
 def test_closing_the_loop_leaves_no_zombie(loop_factory):

@@ -25,6 +25,8 @@ typedef struct {
     PyTypeObject *read_pipe_transport_type;
     PyTypeObject *write_pipe_transport_type;
     PyTypeObject *sock_call_type;
+    PyTypeObject *subprocess_transport_type;
+    PyTypeObject *subprocess_pipe_protocol_type;
 
     PyObject *future_type;            /* asyncio.Future */
     PyObject *task_type;              /* asyncio.Task */
@@ -50,6 +52,9 @@ typedef struct {
     PyObject *sys_module;
     PyObject *flow_control_mixin;     /* asyncio.transports._FlowControlMixin */
     PyObject *read_transport_type;    /* asyncio.transports.ReadTransport */
+    PyObject *subprocess_transport_abc;  /* asyncio.SubprocessTransport */
+    PyObject *protocol_abc;           /* asyncio.Protocol */
+    PyObject *subprocess_module;
     PyObject *datagram_transport_abc; /* asyncio.DatagramTransport */
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
@@ -162,6 +167,13 @@ int cio_log(cio_state *st, const char *level, PyObject *msg,
 /* If dict has key, moves its value (a new reference) to *value and
  * deletes it; *value is left alone otherwise. */
 int cio_dict_pop(PyObject *dict, const char *key, PyObject **value);
+/* tp_dealloc of a GC type with a finalizer, in two halves around the
+ * type's own clearing. cio_dealloc_begin runs the finalizer, which may
+ * resurrect the object (it returns 0 then, and the dealloc must stop
+ * there), untracks the object and clears its weak references (weakreflist
+ * may be NULL for a type without them); cio_dealloc_end frees it. */
+int cio_dealloc_begin(PyObject *self, PyObject **weakreflist);
+void cio_dealloc_end(PyObject *self);
 /* Parses FASTCALL arguments of the form (f, *args, context=None). */
 int cio_parse_callback_args(const char *fname, PyObject *const *args,
                             Py_ssize_t nargs, PyObject *kwnames,
@@ -189,6 +201,9 @@ extern PyType_Spec cio_loop_spec;
 /* Gathers the Loop's method tables; call before creating the type. */
 void cio_loop_spec_prepare(void);
 int cio_loop_check_closed(LoopObject *self);
+/* call_soon(callback, *args) from C: 0, or -1 with an exception. */
+int cio_loop_call_soon(LoopObject *self, PyObject *callback,
+                       PyObject *const *args, Py_ssize_t nargs);
 PyObject *cio_loop_call_soon_impl(LoopObject *self, PyObject *callback,
                                   PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *context, int threadsafe);
@@ -238,7 +253,22 @@ extern PyMethodDef cio_loop_server_methods[];
 extern PyType_Spec cio_read_pipe_transport_spec;
 extern PyType_Spec cio_write_pipe_transport_spec;
 extern PyMethodDef cio_loop_pipe_methods[];
-int cio_read_pipe_transport_check_base(PyTypeObject *base);
+/* stdlib's _UnixReadPipeTransport(loop, pipe, protocol, waiter, extra)
+ * and the write side; waiter and extra may be None. */
+PyObject *cio_read_pipe_transport_new(LoopObject *loop, PyObject *pipe,
+                                      PyObject *protocol, PyObject *waiter,
+                                      PyObject *extra);
+PyObject *cio_write_pipe_transport_new(LoopObject *loop, PyObject *pipe,
+                                       PyObject *protocol, PyObject *waiter,
+                                       PyObject *extra);
+/* A C transport's Python base must have BaseTransport's layout: its one
+ * slot, _extra, and nothing else. */
+int cio_transport_check_base(PyTypeObject *base);
+
+/* transport_subprocess.c: SubprocessTransport, _spawn_subprocess */
+extern PyType_Spec cio_subprocess_transport_spec;
+extern PyType_Spec cio_subprocess_pipe_protocol_spec;
+extern PyMethodDef cio_loop_subprocess_methods[];
 
 /* accept.c: sock.accept() with the new socket made non-blocking. An
  * acceptor holds what one listening socket needs, worked out once by
@@ -270,6 +300,10 @@ void cio_loop_close_signal_pipe(LoopObject *self);
 /* loop_process.c: child exit notification */
 extern PyMethodDef cio_loop_process_methods[];
 extern PyMethodDef cio_process_module_methods[];
+/* Reaps pid once it exits and then calls callback(pid, returncode, *args);
+ * _add_child_handler from C. */
+int cio_loop_watch_child(LoopObject *self, long pid, PyObject *callback,
+                         PyObject *const *args, Py_ssize_t nargs);
 void cio_loop_release_children(LoopObject *self);
 
 /* loop_fork.c: fresh pollers for the loops of a forked child */

@@ -121,6 +121,17 @@ cio_loop_call_soon_impl(LoopObject *self, PyObject *callback,
     return (PyObject *)h;
 }
 
+int
+cio_loop_call_soon(LoopObject *self, PyObject *callback,
+                   PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *h = cio_loop_call_soon_impl(self, callback, args, nargs, NULL,
+                                          0);
+
+    Py_XDECREF(h);
+    return h ? 0 : -1;
+}
+
 static PyObject *
 loop_call_soon(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                PyObject *kwnames)
@@ -960,16 +971,10 @@ loop_finalize(LoopObject *self)
 static void
 loop_dealloc(LoopObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
-        return;  /* resurrected */
+    if (!cio_dealloc_begin((PyObject *)self, &self->weakreflist)) {
+        return;
     }
-    PyObject_GC_UnTrack(self);
     cio_loop_untrack(self);
-    if (self->weakreflist != NULL) {
-        PyObject_ClearWeakRefs((PyObject *)self);
-    }
     loop_clear(self);
     if (self->poller_open) {
         cio_poller_close(&self->poller);
@@ -979,8 +984,7 @@ loop_dealloc(LoopObject *self)
     cio_ready_queue_free(&self->ready);
     PyMem_Free(self->fds);
     PyMem_Free(self->read_buffer);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    cio_dealloc_end((PyObject *)self);
 }
 
 static PyObject *
@@ -1086,6 +1090,7 @@ loop_all_methods(void)
                              cio_loop_server_methods,
                              cio_loop_sock_methods,
                              cio_loop_pipe_methods,
+                             cio_loop_subprocess_methods,
                              cio_loop_signal_methods,
                              cio_loop_process_methods,
                              cio_loop_error_methods,

@@ -131,33 +131,24 @@ tuple_from_array(PyObject *const *items, Py_ssize_t n)
     return t;
 }
 
-static PyObject *
-loop_add_child_handler(LoopObject *self, PyObject *const *args,
-                       Py_ssize_t nargs)
+int
+cio_loop_watch_child(LoopObject *self, long pid, PyObject *callback,
+                     PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *key = NULL, *entry = NULL, *exited = NULL;
-    long pid;
     int fd, rc = -1;
 
-    if (nargs < 2) {
-        PyErr_SetString(PyExc_TypeError,
-                        "_add_child_handler(pid, callback, *args)");
-        return NULL;
-    }
-    pid = PyLong_AsLong(args[0]);
-    if (pid == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
     if (cio_loop_check_closed(self) < 0) {
-        return NULL;
+        return -1;
     }
     fd = open_child_fd((pid_t)pid);
     if (fd < 0) {
-        return cio_raise_errno(fd);
+        cio_raise_errno(fd);
+        return -1;
     }
     key = PyLong_FromLong(fd);
-    entry = Py_BuildValue("(lON)", pid, args[1],
-                          tuple_from_array(args + 2, nargs - 2));
+    entry = Py_BuildValue("(lON)", pid, callback,
+                          tuple_from_array(args, nargs));
     exited = PyObject_GetAttrString((PyObject *)self, "_child_exited");
     if (key != NULL && entry != NULL && exited != NULL &&
         PyDict_SetItem(self->children, key, entry) == 0) {
@@ -175,7 +166,25 @@ loop_add_child_handler(LoopObject *self, PyObject *const *args,
     Py_XDECREF(key);
     Py_XDECREF(entry);
     Py_XDECREF(exited);
-    if (rc < 0) {
+    return rc;
+}
+
+static PyObject *
+loop_add_child_handler(LoopObject *self, PyObject *const *args,
+                       Py_ssize_t nargs)
+{
+    long pid;
+
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_add_child_handler(pid, callback, *args)");
+        return NULL;
+    }
+    pid = PyLong_AsLong(args[0]);
+    if (pid == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (cio_loop_watch_child(self, pid, args[1], args + 2, nargs - 2) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

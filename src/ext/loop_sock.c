@@ -759,15 +759,11 @@ sock_call_clear(SockCallObject *self)
 static void
 sock_call_dealloc(SockCallObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
-        return;  /* resurrected */
+    if (!cio_dealloc_begin((PyObject *)self, NULL)) {
+        return;
     }
-    PyObject_GC_UnTrack(self);
     sock_call_clear(self);
-    tp->tp_free(self);
-    Py_DECREF(tp);
+    cio_dealloc_end((PyObject *)self);
 }
 
 static PyMethodDef sock_call_methods[] = {

@@ -155,6 +155,28 @@ cio_dict_pop(PyObject *dict, const char *key, PyObject **value)
     return PyDict_DelItemString(dict, key);
 }
 
+int
+cio_dealloc_begin(PyObject *self, PyObject **weakreflist)
+{
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return 0;  /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    if (weakreflist != NULL && *weakreflist != NULL) {
+        PyObject_ClearWeakRefs(self);
+    }
+    return 1;
+}
+
+void
+cio_dealloc_end(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
 static PyObject *
 import_attr(const char *module_name, const char *attr)
 {
@@ -281,6 +303,9 @@ state_import(cio_state *st)
     IMPORT(partial, "functools", "partial");
     IMPORT(flow_control_mixin, "asyncio.transports", "_FlowControlMixin");
     IMPORT(read_transport_type, "asyncio.transports", "ReadTransport");
+    IMPORT(subprocess_transport_abc, "asyncio.transports",
+           "SubprocessTransport");
+    IMPORT(protocol_abc, "asyncio.protocols", "Protocol");
     IMPORT(datagram_transport_abc, "asyncio.transports", "DatagramTransport");
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
@@ -313,12 +338,13 @@ state_import(cio_state *st)
         return -1;
     }
     st->sys_module = PyImport_ImportModule("sys");
+    st->subprocess_module = PyImport_ImportModule("subprocess");
     st->signal_module = PyImport_ImportModule("signal");
     st->events_module = PyImport_ImportModule("asyncio.events");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     st->kwnames_debug = Py_BuildValue("(s)", "debug");
     st->empty_tuple = PyTuple_New(0);
-    if (!st->sys_module || !st->signal_module || !st->events_module || !st->kwnames_loop || !st->kwnames_debug ||
+    if (!st->sys_module || !st->subprocess_module || !st->signal_module || !st->events_module || !st->kwnames_loop || !st->kwnames_debug ||
         !st->empty_tuple) {
         return -1;
     }
@@ -405,7 +431,7 @@ casyncio_exec(PyObject *module)
                  &st->sock_call_type) < 0) {
         return -1;
     }
-    if (cio_read_pipe_transport_check_base(
+    if (cio_transport_check_base(
             (PyTypeObject *)st->read_transport_type) < 0 ||
         add_type(module, &cio_read_pipe_transport_spec,
                  st->read_transport_type,
@@ -413,6 +439,16 @@ casyncio_exec(PyObject *module)
         add_type(module, &cio_write_pipe_transport_spec,
                  st->flow_control_mixin,
                  &st->write_pipe_transport_type) < 0) {
+        return -1;
+    }
+    if (cio_transport_check_base(
+            (PyTypeObject *)st->subprocess_transport_abc) < 0 ||
+        add_type(module, &cio_subprocess_transport_spec,
+                 st->subprocess_transport_abc,
+                 &st->subprocess_transport_type) < 0 ||
+        add_type(module, &cio_subprocess_pipe_protocol_spec,
+                 st->protocol_abc,
+                 &st->subprocess_pipe_protocol_type) < 0) {
         return -1;
     }
     return 0;
@@ -434,7 +470,9 @@ casyncio_exec(PyObject *module)
     X(datagram_transport_type) X(datagram_transport_abc)                    \
     X(str_datagram_received) X(sock_call_type) X(ssl_socket_type)          \
     X(sock_method_names) X(socket_type) X(socket_int_members)              \
-    X(ssl_max_size)
+    X(ssl_max_size) X(subprocess_transport_type)                            \
+    X(subprocess_pipe_protocol_type) X(subprocess_transport_abc)            \
+    X(protocol_abc) X(subprocess_module)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

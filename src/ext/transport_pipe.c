@@ -75,17 +75,6 @@ check_pipe_fd(int fd, const char *message, mode_t *mode_out)
     return 0;
 }
 
-static int
-call_soon(LoopObject *loop, PyObject *callback, PyObject *const *args,
-          Py_ssize_t nargs)
-{
-    PyObject *h = cio_loop_call_soon_impl(loop, callback, args, nargs, NULL,
-                                          0);
-
-    Py_XDECREF(h);
-    return h ? 0 : -1;
-}
-
 /* Schedules connection_made(transport) then, if given, the waiter. The
  * caller schedules the start of reading in between, as stdlib does. */
 static int
@@ -98,7 +87,7 @@ schedule_connection_made(LoopObject *loop, PyObject *transport,
     if (made == NULL) {
         return -1;
     }
-    rc = call_soon(loop, made, &transport, 1);
+    rc = cio_loop_call_soon(loop, made, &transport, 1);
     Py_DECREF(made);
     return rc;
 }
@@ -111,7 +100,8 @@ schedule_waiter(LoopObject *loop, PyObject *waiter)
     if (waiter == Py_None) {
         return 0;
     }
-    return call_soon(loop, loop->state->set_result_unless_cancelled, args,
+    return cio_loop_call_soon(loop, loop->state->set_result_unless_cancelled,
+                              args,
                      2);
 }
 
@@ -319,7 +309,7 @@ read_pipe_eof(ReadPipeTransportObject *self)
     if (eof_received == NULL) {
         return -1;
     }
-    rc = call_soon(self->loop, eof_received, NULL, 0);
+    rc = cio_loop_call_soon(self->loop, eof_received, NULL, 0);
     Py_DECREF(eof_received);
     if (rc < 0) {
         return -1;
@@ -522,18 +512,11 @@ read_pipe_clear(ReadPipeTransportObject *self)
 static void
 read_pipe_dealloc(ReadPipeTransportObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
-        return;  /* resurrected */
-    }
-    PyObject_GC_UnTrack(self);
-    if (self->weakreflist != NULL) {
-        PyObject_ClearWeakRefs((PyObject *)self);
+    if (!cio_dealloc_begin((PyObject *)self, &self->weakreflist)) {
+        return;
     }
     read_pipe_clear(self);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    cio_dealloc_end((PyObject *)self);
 }
 
 static PyObject *
@@ -610,9 +593,10 @@ PyType_Spec cio_read_pipe_transport_spec = {
     .slots = read_pipe_slots,
 };
 
-static PyObject *
-read_pipe_new(LoopObject *loop, PyObject *pipe, PyObject *protocol,
-              PyObject *waiter, PyObject *extra)
+PyObject *
+cio_read_pipe_transport_new(LoopObject *loop, PyObject *pipe,
+                            PyObject *protocol, PyObject *waiter,
+                            PyObject *extra)
 {
     PyTypeObject *type = loop->state->read_pipe_transport_type;
     ReadPipeTransportObject *self;
@@ -640,7 +624,7 @@ read_pipe_new(LoopObject *loop, PyObject *pipe, PyObject *protocol,
     rc = self->read_ready && start &&
                  schedule_connection_made(loop, (PyObject *)self,
                                           protocol) == 0 &&
-                 call_soon(loop, start, NULL, 0) == 0 &&
+                 cio_loop_call_soon(loop, start, NULL, 0) == 0 &&
                  schedule_waiter(loop, waiter) == 0
              ? 0 : -1;
     Py_XDECREF(start);
@@ -977,19 +961,12 @@ write_pipe_clear(WritePipeTransportObject *self)
 static void
 write_pipe_dealloc(WritePipeTransportObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
-        return;  /* resurrected */
-    }
-    PyObject_GC_UnTrack(self);
-    if (self->weakreflist != NULL) {
-        PyObject_ClearWeakRefs((PyObject *)self);
+    if (!cio_dealloc_begin((PyObject *)self, &self->weakreflist)) {
+        return;
     }
     write_pipe_clear(self);
     cio_write_queue_free(&self->queue);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    cio_dealloc_end((PyObject *)self);
 }
 
 static PyObject *
@@ -1069,9 +1046,10 @@ PyType_Spec cio_write_pipe_transport_spec = {
     .slots = write_pipe_slots,
 };
 
-static PyObject *
-write_pipe_new(LoopObject *loop, PyObject *pipe, PyObject *protocol,
-               PyObject *waiter, PyObject *extra)
+PyObject *
+cio_write_pipe_transport_new(LoopObject *loop, PyObject *pipe,
+                             PyObject *protocol, PyObject *waiter,
+                             PyObject *extra)
 {
     PyTypeObject *type = loop->state->write_pipe_transport_type;
     WritePipeTransportObject *self;
@@ -1108,8 +1086,8 @@ write_pipe_new(LoopObject *loop, PyObject *pipe, PyObject *protocol,
         PyObject *args[2] = {NULL, self->read_ready};
 
         args[0] = PyLong_FromLong(self->fd);
-        rc = add_reader && args[0] ? call_soon(loop, add_reader, args, 2)
-                                   : -1;
+        rc = add_reader && args[0]
+                 ? cio_loop_call_soon(loop, add_reader, args, 2) : -1;
         Py_XDECREF(add_reader);
         Py_XDECREF(args[0]);
     }
@@ -1146,7 +1124,7 @@ loop_make_read_pipe_transport(LoopObject *self, PyObject *args,
 {
     return make_pipe_transport(self, args, kwargs,
                                "OO|OO:_make_read_pipe_transport",
-                               read_pipe_new);
+                               cio_read_pipe_transport_new);
 }
 
 static PyObject *
@@ -1155,7 +1133,7 @@ loop_make_write_pipe_transport(LoopObject *self, PyObject *args,
 {
     return make_pipe_transport(self, args, kwargs,
                                "OO|OO:_make_write_pipe_transport",
-                               write_pipe_new);
+                               cio_write_pipe_transport_new);
 }
 
 PyMethodDef cio_loop_pipe_methods[] = {
@@ -1168,16 +1146,14 @@ PyMethodDef cio_loop_pipe_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* The base must be BaseTransport's one-slot layout. */
 int
-cio_read_pipe_transport_check_base(PyTypeObject *base)
+cio_transport_check_base(PyTypeObject *base)
 {
     if (base->tp_basicsize != (Py_ssize_t)(sizeof(PyObject) +
                                            READ_TRANSPORT_SLOTS *
                                                sizeof(PyObject *))) {
-        PyErr_SetString(PyExc_ImportError,
-                        "asyncio.transports.ReadTransport has an "
-                        "unexpected layout");
+        PyErr_Format(PyExc_ImportError, "%s has an unexpected layout",
+                     base->tp_name);
         return -1;
     }
     return 0;

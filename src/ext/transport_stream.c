@@ -1060,19 +1060,12 @@ transport_clear(SocketTransportObject *self)
 static void
 transport_dealloc(SocketTransportObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
-
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
-        return;  /* resurrected */
-    }
-    PyObject_GC_UnTrack(self);
-    if (self->weakreflist != NULL) {
-        PyObject_ClearWeakRefs((PyObject *)self);
+    if (!cio_dealloc_begin((PyObject *)self, &self->weakreflist)) {
+        return;
     }
     transport_clear(self);
     cio_write_queue_free(&self->queue);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    cio_dealloc_end((PyObject *)self);
 }
 
 static PyObject *
