@@ -1,14 +1,15 @@
 """The once-per-call parts of the loop, taken from stdlib.
 
-casyncio's C code moves the bytes and watches the fds, signals and child
-processes. What runs once per connection or per call -- resolving addresses
-and trying them in order (happy eyeballs), building ``asyncio.Server``
-objects, Unix socket paths, TLS through ``sslproto`` and ``sendfile`` -- is
-the running interpreter's own asyncio code, bound to the casyncio loop.
-It therefore behaves, errors included, exactly as that Python version's loop
-does. These functions call only public loop methods and the private ones the
-C loop provides (``_make_socket_transport``, ``_start_serving``,
-``_add_reader``, ``_add_child_handler`` and friends).
+casyncio's C code moves the bytes, watches the fds, signals and child
+processes, and answers getaddrinfo and getnameinfo. What runs once per
+connection or per call -- trying a name's addresses in order (happy
+eyeballs), building ``asyncio.Server`` objects, Unix socket paths, TLS
+through ``sslproto`` and ``sendfile`` -- is the running interpreter's own
+asyncio code, bound to the casyncio loop. It therefore behaves, errors
+included, exactly as that Python version's loop does. These functions call
+only public loop methods and the private ones the C loop provides
+(``_make_socket_transport``, ``_start_serving``, ``_add_reader``,
+``_spawn_subprocess`` and friends).
 """
 import sys
 from asyncio import base_events, events, selector_events, unix_events
@@ -19,7 +20,7 @@ _UNIX = unix_events._UnixSelectorEventLoop
 
 _BORROWED = {
     _BASE: (
-        "getaddrinfo", "getnameinfo", "_getaddrinfo_debug",
+        "_getaddrinfo_debug",
         "_ensure_resolved", "create_connection", "_connect_sock",
         "_create_connection_transport", "create_server",
         "_create_server_getaddrinfo", "connect_accepted_socket",

@@ -370,8 +370,9 @@ def test_datagram_transport_cycles_keep_memory_and_fds_flat(tmp_path):
 def test_sock_call_paths_keep_memory_and_fds_flat():
     """sock_* coroutines on every path: done at once, waiting then
     completed, cancelled while waiting, failing, closed unawaited-but-
-    started, sock_sendall resuming after the socket buffer filled, and
-    sock_connect connecting or refused."""
+    started, sock_sendall resuming after the socket buffer filled,
+    sock_connect connecting or refused, and getaddrinfo/getnameinfo at
+    once, in the executor and failing."""
     async def drain(sock, total):
         loop = asyncio.get_running_loop()
         while total:
@@ -394,10 +395,18 @@ def test_sock_call_paths_keep_memory_and_fds_flat():
             with pytest.raises(ConnectionRefusedError):
                 await loop.sock_connect(sock, refusing)
 
+    async def resolver_paths(loop):
+        await loop.getaddrinfo("127.0.0.1", 80)  # at once
+        await loop.getaddrinfo("localhost", 80)  # in the executor
+        await loop.getnameinfo(("127.0.0.1", 80))
+        with pytest.raises(socket.gaierror):
+            await loop.getaddrinfo("127.0.0.1", 80, family=socket.AF_INET6)
+
     async def cycles(n):
         loop = asyncio.get_running_loop()
         for _ in range(n):
             await connect_paths(loop)
+            await resolver_paths(loop)
             a, b = socket.socketpair()
             a.setblocking(False)
             b.setblocking(False)

@@ -2,13 +2,18 @@
 streams, sendfile and the errors around them. Each runs on stdlib asyncio
 and casyncio, debug off and on (see conftest.py)."""
 import asyncio
+import concurrent.futures
+import gc
 import logging
 import os
 import random
 import socket
 import sys
+import threading
 
 import pytest
+
+import casyncio
 
 PY312 = sys.version_info >= (3, 12)
 HAS_IPV6 = socket.has_ipv6
@@ -592,6 +597,112 @@ def test_server_accepts_many_clients_each_echoed_its_own_bytes(loop):
         return ok
 
     assert all(loop.run_until_complete(main()))
+
+
+# ---- name resolution --------------------------------------------------------
+
+@pytest.mark.parametrize("host, port, kwargs", [
+    ("127.0.0.1", 80, {"type": socket.SOCK_STREAM}),
+    (b"127.0.0.1", "8080", {}),
+    (None, 0, {"flags": socket.AI_PASSIVE, "type": socket.SOCK_STREAM}),
+    ("::1", None, {"family": socket.AF_INET6}),
+    ("localhost", "http", {"type": socket.SOCK_STREAM}),
+    ("127.0.0.1", 1, {"flags": socket.AI_CANONNAME}),
+])
+def test_getaddrinfo_answers_as_socket_getaddrinfo(loop, host, port, kwargs):
+    coro = loop.getaddrinfo(host, port, **kwargs)
+    assert asyncio.iscoroutine(coro)
+    got = loop.run_until_complete(loop.create_task(coro))
+    assert got == socket.getaddrinfo(host, port, **kwargs)
+
+
+@pytest.mark.parametrize("host, port, kwargs, exc", [
+    ("no-such-host.invalid", 80, {}, socket.gaierror),
+    ("127.0.0.1", 80, {"family": socket.AF_INET6}, socket.gaierror),
+    ("127.0.0.1", "no-such-service", {}, socket.gaierror),
+    (3.5, 80, {}, TypeError),
+])
+def test_getaddrinfo_errors_as_socket_getaddrinfo(loop, host, port, kwargs,
+                                                  exc):
+    with pytest.raises(exc) as expected:
+        socket.getaddrinfo(host, port, **kwargs)
+    with pytest.raises(exc) as got:
+        loop.run_until_complete(loop.getaddrinfo(host, port, **kwargs))
+    assert got.value.args == expected.value.args
+
+
+@pytest.mark.parametrize("flags", [
+    0, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV])
+def test_getnameinfo_answers_as_socket_getnameinfo(loop, flags):
+    address = ("127.0.0.1", 80)
+    got = loop.run_until_complete(loop.getnameinfo(address, flags))
+    assert got == socket.getnameinfo(address, flags)
+
+
+def test_resolvers_run_in_the_default_executor_unless_numeric(loop):
+    """A name is looked up in the loop's default executor, as stdlib does;
+    casyncio answers numeric addresses at once (documented)."""
+    submitted = []
+
+    class Recording(concurrent.futures.ThreadPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            submitted.append(args[:2])
+            return super().submit(fn, *args, **kwargs)
+
+    executor = Recording(1)
+    loop.set_default_executor(executor)
+
+    async def main():
+        await loop.getaddrinfo("localhost", 80)
+        await loop.getnameinfo(("127.0.0.1", 80))
+        await loop.getaddrinfo("127.0.0.1", 80)
+        await loop.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICHOST |
+                               socket.NI_NUMERICSERV)
+    loop.run_until_complete(main())
+    executor.shutdown()
+    looked_up = [("localhost", 80), (("127.0.0.1", 80), 0)]
+    numeric = [("127.0.0.1", 80), (("127.0.0.1", 80), socket.NI_NUMERICHOST |
+                                   socket.NI_NUMERICSERV)]
+    if isinstance(loop, casyncio.Loop) and not loop.get_debug():
+        assert submitted == looked_up
+    else:
+        assert submitted == looked_up + numeric
+
+
+def test_getaddrinfo_cancelled_while_looking_up(loop):
+    release = threading.Event()
+
+    async def main():
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(1))
+        # Hold the executor's one thread so the lookup stays queued.
+        blocker = loop.run_in_executor(None, release.wait)
+        lookup = asyncio.ensure_future(loop.getaddrinfo("localhost", 80))
+        await asyncio.sleep(0.01)
+        lookup.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await lookup
+        release.set()
+        await blocker
+        return await loop.getaddrinfo("localhost", 80)
+    assert loop.run_until_complete(main()) == socket.getaddrinfo(
+        "localhost", 80)
+
+
+def test_getaddrinfo_logs_in_debug_mode(loop, caplog):
+    loop.set_debug(True)
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        loop.run_until_complete(loop.getaddrinfo("127.0.0.1", 80))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("Get address info 127.0.0.1:80") for m in
+               messages), messages
+
+
+def test_unawaited_getaddrinfo_warns(loop):
+    coro = loop.getaddrinfo("127.0.0.1", 80)
+    with pytest.warns(RuntimeWarning, match="getaddrinfo' was never "
+                      "awaited"):
+        del coro
+        gc.collect()
 
 
 # ---- errors -----------------------------------------------------------------

@@ -63,6 +63,7 @@ typedef struct {
     PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */
     PyObject *sock_method_names;      /* see loop_sock.c */
     PyObject *socket_type;            /* socket.socket */
+    PyObject *socket_module;
     PyObject *socket_int_members;     /* _socket.socket's family, type and
                                          proto member descriptors */
     PyObject *signal_module;

@@ -1,6 +1,6 @@
 /* The loop's sock_* methods: sock_recv, sock_recv_into, sock_recvfrom,
  * sock_recvfrom_into, sock_sendall, sock_sendto, sock_accept and
- * sock_connect.
+ * sock_connect; and the resolvers, getaddrinfo and getnameinfo.
  *
  * Each returns a SockCall: a coroutine written in C. Like stdlib's
  * `async def` it does nothing until awaited; then it tries the socket call
@@ -12,10 +12,19 @@
  * _ensure_resolved, as stdlib does, delegating to that coroutine while a
  * name lookup runs.
  *
+ * getaddrinfo and getnameinfo run socket.getaddrinfo / getnameinfo in the
+ * default executor, as stdlib does, and wait for its Future, except when
+ * no lookup is needed: a numeric address and port (numeric flags for
+ * getnameinfo) are resolved at once on the loop's thread, which saves the
+ * thread hop stdlib makes for them.
+ *
  * sock_sendfile remains stdlib's coroutine (see casyncio/_stdlib_glue.py):
  * it drives os.sendfile or falls back to reads and sock_sendall. */
 #include "casyncio.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <string.h>
 #include <sys/socket.h>
 
 typedef enum {
@@ -27,6 +36,8 @@ typedef enum {
     SOCK_SENDTO,
     SOCK_ACCEPT,
     SOCK_CONNECT,
+    RESOLVE_ADDRINFO,
+    RESOLVE_NAMEINFO,
 } sock_kind_t;
 
 typedef struct {
@@ -43,6 +54,8 @@ static const sock_kind_info_t kinds[] = {
     [SOCK_SENDTO] = {"Loop.sock_sendto", CIO_POLL_WRITE},
     [SOCK_ACCEPT] = {"Loop.sock_accept", CIO_POLL_READ},
     [SOCK_CONNECT] = {"Loop.sock_connect", CIO_POLL_WRITE},
+    [RESOLVE_ADDRINFO] = {"Loop.getaddrinfo", 0},
+    [RESOLVE_NAMEINFO] = {"Loop.getnameinfo", 0},
 };
 
 typedef enum {
@@ -55,12 +68,14 @@ typedef enum {
 typedef struct {
     PyObject_HEAD
     LoopObject *loop;
-    PyObject *sock;
-    PyObject *arg;        /* n, bufsize, buf, data or address */
+    PyObject *sock;       /* None for the resolvers */
+    PyObject *arg;        /* n, bufsize, buf, data or address; the
+                             resolvers' arguments, as a tuple */
     PyObject *arg2;       /* nbytes or address; NULL for the others */
     PyObject *view;       /* sock_sendall: memoryview(data) once waiting */
     Py_ssize_t sent;      /* sock_sendall: bytes of view already sent */
-    PyObject *fut;        /* from the first wait on */
+    PyObject *fut;        /* from the first wait on; the executor's
+                             for the resolvers */
     PyObject *fut_iter;   /* fut.__await__(), or the _ensure_resolved
                              coroutine, which this call delegates to */
     HandleObject *watch;  /* the reader or writer Handle */
@@ -76,13 +91,15 @@ typedef struct {
 typedef enum {
     M_RECV, M_RECV_INTO, M_RECVFROM, M_RECVFROM_INTO, M_SEND, M_SENDTO,
     M_CONNECT, M_GETSOCKOPT, M_FILENO, M_GETTIMEOUT, M_DONE, M_SET_RESULT,
-    M_SET_EXCEPTION, M_ADD_DONE_CALLBACK, M_ENSURE_RESOLVED, M_COUNT
+    M_SET_EXCEPTION, M_ADD_DONE_CALLBACK, M_ENSURE_RESOLVED,
+    M_RUN_IN_EXECUTOR, M_GETADDRINFO_DEBUG, M_COUNT
 } method_t;
 
 static const char *const method_names[M_COUNT] = {
     "recv", "recv_into", "recvfrom", "recvfrom_into", "send", "sendto",
     "connect", "getsockopt", "fileno", "gettimeout", "done", "set_result",
-    "set_exception", "add_done_callback", "_ensure_resolved"};
+    "set_exception", "add_done_callback", "_ensure_resolved",
+    "run_in_executor", "_getaddrinfo_debug"};
 
 int
 cio_sock_names_init(cio_state *st)
@@ -353,13 +370,25 @@ static PyMethodDef io_ready_def = {
 static PyMethodDef fut_done_def = {
     "_fut_done", (PyCFunction)sock_call_fut_done, METH_O, NULL};
 
+/* Sets fut_iter to fut.__await__(), which the call delegates to. */
+static int
+await_fut(SockCallObject *self)
+{
+    PyAsyncMethods *am = Py_TYPE(self->fut)->tp_as_async;
+
+    self->fut_iter = am && am->am_await ? am->am_await(self->fut) : NULL;
+    if (self->fut_iter == NULL && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "%R is not awaitable", self->fut);
+    }
+    return self->fut_iter == NULL ? -1 : 0;
+}
+
 /* The call would block: a Future, the fd watched, and the Future's
  * done callback to stop watching it. */
 static int
 start_waiting(SockCallObject *self)
 {
     PyObject *fileno, *io_ready, *fut_done, *res;
-    PyAsyncMethods *am;
     int rc;
 
     self->fut = cio_loop_create_future(self->loop);
@@ -391,12 +420,7 @@ start_waiting(SockCallObject *self)
         return -1;
     }
     Py_DECREF(res);
-    am = Py_TYPE(self->fut)->tp_as_async;
-    self->fut_iter = am && am->am_await ? am->am_await(self->fut) : NULL;
-    if (self->fut_iter == NULL && !PyErr_Occurred()) {
-        PyErr_SetString(PyExc_TypeError, "the loop's future is not awaitable");
-    }
-    return self->fut_iter == NULL ? -1 : 0;
+    return await_fut(self);
 }
 
 /* ---- the coroutine protocol --------------------------------------------- */
@@ -534,10 +558,156 @@ connect_start(SockCallObject *self, PyObject **result)
     return rc == PYGEN_RETURN ? connect_resolved(self, *result, result) : rc;
 }
 
+/* ---- the resolvers ------------------------------------------------------ */
+
+/* None, or an IPv4 or IPv6 address in numeric form (str or bytes). */
+static int
+is_numeric_host(PyObject *host)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    const char *s;
+    Py_ssize_t n;
+
+    if (host == Py_None) {
+        return 1;
+    }
+    if (PyUnicode_Check(host)) {
+        s = PyUnicode_AsUTF8AndSize(host, &n);
+        if (s == NULL) {
+            PyErr_Clear();  /* left for getaddrinfo to report */
+            return 0;
+        }
+    }
+    else if (PyBytes_Check(host)) {
+        s = PyBytes_AS_STRING(host);
+        n = PyBytes_GET_SIZE(host);
+    }
+    else {
+        return 0;
+    }
+    if ((size_t)n != strlen(s)) {
+        return 0;
+    }
+    return inet_pton(AF_INET, s, addr) == 1 ||
+           inet_pton(AF_INET6, s, addr) == 1;
+}
+
+/* None, an int, or decimal digits (str or bytes): no service lookup. */
+static int
+is_numeric_port(PyObject *port)
+{
+    const char *s;
+    Py_ssize_t n;
+
+    if (port == Py_None || PyLong_Check(port)) {
+        return 1;
+    }
+    if (PyUnicode_Check(port)) {
+        if (!PyUnicode_IS_ASCII(port)) {
+            return 0;
+        }
+        s = (const char *)PyUnicode_DATA(port);
+        n = PyUnicode_GET_LENGTH(port);
+    }
+    else if (PyBytes_Check(port)) {
+        s = PyBytes_AS_STRING(port);
+        n = PyBytes_GET_SIZE(port);
+    }
+    else {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+    }
+    return n > 0;
+}
+
+/* Whether flags (a Python int) has all the bits of mask and none of
+ * refused; 0 for anything that is not an int. */
+static int
+flags_are(PyObject *flags, long mask, long refused)
+{
+    long f = PyLong_Check(flags) ? PyLong_AsLong(flags) : 0;
+
+    if (f == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return (f & mask) == mask && (f & refused) == 0;
+}
+
+/* Whether the resolver's answer needs no lookup: getaddrinfo of a
+ * numeric host and port (a canonical name is left to the lookup), or
+ * getnameinfo asked for numbers only. */
+static int
+resolves_locally(SockCallObject *self)
+{
+    PyObject *const *a = &PyTuple_GET_ITEM(self->arg, 0);
+
+    if (self->kind == RESOLVE_NAMEINFO) {
+        return flags_are(a[1], NI_NUMERICHOST | NI_NUMERICSERV, 0);
+    }
+    return is_numeric_host(a[0]) && is_numeric_port(a[1]) &&
+           flags_are(a[5], 0, AI_CANONNAME);
+}
+
+/* The resolver's body: socket.getaddrinfo(*arg) (or getnameinfo) at once
+ * when no lookup is needed, else in the default executor; in debug mode
+ * always the executor and stdlib's logging _getaddrinfo_debug. */
+static PySendResult
+resolve_start(SockCallObject *self, PyObject **result)
+{
+    int addrinfo = self->kind == RESOLVE_ADDRINFO;
+    Py_ssize_t n = PyTuple_GET_SIZE(self->arg);
+    PyObject *stack[9], *fn, *name;
+
+    if (addrinfo && self->loop->debug) {
+        name = PyTuple_GET_ITEM(self->loop->state->sock_method_names,
+                                M_GETADDRINFO_DEBUG);
+        fn = PyObject_GetAttr((PyObject *)self->loop, name);
+    }
+    else {
+        fn = PyObject_GetAttrString(self->loop->state->socket_module,
+                                    addrinfo ? "getaddrinfo"
+                                             : "getnameinfo");
+    }
+    if (fn == NULL) {
+        return PYGEN_ERROR;
+    }
+    if (!self->loop->debug && resolves_locally(self)) {
+        *result = PyObject_Call(fn, self->arg, NULL);
+        Py_DECREF(fn);
+        return *result ? PYGEN_RETURN : PYGEN_ERROR;
+    }
+    stack[0] = (PyObject *)self->loop;
+    stack[1] = Py_None;
+    stack[2] = fn;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        stack[3 + i] = PyTuple_GET_ITEM(self->arg, i);
+    }
+    name = PyTuple_GET_ITEM(self->loop->state->sock_method_names,
+                            M_RUN_IN_EXECUTOR);
+    self->fut = PyObject_VectorcallMethod(name, stack, 3 + n, NULL);
+    Py_DECREF(fn);
+    if (self->fut == NULL) {
+        return PYGEN_ERROR;
+    }
+    if (await_fut(self) < 0) {
+        return PYGEN_ERROR;
+    }
+    self->state = CALL_WAITING;
+    return PyIter_Send(self->fut_iter, Py_None, result);
+}
+
 /* The body up to the first suspension. */
 static PySendResult
 sock_call_start(SockCallObject *self, PyObject **result)
 {
+    if (self->kind == RESOLVE_ADDRINFO || self->kind == RESOLVE_NAMEINFO) {
+        return resolve_start(self, result);
+    }
     if (check_socket(self) < 0) {
         return PYGEN_ERROR;
     }
@@ -796,7 +966,8 @@ static PyType_Slot sock_call_slots[] = {
     {Py_tp_traverse, sock_call_traverse},
     {Py_tp_clear, sock_call_clear},
     {Py_tp_dealloc, sock_call_dealloc},
-    {Py_tp_doc, "The coroutine a loop's sock_* method returns."},
+    {Py_tp_doc, "The coroutine a loop's sock_* method, getaddrinfo or "
+                "getnameinfo returns."},
     {0, NULL},
 };
 
@@ -857,6 +1028,57 @@ SOCK_METHOD(sock_sendto, SOCK_SENDTO, "OOO", "sock", "data", "address")
 SOCK_METHOD(sock_accept, SOCK_ACCEPT, "O", "sock")
 SOCK_METHOD(sock_connect, SOCK_CONNECT, "OO", "sock", "address")
 
+/* A resolver's call over its packed arguments (a new reference, or NULL
+ * with an exception). */
+static PyObject *
+resolver_call_new(LoopObject *loop, sock_kind_t kind, PyObject *packed)
+{
+    PyObject *call = packed ? sock_call_new(loop, kind, Py_None, packed, NULL)
+                            : NULL;
+
+    Py_XDECREF(packed);
+    return call;
+}
+
+/* getaddrinfo(host, port, *, family=0, type=0, proto=0, flags=0) */
+static PyObject *
+loop_getaddrinfo(LoopObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"host", "port", "family", "type", "proto",
+                             "flags", NULL};
+    PyObject *zero = PyLong_FromLong(0), *a[6], *packed;
+
+    if (zero == NULL) {
+        return NULL;
+    }
+    a[2] = a[3] = a[4] = a[5] = zero;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$OOOO:getaddrinfo",
+                                     kwlist, &a[0], &a[1], &a[2], &a[3],
+                                     &a[4], &a[5])) {
+        Py_DECREF(zero);
+        return NULL;
+    }
+    packed = PyTuple_Pack(6, a[0], a[1], a[2], a[3], a[4], a[5]);
+    Py_DECREF(zero);
+    return resolver_call_new(self, RESOLVE_ADDRINFO, packed);
+}
+
+/* getnameinfo(sockaddr, flags=0) */
+static PyObject *
+loop_getnameinfo(LoopObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"sockaddr", "flags", NULL};
+    PyObject *sockaddr, *flags = NULL, *packed;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:getnameinfo", kwlist,
+                                     &sockaddr, &flags)) {
+        return NULL;
+    }
+    packed = flags ? PyTuple_Pack(2, sockaddr, flags)
+                   : Py_BuildValue("(Oi)", sockaddr, 0);
+    return resolver_call_new(self, RESOLVE_NAMEINFO, packed);
+}
+
 /* sock_recvfrom_into(sock, buf, nbytes=0) */
 static PyObject *
 loop_sock_recvfrom_into(LoopObject *self, PyObject *args, PyObject *kwargs)
@@ -912,5 +1134,14 @@ PyMethodDef cio_loop_sock_methods[] = {
     SOCK_DEF(sock_connect,
              "sock_connect($self, sock, address)\n--\n\n"
              "Coroutine: connect the non-blocking socket to address."),
+    SOCK_DEF(getaddrinfo,
+             "getaddrinfo($self, host, port, *, family=0, type=0, proto=0, "
+             "flags=0)\n--\n\n"
+             "Coroutine: socket.getaddrinfo() off the loop's thread, or at "
+             "once when host and port are numeric."),
+    SOCK_DEF(getnameinfo,
+             "getnameinfo($self, sockaddr, flags=0)\n--\n\n"
+             "Coroutine: socket.getnameinfo() off the loop's thread, or at "
+             "once for NI_NUMERICHOST|NI_NUMERICSERV."),
     {NULL, NULL, 0, NULL},
 };

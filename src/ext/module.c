@@ -339,13 +339,15 @@ state_import(cio_state *st)
     }
     st->sys_module = PyImport_ImportModule("sys");
     st->subprocess_module = PyImport_ImportModule("subprocess");
+    st->socket_module = PyImport_ImportModule("socket");
     st->signal_module = PyImport_ImportModule("signal");
     st->events_module = PyImport_ImportModule("asyncio.events");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     st->kwnames_debug = Py_BuildValue("(s)", "debug");
     st->empty_tuple = PyTuple_New(0);
-    if (!st->sys_module || !st->subprocess_module || !st->signal_module || !st->events_module || !st->kwnames_loop || !st->kwnames_debug ||
-        !st->empty_tuple) {
+    if (!st->sys_module || !st->subprocess_module || !st->socket_module ||
+        !st->signal_module || !st->events_module || !st->kwnames_loop ||
+        !st->kwnames_debug || !st->empty_tuple) {
         return -1;
     }
     st->clock_resolution = (double)cio_clock_resolution_ns() * 1e-9;
@@ -472,7 +474,7 @@ casyncio_exec(PyObject *module)
     X(sock_method_names) X(socket_type) X(socket_int_members)              \
     X(ssl_max_size) X(subprocess_transport_type)                            \
     X(subprocess_pipe_protocol_type) X(subprocess_transport_abc)            \
-    X(protocol_abc) X(subprocess_module)
+    X(protocol_abc) X(subprocess_module) X(socket_module)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)
