@@ -7,6 +7,8 @@ import gc
 import os
 import resource
 import socket
+import ssl
+import subprocess
 import sys
 
 import pytest
@@ -452,14 +454,9 @@ def test_sock_call_paths_keep_memory_and_fds_flat():
         listener.close()
 
 
-def test_tls_connections_share_one_read_buffer(tmp_path):
-    """stdlib's SSLProtocol zero-fills a 256 KiB read buffer per
-    connection (over 500 KiB per client/server pair in one process);
-    casyncio's TLS connections share the loop's. Idle pairs stay far
-    below that."""
-    import ssl
-    import subprocess
-
+def tls_contexts(tmp_path):
+    """A server context with a fresh self-signed certificate, and a client
+    context that accepts it."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
                     str(tmp_path / "key.pem"), "-out",
@@ -470,6 +467,69 @@ def test_tls_connections_share_one_read_buffer(tmp_path):
     client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client_ctx.check_hostname = False
     client_ctx.verify_mode = ssl.CERT_NONE
+    return server_ctx, client_ctx
+
+
+def test_tls_record_path_keeps_memory_flat(tmp_path):
+    """Echo over TLS in small and large messages, both directions, with
+    close_notify at the end of each connection: the C record path keeps
+    no object and no memory per record or per connection."""
+    server_ctx, client_ctx = tls_contexts(tmp_path)
+    small, large = b"x" * 100, os.urandom(200000)
+
+    async def main():
+        async def echo(reader, writer):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0,
+                                            ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+
+        async def connection(rounds):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx)
+            for _ in range(rounds):
+                writer.write(small)
+                assert await reader.readexactly(len(small)) == small
+            writer.write(large)
+            assert await reader.readexactly(len(large)) == large
+            writer.close()
+            await writer.wait_closed()
+
+        async def cycles(n):
+            for _ in range(n):
+                await connection(20)
+
+        await cycles(20)  # warm-up
+        gc.collect()
+        rss, tracked = rss_kib(), len(gc.get_objects())
+        await cycles(300)
+        gc.collect()
+        grown, objects = rss_kib() - rss, len(gc.get_objects()) - tracked
+        server.close()
+        await server.wait_closed()
+        return grown, objects
+
+    loop = casyncio.new_event_loop()
+    try:
+        grown, objects = loop.run_until_complete(
+            asyncio.wait_for(main(), 120))
+    finally:
+        loop.close()
+    assert grown < 2048, f"RSS grew by {grown} KiB over 300 connections"
+    # An object kept per connection would add 300, per record 6000.
+    assert objects < 100
+
+
+def test_tls_connections_share_one_read_buffer(tmp_path):
+    """stdlib's SSLProtocol zero-fills a 256 KiB read buffer per
+    connection (over 500 KiB per client/server pair in one process);
+    casyncio's TLS connections share the loop's. Idle pairs stay far
+    below that."""
+    server_ctx, client_ctx = tls_contexts(tmp_path)
 
     async def main(pairs):
         class Echo(asyncio.Protocol):

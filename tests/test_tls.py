@@ -94,6 +94,13 @@ async def echo(reader, writer):
         writer.close()
 
 
+async def open_client(port, certs):
+    """A TLS stream connection to 127.0.0.1:port, verified as localhost."""
+    return await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_context(certs),
+        server_hostname="localhost")
+
+
 async def start_echo_server(ctx, **kwargs):
     server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=ctx,
                                         **kwargs)
@@ -270,9 +277,7 @@ def test_close_sends_close_notify_and_peer_sees_eof(loop, certs):
         server = await asyncio.start_server(
             reader_side, "127.0.0.1", 0, ssl=server_context(certs))
         port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_context(certs),
-            server_hostname="localhost")
+        reader, writer = await open_client(port, certs)
         writer.write(b"last words")
         writer.close()
         await writer.wait_closed()
@@ -281,6 +286,107 @@ def test_close_sends_close_notify_and_peer_sees_eof(loop, certs):
         await server.wait_closed()
         return data
     assert run(loop, main()) == b"last words"
+
+
+def test_buffered_app_protocol_over_tls(loop, certs):
+    """A BufferedProtocol above TLS gets the plaintext through get_buffer
+    and buffer_updated, and its writes are encrypted as a Protocol's."""
+    class BufferedEcho(asyncio.BufferedProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            # A memoryview: stdlib refills the rest of the buffer through
+            # buf[offset:], which of a bytearray would be a copy.
+            self.buffer = memoryview(bytearray(1000))
+
+        def get_buffer(self, sizehint):
+            return self.buffer
+
+        def buffer_updated(self, nbytes):
+            self.transport.write(bytes(self.buffer[:nbytes]))
+
+    async def main():
+        server = await loop.create_server(
+            BufferedEcho, "127.0.0.1", 0, ssl=server_context(certs))
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await open_client(port, certs)
+        payload = os.urandom(300000)
+        writer.write(payload)
+        data = await reader.readexactly(len(payload))
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return data == payload
+    assert run(loop, main())
+
+
+def test_tls_write_after_close_is_dropped_then_warned(loop, certs, caplog):
+    async def main():
+        server, port = await start_echo_server(server_context(certs))
+        reader, writer = await open_client(port, certs)
+        writer.close()
+        for _ in range(7):
+            writer.write(b"dropped")
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+    with caplog.at_level("WARNING", logger="asyncio"):
+        run(loop, main())
+    warned = [r.getMessage() for r in caplog.records
+              if r.getMessage() == "SSL connection is closed"]
+    assert len(warned) == 2  # the 6th and 7th writes
+
+
+def test_tls_flow_control_both_ways(loop, certs):
+    """The server stops reading: the client's writes back up through TLS
+    until its protocol is paused; reading again drains it all."""
+    server_side = loop.create_future()
+
+    class Sink(asyncio.Protocol):
+        def __init__(self):
+            self.received = 0
+
+        def connection_made(self, transport):
+            transport.pause_reading()
+            server_side.set_result((transport, self))
+
+        def data_received(self, data):
+            self.received += len(data)
+
+    class Source(asyncio.Protocol):
+        def __init__(self):
+            self.paused = loop.create_future()
+            self.resumed = loop.create_future()
+
+        def pause_writing(self):
+            self.paused.set_result(True)
+
+        def resume_writing(self):
+            self.resumed.set_result(True)
+
+    async def main():
+        server = await loop.create_server(Sink, "127.0.0.1", 0,
+                                          ssl=server_context(certs))
+        port = server.sockets[0].getsockname()[1]
+        transport, source = await loop.create_connection(
+            Source, "127.0.0.1", port, ssl=client_context(certs),
+            server_hostname="localhost")
+        sink_transport, sink = await server_side
+        sent = 0
+        while not source.paused.done():
+            transport.write(b"x" * 65536)
+            sent += 65536
+            await asyncio.sleep(0)
+        assert not sink_transport.is_reading()
+        sink_transport.resume_reading()
+        await source.resumed
+        while sink.received < sent:
+            await asyncio.sleep(0.01)
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return sink.received == sent
+    assert run(loop, main())
 
 
 def test_start_tls_upgrades_both_sides(loop, certs):
@@ -320,9 +426,7 @@ def test_64_mib_with_random_chunks(loop_factory, certs):
 
     async def main():
         server, port = await start_echo_server(server_context(certs))
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_context(certs),
-            server_hostname="localhost")
+        reader, writer = await open_client(port, certs)
 
         async def send():
             pos = 0

@@ -58,8 +58,13 @@ typedef struct {
     PyObject *datagram_transport_abc; /* asyncio.DatagramTransport */
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
-    PyObject *ssl_protocol_type;      /* see import_ssl_protocol_type */
+    PyObject *ssl_protocol_type;      /* see tls_records.c */
     PyObject *ssl_max_size;           /* sslproto.SSLProtocol.max_size */
+    PyObject *ssl_again_errors;       /* sslproto.SSLAgainErrors */
+    PyObject *tls_states;             /* SSLProtocolState members */
+    PyObject *tls_names;              /* tls_records.c's attribute names */
+    PyObject *str_ssl_fatal_error;
+    PyObject *str_ssl_closed;
     PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */
     PyObject *sock_method_names;      /* see loop_sock.c */
     PyObject *socket_type;            /* socket.socket */
@@ -79,6 +84,7 @@ typedef struct {
     int n_free_handles;
     double clock_resolution;          /* seconds */
     int format_source_takes_debug;    /* 3.13 added the debug= keyword */
+    long conn_lost_threshold;         /* LOG_THRESHOLD_FOR_CONNLOST_WRITES */
 } cio_state;
 
 typedef struct LoopObject LoopObject;
@@ -287,6 +293,10 @@ int cio_acceptor_init(cio_state *st, PyObject *sock,
                       cio_acceptor_t *acceptor);
 PyObject *cio_acceptor_accept(cio_state *st,
                               const cio_acceptor_t *acceptor);
+
+/* tls_records.c: casyncio's SSLProtocol, stdlib's with its record path in
+ * C (st->ssl_protocol_type) */
+int cio_tls_records_init(PyObject *module, cio_state *st);
 
 /* loop_sock.c: sock_recv and the other sock_* coroutines */
 extern PyType_Spec cio_sock_call_spec;

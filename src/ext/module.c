@@ -232,38 +232,6 @@ import_socket_int_members(void)
     return members;
 }
 
-/* The TLS layer: a subclass of stdlib's SSLProtocol whose constructor
- * allocates a 1-byte read buffer where stdlib's zero-fills 256 KiB
- * (max_size) per connection, faulting in 64 fresh pages: a sixth of a TLS
- * server's CPU per handshake, and 256 KiB of memory per connection.
- * _make_ssl_transport then gives each protocol the loop's shared buffer of
- * stdlib's size (give_ssl_read_buffer in loop_server.c). */
-static int
-import_ssl_protocol_type(cio_state *st)
-{
-    PyObject *base = import_attr("asyncio.sslproto", "SSLProtocol");
-
-    if (base == NULL) {
-        return -1;
-    }
-    st->ssl_max_size = PyObject_GetAttrString(base, "max_size");
-    if (st->ssl_max_size == NULL || !PyLong_Check(st->ssl_max_size)) {
-        if (st->ssl_max_size != NULL) {
-            PyErr_SetString(PyExc_TypeError,
-                            "SSLProtocol.max_size is not an int");
-        }
-        Py_DECREF(base);
-        return -1;
-    }
-    st->ssl_protocol_type = PyObject_CallFunction(
-        (PyObject *)&PyType_Type, "s(O){sissssss}", "SSLProtocol", base,
-        "max_size", 1, "__module__", "casyncio._casyncio", "__qualname__",
-        "SSLProtocol", "__doc__",
-        "stdlib's SSLProtocol with its read buffer given by the loop.");
-    Py_DECREF(base);
-    return st->ssl_protocol_type ? 0 : -1;
-}
-
 #define IMPORT(field, mod, attr)                                            \
     do {                                                                    \
         st->field = import_attr(mod, attr);                                 \
@@ -309,9 +277,6 @@ state_import(cio_state *st)
     IMPORT(datagram_transport_abc, "asyncio.transports", "DatagramTransport");
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
-    if (import_ssl_protocol_type(st) < 0) {
-        return -1;
-    }
     IMPORT(socket_type, "socket", "socket");
     st->socket_int_members = import_socket_int_members();
     if (st->socket_int_members == NULL) {
@@ -395,7 +360,8 @@ casyncio_exec(PyObject *module)
     PyObject *bases;
     int rc;
 
-    if (state_import(st) < 0 || cio_fork_hook_install(st) < 0) {
+    if (state_import(st) < 0 || cio_tls_records_init(module, st) < 0 ||
+        cio_fork_hook_install(st) < 0) {
         return -1;
     }
     if (add_type(module, &cio_handle_spec, NULL, &st->handle_type) < 0) {
@@ -474,7 +440,9 @@ casyncio_exec(PyObject *module)
     X(sock_method_names) X(socket_type) X(socket_int_members)              \
     X(ssl_max_size) X(subprocess_transport_type)                            \
     X(subprocess_pipe_protocol_type) X(subprocess_transport_abc)            \
-    X(protocol_abc) X(subprocess_module) X(socket_module)
+    X(protocol_abc) X(subprocess_module) X(socket_module)                   \
+    X(ssl_again_errors) X(tls_states) X(tls_names) X(str_ssl_fatal_error)   \
+    X(str_ssl_closed)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)
