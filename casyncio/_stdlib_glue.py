@@ -12,10 +12,9 @@ only public loop methods and the private ones the C loop provides
 ``_spawn_subprocess`` and friends).
 """
 import sys
-from asyncio import base_events, events, selector_events, unix_events
+from asyncio import base_events, events, unix_events
 
 _BASE = base_events.BaseEventLoop
-_SELECTOR = selector_events.BaseSelectorEventLoop
 _UNIX = unix_events._UnixSelectorEventLoop
 
 _BORROWED = {
@@ -30,7 +29,6 @@ _BORROWED = {
         "subprocess_exec", "subprocess_shell", "_log_subprocess",
         "connect_read_pipe", "connect_write_pipe",
     ),
-    _SELECTOR: ("_accept_connection2",),
     _UNIX: (
         "create_unix_connection", "create_unix_server",
         "_sock_sendfile_native", "_sock_sendfile_native_impl",

@@ -246,6 +246,38 @@ def test_bad_peers_do_not_disturb_the_server(loop, certs, peer_sends):
     assert made == 1
 
 
+def test_failed_handshake_on_a_server_is_reported_in_debug_mode(loop,
+                                                               certs):
+    """The server closes the connection; in debug mode the exception
+    handler hears of it with the protocol and the transport."""
+    loop.set_debug(True)
+    reports = []
+    loop.set_exception_handler(lambda loop, context: reports.append(context))
+
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0,
+                                          ssl=server_context(certs))
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        await reader.read()
+        writer.close()
+        while not any(r["message"].startswith("Error on transport")
+                      for r in reports):
+            await asyncio.sleep(0.01)
+        server.close()
+        await server.wait_closed()
+    run(loop, main())
+    report = next(r for r in reports
+                  if r["message"].startswith("Error on transport"))
+    assert report["message"] == ("Error on transport creation for incoming "
+                                 "connection")
+    assert isinstance(report["exception"], ssl.SSLError)
+    assert isinstance(report["protocol"], asyncio.Protocol)
+    assert isinstance(report["transport"], asyncio.Transport)
+    assert report["transport"].is_closing()
+
+
 def test_handshake_timeout(loop, certs):
     async def main():
         # A TCP server that accepts and never answers the ClientHello.

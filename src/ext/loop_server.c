@@ -294,72 +294,148 @@ accept_pause(LoopObject *self, PyObject *exc, PyObject *const *a, int fd)
     return timer ? 0 : -1;
 }
 
+/* stdlib's _accept_connection2 reports a failed connection in debug mode
+ * only. */
+static int
+report_accept_error(LoopObject *self, PyObject *exc, PyObject *protocol,
+                    PyObject *transport)
+{
+    PyObject *context;
+    int rc;
+
+    if (!self->debug) {
+        return 0;
+    }
+    context = Py_BuildValue(
+        "{sssO}", "message",
+        "Error on transport creation for incoming connection", "exception",
+        exc);
+    rc = context == NULL ||
+                 (protocol != NULL &&
+                  PyDict_SetItemString(context, "protocol", protocol) < 0) ||
+                 (transport != NULL &&
+                  PyDict_SetItemString(context, "transport", transport) < 0)
+             ? -1
+             : cio_loop_report(self, context);
+    Py_XDECREF(context);
+    return rc;
+}
+
+/* The protocol factory or the transport failed: close the socket nobody
+ * will own (stdlib leaves it to the garbage collector) and report. */
+static int
+accept_failed(LoopObject *self, PyObject *conn, PyObject *protocol)
+{
+    PyObject *exc = cio_fetch_exception(), *res;
+    int rc;
+
+    if (cio_is_exit_exception(exc)) {
+        cio_restore_exception(exc);
+        return -1;
+    }
+    res = PyObject_CallMethod(conn, "close", NULL);
+    Py_XDECREF(res);
+    PyErr_Clear();
+    rc = report_accept_error(self, exc, protocol, NULL);
+    Py_DECREF(exc);
+    return rc;
+}
+
 /* Gives an accepted socket its protocol and transport. */
 static int
 accept_plain(LoopObject *self, PyObject *factory, PyObject *conn,
              PyObject *extra, PyObject *server)
 {
-    PyObject *protocol, *transport, *exc, *res;
+    PyObject *protocol, *transport;
+    int rc = 0;
 
     protocol = PyObject_CallNoArgs(factory);
     transport = protocol ? cio_socket_transport_new(self, conn, protocol,
                                                     Py_None, extra, server)
                          : NULL;
+    if (transport == NULL) {
+        rc = accept_failed(self, conn, protocol);
+    }
     Py_XDECREF(transport);
-    if (transport != NULL) {
-        Py_DECREF(protocol);
-        return 0;
-    }
-    exc = cio_fetch_exception();
-    if (cio_is_exit_exception(exc)) {
-        Py_XDECREF(protocol);
-        cio_restore_exception(exc);
-        return -1;
-    }
-    /* Unlike stdlib, which leaves it to the garbage collector, close the
-     * socket nobody will own. */
-    res = PyObject_CallMethod(conn, "close", NULL);
-    Py_XDECREF(res);
-    PyErr_Clear();
-    if (self->debug) {
-        PyObject *context = Py_BuildValue(
-            "{sssO}", "message",
-            "Error on transport creation for incoming connection",
-            "exception", exc);
-        int rc = context && (protocol == NULL ||
-                             PyDict_SetItemString(context, "protocol",
-                                                  protocol) == 0)
-                     ? cio_loop_report(self, context) : -1;
-        Py_XDECREF(context);
-        if (rc < 0) {
-            Py_XDECREF(protocol);
-            Py_DECREF(exc);
-            return -1;
-        }
-    }
     Py_XDECREF(protocol);
-    Py_DECREF(exc);
-    return 0;
+    return rc;
 }
 
-/* TLS connections go through stdlib's _accept_connection2 coroutine. */
+/* A TLS connection's waiter is done: if the handshake failed (or was
+ * cancelled), close the transport and report, as _accept_connection2
+ * does after `await waiter`. bound is (loop, protocol, transport). */
+static PyObject *
+tls_accept_done(PyObject *bound, PyObject *waiter)
+{
+    LoopObject *loop = (LoopObject *)PyTuple_GET_ITEM(bound, 0);
+    PyObject *transport = PyTuple_GET_ITEM(bound, 2);
+    PyObject *exc = PyObject_CallMethod(waiter, "exception", NULL), *res;
+    int rc;
+
+    if (exc == NULL) {
+        exc = cio_fetch_exception();  /* CancelledError */
+    }
+    if (exc == Py_None) {
+        Py_DECREF(exc);
+        Py_RETURN_NONE;
+    }
+    res = PyObject_CallMethod(transport, "close", NULL);
+    rc = res ? report_accept_error(loop, exc, PyTuple_GET_ITEM(bound, 1),
+                                   transport)
+             : -1;
+    Py_XDECREF(res);
+    Py_DECREF(exc);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyMethodDef tls_accept_done_def = {
+    "_tls_accept_done", (PyCFunction)tls_accept_done, METH_O, NULL};
+
+/* stdlib's _accept_connection2 for a TLS connection, without its Task:
+ * the protocol, the server-side TLS transport and its waiter, whose done
+ * callback takes over the error handling. */
 static int
 accept_tls(LoopObject *self, PyObject *const *a, PyObject *conn,
            PyObject *extra)
 {
-    PyObject *coro, *task;
+    PyObject *protocol, *waiter = NULL, *args = NULL, *kwargs = NULL;
+    PyObject *transport = NULL, *bound, *done, *res;
+    int rc = 0;
 
-    coro = PyObject_CallMethod(
-        (PyObject *)self, "_accept_connection2", "OOOOOOO",
-        a[SERVE_FACTORY], conn, extra, a[SERVE_SSLCONTEXT], a[SERVE_SERVER],
-        a[SERVE_HANDSHAKE_TIMEOUT], a[SERVE_SHUTDOWN_TIMEOUT]);
-    if (coro == NULL) {
-        return -1;
+    protocol = PyObject_CallNoArgs(a[SERVE_FACTORY]);
+    if (protocol != NULL) {
+        waiter = cio_loop_create_future(self);
     }
-    task = PyObject_CallMethod((PyObject *)self, "create_task", "O", coro);
-    Py_DECREF(coro);
-    Py_XDECREF(task);
-    return task ? 0 : -1;
+    if (waiter != NULL) {
+        args = PyTuple_Pack(4, conn, protocol, a[SERVE_SSLCONTEXT], waiter);
+        kwargs = Py_BuildValue(
+            "{sOsOsOsOsO}", "server_side", Py_True, "extra", extra, "server",
+            a[SERVE_SERVER], "ssl_handshake_timeout",
+            a[SERVE_HANDSHAKE_TIMEOUT], "ssl_shutdown_timeout",
+            a[SERVE_SHUTDOWN_TIMEOUT]);
+    }
+    if (args != NULL && kwargs != NULL) {
+        transport = loop_make_ssl_transport(self, args, kwargs);
+    }
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    if (transport == NULL) {
+        rc = accept_failed(self, conn, protocol);
+        goto done;
+    }
+    bound = PyTuple_Pack(3, (PyObject *)self, protocol, transport);
+    done = bound ? PyCFunction_New(&tls_accept_done_def, bound) : NULL;
+    Py_XDECREF(bound);
+    res = done ? PyObject_CallMethod(waiter, "add_done_callback", "O", done)
+               : NULL;
+    Py_XDECREF(done);
+    Py_XDECREF(res);
+    rc = res ? 0 : -1;
+done:
+    Py_XDECREF(protocol);
+    Py_XDECREF(waiter);
+    Py_XDECREF(transport);
+    return rc;
 }
 
 /* Accepts one connection. Returns 1 when a connection was taken, 0 when
