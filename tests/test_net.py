@@ -688,6 +688,21 @@ def test_getaddrinfo_cancelled_while_looking_up(loop):
         "localhost", 80)
 
 
+def test_resolvers_of_a_closed_loop_refuse(loop_factory):
+    closed = loop_factory()
+    closed.close()
+    other = asyncio.new_event_loop()
+    try:
+        for coro in (closed.getaddrinfo("127.0.0.1", 80),
+                     closed.getnameinfo(("127.0.0.1", 80),
+                                        socket.NI_NUMERICHOST |
+                                        socket.NI_NUMERICSERV)):
+            with pytest.raises(RuntimeError, match="Event loop is closed"):
+                other.run_until_complete(coro)
+    finally:
+        other.close()
+
+
 def test_getaddrinfo_logs_in_debug_mode(loop, caplog):
     loop.set_debug(True)
     with caplog.at_level(logging.DEBUG, logger="asyncio"):

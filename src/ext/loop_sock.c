@@ -663,6 +663,10 @@ resolve_start(SockCallObject *self, PyObject **result)
     Py_ssize_t n = PyTuple_GET_SIZE(self->arg);
     PyObject *stack[9], *fn, *name;
 
+    /* run_in_executor's check, which the numeric path skips */
+    if (cio_loop_check_closed(self->loop) < 0) {
+        return PYGEN_ERROR;
+    }
     if (addrinfo && self->loop->debug) {
         name = PyTuple_GET_ITEM(self->loop->state->sock_method_names,
                                 M_GETADDRINFO_DEBUG);
