@@ -24,7 +24,7 @@ _BORROWED = {
         "_create_connection_transport", "create_server",
         "_create_server_getaddrinfo", "connect_accepted_socket",
         "start_tls", "sendfile", "_sendfile_fallback",
-        "_sock_sendfile_fallback", "_check_sendfile_params", "sock_sendfile",
+        "_sock_sendfile_fallback", "_check_sendfile_params",
         "create_datagram_endpoint",
         "subprocess_exec", "subprocess_shell", "_log_subprocess",
         "connect_read_pipe", "connect_write_pipe",

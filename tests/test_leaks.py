@@ -4,12 +4,14 @@ are release builds, so per-object sys.getrefcount stands in for
 sys.gettotalrefcount."""
 import asyncio
 import gc
+import io
 import os
 import resource
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -373,8 +375,9 @@ def test_sock_call_paths_keep_memory_and_fds_flat():
     """sock_* coroutines on every path: done at once, waiting then
     completed, cancelled while waiting, failing, closed unawaited-but-
     started, sock_sendall resuming after the socket buffer filled,
-    sock_connect connecting or refused, and getaddrinfo/getnameinfo at
-    once, in the executor and failing."""
+    sock_connect connecting or refused, getaddrinfo/getnameinfo at once,
+    in the executor and failing, and sock_sendfile waiting on the way or
+    falling back."""
     async def drain(sock, total):
         loop = asyncio.get_running_loop()
         while total:
@@ -404,6 +407,16 @@ def test_sock_call_paths_keep_memory_and_fds_flat():
         with pytest.raises(socket.gaierror):
             await loop.getaddrinfo("127.0.0.1", 80, family=socket.AF_INET6)
 
+    sendfile_data = tempfile.TemporaryFile()
+    sendfile_data.write(os.urandom(300000))
+
+    async def sendfile_paths(loop, a, b):
+        reader = asyncio.ensure_future(drain(b, 300000 + 1000))
+        sendfile_data.seek(0)
+        await loop.sock_sendfile(a, sendfile_data)  # waits on the way
+        await loop.sock_sendfile(a, io.BytesIO(bytes(1000)))  # fallback
+        await reader
+
     async def cycles(n):
         loop = asyncio.get_running_loop()
         for _ in range(n):
@@ -431,6 +444,7 @@ def test_sock_call_paths_keep_memory_and_fds_flat():
             reader = asyncio.ensure_future(drain(b, 1 << 21))
             await loop.sock_sendall(a, bytes(1 << 21))
             await reader
+            await sendfile_paths(loop, a, b)
             a.close()
             with pytest.raises(OSError):
                 await loop.sock_recv(a, 10)
@@ -452,6 +466,7 @@ def test_sock_call_paths_keep_memory_and_fds_flat():
     finally:
         loop.close()
         listener.close()
+        sendfile_data.close()
 
 
 def tls_contexts(tmp_path):

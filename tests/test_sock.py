@@ -2,6 +2,7 @@
 (casyncio's are C coroutines)."""
 import asyncio
 import gc
+import io
 import os
 import socket
 import ssl
@@ -478,3 +479,128 @@ def test_many_concurrent_recvs_on_many_sockets(loop):
         for a, b in pairs:
             a.close()
             b.close()
+
+
+# ---- sock_sendfile ----------------------------------------------------------
+
+@pytest.fixture
+def data_file(tmp_path):
+    data = os.urandom(3 * 1024 * 1024)
+    path = tmp_path / "data"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        yield f, data
+
+
+async def receive(loop, sock, size):
+    got = bytearray()
+    while len(got) < size:
+        chunk = await loop.sock_recv(sock, 1 << 16)
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+def test_sock_sendfile_whole_file_waiting_for_the_reader(loop, pair,
+                                                         data_file):
+    """Larger than the socket buffers: sends, waits, resumes; leaves the
+    file position after what was sent and stops watching the socket."""
+    a, b = pair
+    f, data = data_file
+
+    async def main():
+        reader = asyncio.ensure_future(receive(loop, b, len(data)))
+        sent = await loop.sock_sendfile(a, f)
+        return sent, await reader
+    sent, got = loop.run_until_complete(main())
+    assert sent == len(data) and got == data
+    assert f.tell() == len(data)
+    assert not_watched(loop, a)
+
+
+def test_sock_sendfile_offset_and_count(loop, pair, data_file):
+    a, b = pair
+    f, data = data_file
+
+    async def main():
+        reader = asyncio.ensure_future(receive(loop, b, 200000))
+        sent = await loop.sock_sendfile(a, f, 1000, 200000)
+        return sent, await reader
+    assert loop.run_until_complete(main()) == (200000, data[1000:201000])
+    assert f.tell() == 201000
+
+
+def sendfile_or_reason(loop, pair, file, size, *args, **kwargs):
+    """sock_sendfile(pair[0], file, *args, **kwargs) with pair[1] reading
+    size bytes: (sent, received), or the SendfileNotAvailableError's
+    message."""
+    a, b = pair
+
+    async def main():
+        reader = asyncio.ensure_future(receive(loop, b, size))
+        try:
+            sent = await loop.sock_sendfile(a, file, *args, **kwargs)
+        except asyncio.SendfileNotAvailableError as exc:
+            reader.cancel()
+            return str(exc)
+        return sent, await reader
+    return loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_sock_sendfile_of_a_non_file(loop, pair, fallback):
+    source = io.BytesIO(b"not a file" * 1000)
+    result = sendfile_or_reason(loop, pair, source, 10000, fallback=fallback)
+    if fallback:
+        assert result == (10000, b"not a file" * 1000)
+    else:
+        assert result == "not a regular file"
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_sock_sendfile_when_os_sendfile_fails(loop, pair, data_file,
+                                             monkeypatch, fallback):
+    f, data = data_file
+
+    def failing(*args):
+        raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(os, "sendfile", failing)
+    result = sendfile_or_reason(loop, pair, f, 5000, 0, 5000,
+                                fallback=fallback)
+    if fallback:
+        assert result == (5000, data[:5000])
+    else:
+        assert result == "os.sendfile call failed"
+
+
+@pytest.mark.parametrize("args, exc, message", [
+    ((0, 0), ValueError, "count must be a positive integer"),
+    ((-1, None), ValueError, "offset must be a non-negative integer"),
+    (("0", None), TypeError, "offset must be a non-negative integer"),
+])
+def test_sock_sendfile_checks_its_arguments(loop, pair, data_file, args,
+                                           exc, message):
+    with pytest.raises(exc, match=message):
+        loop.run_until_complete(loop.sock_sendfile(pair[0], data_file[0],
+                                                   *args))
+
+
+def test_sock_sendfile_cancelled_while_waiting(loop, pair, data_file):
+    """The socket is no longer watched and can be used again."""
+    a, b = pair
+    f, data = data_file
+
+    async def main():
+        sending = asyncio.ensure_future(loop.sock_sendfile(a, f))
+        await asyncio.sleep(0.01)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        assert not_watched(loop, a)
+        reader = asyncio.ensure_future(receive(loop, b, 1 << 30))
+        await loop.sock_sendall(a, b"after")
+        a.shutdown(socket.SHUT_WR)
+        return await reader
+    got = loop.run_until_complete(asyncio.wait_for(main(), 30))
+    assert got.endswith(b"after") and data.startswith(got[:-5])

@@ -69,6 +69,9 @@ typedef struct {
     PyObject *sock_method_names;      /* see loop_sock.c */
     PyObject *socket_type;            /* socket.socket */
     PyObject *socket_module;
+    PyObject *os_module;
+    PyObject *sendfile_not_available; /* SendfileNotAvailableError */
+    PyObject *unsupported_operation;  /* io.UnsupportedOperation */
     PyObject *socket_int_members;     /* _socket.socket's family, type and
                                          proto member descriptors */
     PyObject *signal_module;

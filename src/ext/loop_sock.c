@@ -1,6 +1,6 @@
 /* The loop's sock_* methods: sock_recv, sock_recv_into, sock_recvfrom,
- * sock_recvfrom_into, sock_sendall, sock_sendto, sock_accept and
- * sock_connect; and the resolvers, getaddrinfo and getnameinfo.
+ * sock_recvfrom_into, sock_sendall, sock_sendto, sock_accept, sock_connect
+ * and sock_sendfile; and the resolvers, getaddrinfo and getnameinfo.
  *
  * Each returns a SockCall: a coroutine written in C. Like stdlib's
  * `async def` it does nothing until awaited; then it tries the socket call
@@ -18,11 +18,15 @@
  * getnameinfo) are resolved at once on the loop's thread, which saves the
  * thread hop stdlib makes for them.
  *
- * sock_sendfile remains stdlib's coroutine (see casyncio/_stdlib_glue.py):
- * it drives os.sendfile or falls back to reads and sock_sendall. */
+ * sock_sendfile calls os.sendfile each time the socket is writable, as
+ * unix_events' _sock_sendfile_native does, and where that is not
+ * available delegates to stdlib's _sock_sendfile_fallback coroutine
+ * (reads and sock_sendall). */
 #include "casyncio.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <netdb.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -36,6 +40,7 @@ typedef enum {
     SOCK_SENDTO,
     SOCK_ACCEPT,
     SOCK_CONNECT,
+    SOCK_SENDFILE,
     RESOLVE_ADDRINFO,
     RESOLVE_NAMEINFO,
 } sock_kind_t;
@@ -54,13 +59,15 @@ static const sock_kind_info_t kinds[] = {
     [SOCK_SENDTO] = {"Loop.sock_sendto", CIO_POLL_WRITE},
     [SOCK_ACCEPT] = {"Loop.sock_accept", CIO_POLL_READ},
     [SOCK_CONNECT] = {"Loop.sock_connect", CIO_POLL_WRITE},
+    [SOCK_SENDFILE] = {"Loop.sock_sendfile", CIO_POLL_WRITE},
     [RESOLVE_ADDRINFO] = {"Loop.getaddrinfo", 0},
     [RESOLVE_NAMEINFO] = {"Loop.getnameinfo", 0},
 };
 
 typedef enum {
     CALL_CREATED,   /* not awaited yet */
-    CALL_RESOLVING, /* sock_connect: suspended in _ensure_resolved */
+    CALL_DELEGATING, /* suspended in a Python coroutine: sock_connect's
+                        _ensure_resolved, sock_sendfile's fallback */
     CALL_WAITING,   /* suspended on fut */
     CALL_DONE,
 } call_state_t;
@@ -73,12 +80,19 @@ typedef struct {
                              resolvers' arguments, as a tuple */
     PyObject *arg2;       /* nbytes or address; NULL for the others */
     PyObject *view;       /* sock_sendall: memoryview(data) once waiting */
-    Py_ssize_t sent;      /* sock_sendall: bytes of view already sent */
+    Py_ssize_t sent;      /* sock_sendall: bytes of view already sent;
+                             sock_sendfile: bytes of the file sent */
     PyObject *fut;        /* from the first wait on; the executor's
                              for the resolvers */
     PyObject *fut_iter;   /* fut.__await__(), or the _ensure_resolved
                              coroutine, which this call delegates to */
     HandleObject *watch;  /* the reader or writer Handle */
+    PyObject *sendfile_args;  /* (sock, file, offset, count) as given */
+    long long file_offset;    /* sock_sendfile: where the next send starts */
+    Py_ssize_t file_count;    /* bytes asked for; 0 for the whole file */
+    Py_ssize_t blocksize;     /* what one os.sendfile() asks for */
+    int file_fd;
+    char fallback;            /* sock_sendfile(fallback=True) */
     int fd;
     sock_kind_t kind;
     call_state_t state;
@@ -92,14 +106,16 @@ typedef enum {
     M_RECV, M_RECV_INTO, M_RECVFROM, M_RECVFROM_INTO, M_SEND, M_SENDTO,
     M_CONNECT, M_GETSOCKOPT, M_FILENO, M_GETTIMEOUT, M_DONE, M_SET_RESULT,
     M_SET_EXCEPTION, M_ADD_DONE_CALLBACK, M_ENSURE_RESOLVED,
-    M_RUN_IN_EXECUTOR, M_GETADDRINFO_DEBUG, M_COUNT
+    M_RUN_IN_EXECUTOR, M_GETADDRINFO_DEBUG, M_CHECK_SENDFILE_PARAMS,
+    M_SENDFILE_FALLBACK, M_COUNT
 } method_t;
 
 static const char *const method_names[M_COUNT] = {
     "recv", "recv_into", "recvfrom", "recvfrom_into", "send", "sendto",
     "connect", "getsockopt", "fileno", "gettimeout", "done", "set_result",
     "set_exception", "add_done_callback", "_ensure_resolved",
-    "run_in_executor", "_getaddrinfo_debug"};
+    "run_in_executor", "_getaddrinfo_debug", "_check_sendfile_params",
+    "_sock_sendfile_fallback"};
 
 int
 cio_sock_names_init(cio_state *st)
@@ -238,6 +254,110 @@ connect_outcome(SockCallObject *self)
     Py_RETURN_NONE;
 }
 
+/* sock_sendfile is over: leave the file's position after what was sent
+ * (_sock_sendfile_update_filepos). Returns the byte count, or NULL. */
+static PyObject *
+sendfile_done(SockCallObject *self)
+{
+    if (self->sent > 0 &&
+        lseek(self->file_fd, (off_t)self->file_offset, SEEK_SET) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromSsize_t(self->sent);
+}
+
+/* os.sendfile(sock.fileno(), file_fd, offset, blocksize); a ConnectionError
+ * for ENOTCONN after the first wait, as stdlib. */
+static PyObject *
+sendfile_call(SockCallObject *self, int first, Py_ssize_t blocksize)
+{
+    PyObject *fileno = call_method(self, self->sock, M_FILENO, NULL, 0);
+    PyObject *sent, *exc, *wrapped;
+
+    if (fileno == NULL) {
+        return NULL;
+    }
+    sent = PyObject_CallMethod(self->loop->state->os_module, "sendfile",
+                               "OiLn", fileno, self->file_fd,
+                               self->file_offset, blocksize);
+    Py_DECREF(fileno);
+    if (sent != NULL || first || !PyErr_ExceptionMatches(PyExc_OSError)) {
+        return sent;
+    }
+    exc = cio_fetch_exception();
+    if (((PyOSErrorObject *)exc)->myerrno == NULL ||
+        PyLong_AsLong(((PyOSErrorObject *)exc)->myerrno) != ENOTCONN ||
+        Py_IS_TYPE(exc, (PyTypeObject *)PyExc_ConnectionError)) {
+        cio_restore_exception(exc);
+        return NULL;
+    }
+    wrapped = PyObject_CallFunction(PyExc_ConnectionError, "si",
+                                    "socket is not connected", ENOTCONN);
+    if (wrapped != NULL) {
+        PyException_SetCause(wrapped, exc);  /* steals exc */
+        PyErr_SetObject(PyExc_ConnectionError, wrapped);
+        Py_DECREF(wrapped);
+    }
+    else {
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* One os.sendfile() (_sock_sendfile_native_impl): the total once the
+ * file or count is done, NULL without an exception to wait until the
+ * socket is writable again, NULL with one on failure. An OSError before
+ * any byte went becomes SendfileNotAvailableError, for the fallback. */
+static PyObject *
+sendfile_step(SockCallObject *self, int first)
+{
+    Py_ssize_t blocksize = self->blocksize, n;
+    PyObject *sent;
+
+    if (self->file_count) {
+        blocksize = self->file_count - self->sent;
+        if (blocksize <= 0) {
+            return sendfile_done(self);
+        }
+    }
+    sent = sendfile_call(self, first, blocksize);
+    if (sent == NULL) {
+        PyObject *exc, *done;
+
+        if (clear_if_would_block()) {
+            return NULL;
+        }
+        exc = cio_fetch_exception();
+        if (self->sent == 0 && PyObject_TypeCheck(
+                                   exc, (PyTypeObject *)PyExc_OSError)) {
+            Py_SETREF(exc, PyObject_CallFunction(
+                               self->loop->state->sendfile_not_available,
+                               "s", "os.sendfile call failed"));
+        }
+        done = sendfile_done(self);
+        Py_XDECREF(done);
+        if (done != NULL && exc != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        }
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    n = PyLong_AsSsize_t(sent);
+    Py_DECREF(sent);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n == 0) {
+        return sendfile_done(self);  /* end of file */
+    }
+    self->file_offset += n;
+    self->sent += n;
+    if (self->file_count && self->sent >= self->file_count) {
+        return sendfile_done(self);
+    }
+    return NULL;
+}
+
 /* One attempt at the socket call: 1 with *result set when it completed,
  * 0 when it would block, -1 with an exception. first is the attempt made
  * when the call is awaited; the others run when the fd is ready. */
@@ -287,6 +407,9 @@ try_call(SockCallObject *self, int first, PyObject **result)
     case SOCK_CONNECT:
         res = first ? call_method(self, self->sock, M_CONNECT, args, 1)
                     : connect_outcome(self);
+        break;
+    case SOCK_SENDFILE:
+        res = sendfile_step(self, first);
         break;
     case SOCK_SENDALL:
         if (!first) {
@@ -548,7 +671,7 @@ connect_start(SockCallObject *self, PyObject **result)
     if (self->fut_iter == NULL) {
         return PYGEN_ERROR;
     }
-    self->state = CALL_RESOLVING;
+    self->state = CALL_DELEGATING;
     rc = PyIter_Send(self->fut_iter, Py_None, result);
     if (rc == PYGEN_NEXT) {
         return rc;
@@ -705,6 +828,115 @@ resolve_start(SockCallObject *self, PyObject **result)
     return PyIter_Send(self->fut_iter, Py_None, result);
 }
 
+/* ---- sock_sendfile ------------------------------------------------------ */
+
+/* SendfileNotAvailableError is set: with fallback=True, delegate to
+ * stdlib's _sock_sendfile_fallback; otherwise let it propagate. */
+static PySendResult
+sendfile_fall_back(SockCallObject *self, PyObject **result)
+{
+    PyObject *name = PyTuple_GET_ITEM(self->loop->state->sock_method_names,
+                                      M_SENDFILE_FALLBACK);
+    PyObject *stack[5] = {(PyObject *)self->loop};
+    PySendResult rc;
+
+    if (!self->fallback || self->kind != SOCK_SENDFILE ||
+        !PyErr_ExceptionMatches(self->loop->state->sendfile_not_available)) {
+        return PYGEN_ERROR;
+    }
+    PyErr_Clear();
+    for (int i = 0; i < 4; i++) {
+        stack[1 + i] = PyTuple_GET_ITEM(self->sendfile_args, i);
+    }
+    self->fut_iter = PyObject_VectorcallMethod(name, stack, 5, NULL);
+    if (self->fut_iter == NULL) {
+        return PYGEN_ERROR;
+    }
+    self->state = CALL_DELEGATING;
+    rc = PyIter_Send(self->fut_iter, Py_None, result);
+    if (rc != PYGEN_NEXT) {
+        self->state = CALL_DONE;
+        Py_CLEAR(self->fut_iter);
+    }
+    return rc;
+}
+
+/* _sock_sendfile_native's checks: a file with a fileno and a size.
+ * Returns 1 to go on, 0 when there is nothing to send, -1 with
+ * SendfileNotAvailableError or another exception set. */
+static int
+sendfile_prepare(SockCallObject *self)
+{
+    PyObject *file = PyTuple_GET_ITEM(self->sendfile_args, 1);
+    PyObject *offset = PyTuple_GET_ITEM(self->sendfile_args, 2);
+    PyObject *count = PyTuple_GET_ITEM(self->sendfile_args, 3);
+    PyObject *fileno = call_method(self, file, M_FILENO, NULL, 0);
+    struct stat st;
+
+    if (fileno == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError) &&
+            !PyErr_ExceptionMatches(self->loop->state->unsupported_operation)) {
+            return -1;
+        }
+        goto not_a_file;
+    }
+    self->file_fd = PyObject_AsFileDescriptor(fileno);
+    Py_DECREF(fileno);
+    if (self->file_fd < 0) {
+        return -1;
+    }
+    if (fstat(self->file_fd, &st) < 0) {
+        goto not_a_file;
+    }
+    self->file_offset = PyLong_AsLongLong(offset);
+    self->file_count = count == Py_None ? 0 : PyLong_AsSsize_t(count);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    self->blocksize = self->file_count ? self->file_count
+                                       : (Py_ssize_t)st.st_size;
+    /* stdlib's cap for 32-bit builds, sys.maxsize // 2 + 1 */
+    if (self->blocksize > PY_SSIZE_T_MAX / 2 + 1) {
+        self->blocksize = PY_SSIZE_T_MAX / 2 + 1;
+    }
+    return self->blocksize > 0;
+
+not_a_file:
+    PyErr_SetString(self->loop->state->sendfile_not_available,
+                    "not a regular file");
+    return -1;
+}
+
+/* sock_sendfile up to its first suspension: stdlib's parameter checks,
+ * then os.sendfile, or the fallback where that cannot work. */
+static PySendResult
+sendfile_start(SockCallObject *self, PyObject **result)
+{
+    PyObject *stack[5] = {(PyObject *)self->loop}, *r;
+    PyObject *name = PyTuple_GET_ITEM(self->loop->state->sock_method_names,
+                                      M_CHECK_SENDFILE_PARAMS);
+    PySendResult rc;
+
+    for (int i = 0; i < 4; i++) {
+        stack[1 + i] = PyTuple_GET_ITEM(self->sendfile_args, i);
+    }
+    r = PyObject_VectorcallMethod(name, stack, 5, NULL);
+    if (r == NULL) {
+        return PYGEN_ERROR;
+    }
+    Py_DECREF(r);
+    switch (sendfile_prepare(self)) {
+    case 0:
+        *result = PyLong_FromLong(0);  /* an empty file */
+        return *result ? PYGEN_RETURN : PYGEN_ERROR;
+    case 1:
+        rc = sock_call_attempt(self, result);
+        return rc == PYGEN_ERROR ? sendfile_fall_back(self, result) : rc;
+    default:
+        return sendfile_fall_back(self, result);
+    }
+}
+
 /* The body up to the first suspension. */
 static PySendResult
 sock_call_start(SockCallObject *self, PyObject **result)
@@ -717,6 +949,9 @@ sock_call_start(SockCallObject *self, PyObject **result)
     }
     if (self->kind == SOCK_CONNECT) {
         return connect_start(self, result);
+    }
+    if (self->kind == SOCK_SENDFILE) {
+        return sendfile_start(self, result);
     }
     return sock_call_attempt(self, result);
 }
@@ -736,16 +971,21 @@ sock_call_am_send(SockCallObject *self, PyObject *value, PyObject **result)
         }
         self->state = CALL_DONE;  /* until it turns out to wait */
         return sock_call_start(self, result);
-    case CALL_RESOLVING:
+    case CALL_DELEGATING:
     case CALL_WAITING:
         rc = PyIter_Send(self->fut_iter, value, result);
         if (rc == PYGEN_NEXT) {
             return rc;
         }
         Py_CLEAR(self->fut_iter);
-        if (self->state == CALL_RESOLVING && rc == PYGEN_RETURN) {
+        if (self->state == CALL_DELEGATING && rc == PYGEN_RETURN &&
+            self->kind == SOCK_CONNECT) {
             self->state = CALL_DONE;
             return connect_resolved(self, *result, result);
+        }
+        if (self->state == CALL_WAITING && rc == PYGEN_ERROR) {
+            self->state = CALL_DONE;
+            return sendfile_fall_back(self, result);
         }
         self->state = CALL_DONE;
         return rc;
@@ -871,7 +1111,7 @@ static PyObject *
 sock_call_get_await(SockCallObject *self, void *Py_UNUSED(closure))
 {
     PyObject *awaited = self->state == CALL_WAITING     ? self->fut
-                        : self->state == CALL_RESOLVING ? self->fut_iter
+                        : self->state == CALL_DELEGATING ? self->fut_iter
                                                         : Py_None;
     return Py_NewRef(awaited);
 }
@@ -913,6 +1153,7 @@ sock_call_traverse(SockCallObject *self, visitproc visit, void *arg)
     Py_VISIT(self->fut);
     Py_VISIT(self->fut_iter);
     Py_VISIT(self->watch);
+    Py_VISIT(self->sendfile_args);
     return 0;
 }
 
@@ -927,6 +1168,7 @@ sock_call_clear(SockCallObject *self)
     Py_CLEAR(self->fut);
     Py_CLEAR(self->fut_iter);
     Py_CLEAR(self->watch);
+    Py_CLEAR(self->sendfile_args);
     return 0;
 }
 
@@ -1001,6 +1243,9 @@ sock_call_new(LoopObject *loop, sock_kind_t kind, PyObject *sock,
     self->arg2 = Py_XNewRef(arg2);
     self->view = self->fut = self->fut_iter = NULL;
     self->watch = NULL;
+    self->sendfile_args = NULL;
+    self->file_fd = -1;
+    self->fallback = 0;
     self->sent = 0;
     self->fd = -1;
     self->kind = kind;
@@ -1083,6 +1328,36 @@ loop_getnameinfo(LoopObject *self, PyObject *args, PyObject *kwargs)
     return resolver_call_new(self, RESOLVE_NAMEINFO, packed);
 }
 
+/* sock_sendfile(sock, file, offset=0, count=None, *, fallback=True) */
+static PyObject *
+loop_sock_sendfile(LoopObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"sock", "file", "offset", "count", "fallback",
+                             NULL};
+    PyObject *sock, *file, *offset = NULL, *count = Py_None, *call;
+    int fallback = 1;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|OO$p:sock_sendfile",
+                                     kwlist, &sock, &file, &offset, &count,
+                                     &fallback)) {
+        return NULL;
+    }
+    offset = offset ? Py_NewRef(offset) : PyLong_FromLong(0);
+    call = offset ? sock_call_new(self, SOCK_SENDFILE, sock, NULL, NULL)
+                  : NULL;
+    if (call != NULL) {
+        SockCallObject *c = (SockCallObject *)call;
+
+        c->fallback = (char)fallback;
+        c->sendfile_args = PyTuple_Pack(4, sock, file, offset, count);
+        if (c->sendfile_args == NULL) {
+            Py_CLEAR(call);
+        }
+    }
+    Py_XDECREF(offset);
+    return call;
+}
+
 /* sock_recvfrom_into(sock, buf, nbytes=0) */
 static PyObject *
 loop_sock_recvfrom_into(LoopObject *self, PyObject *args, PyObject *kwargs)
@@ -1138,6 +1413,12 @@ PyMethodDef cio_loop_sock_methods[] = {
     SOCK_DEF(sock_connect,
              "sock_connect($self, sock, address)\n--\n\n"
              "Coroutine: connect the non-blocking socket to address."),
+    SOCK_DEF(sock_sendfile,
+             "sock_sendfile($self, sock, file, offset=0, count=None, *, "
+             "fallback=True)\n--\n\n"
+             "Coroutine: send the file with os.sendfile(), or by reads and "
+             "sock_sendall when that is not available and fallback is "
+             "true; return the bytes sent."),
     SOCK_DEF(getaddrinfo,
              "getaddrinfo($self, host, port, *, family=0, type=0, proto=0, "
              "flags=0)\n--\n\n"

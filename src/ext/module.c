@@ -274,6 +274,9 @@ state_import(cio_state *st)
     IMPORT(subprocess_transport_abc, "asyncio.transports",
            "SubprocessTransport");
     IMPORT(protocol_abc, "asyncio.protocols", "Protocol");
+    IMPORT(sendfile_not_available, "asyncio.exceptions",
+           "SendfileNotAvailableError");
+    IMPORT(unsupported_operation, "io", "UnsupportedOperation");
     IMPORT(datagram_transport_abc, "asyncio.transports", "DatagramTransport");
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
@@ -305,12 +308,14 @@ state_import(cio_state *st)
     st->sys_module = PyImport_ImportModule("sys");
     st->subprocess_module = PyImport_ImportModule("subprocess");
     st->socket_module = PyImport_ImportModule("socket");
+    st->os_module = PyImport_ImportModule("os");
     st->signal_module = PyImport_ImportModule("signal");
     st->events_module = PyImport_ImportModule("asyncio.events");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     st->kwnames_debug = Py_BuildValue("(s)", "debug");
     st->empty_tuple = PyTuple_New(0);
     if (!st->sys_module || !st->subprocess_module || !st->socket_module ||
+        !st->os_module ||
         !st->signal_module || !st->events_module || !st->kwnames_loop ||
         !st->kwnames_debug || !st->empty_tuple) {
         return -1;
@@ -442,7 +447,8 @@ casyncio_exec(PyObject *module)
     X(subprocess_pipe_protocol_type) X(subprocess_transport_abc)            \
     X(protocol_abc) X(subprocess_module) X(socket_module)                   \
     X(ssl_again_errors) X(tls_states) X(tls_names) X(str_ssl_fatal_error)   \
-    X(str_ssl_closed)
+    X(str_ssl_closed) X(os_module) X(sendfile_not_available)                 \
+    X(unsupported_operation)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)
