@@ -1,11 +1,12 @@
 """The once-per-call parts of the loop, taken from stdlib.
 
-casyncio's C code moves the bytes, watches the fds, signals and child
-processes, and answers getaddrinfo and getnameinfo. What runs once per
-connection or per call -- trying a name's addresses in order (happy
-eyeballs), building ``asyncio.Server`` objects, Unix socket paths, TLS
-through ``sslproto`` and ``sendfile`` -- is the running interpreter's own
-asyncio code, bound to the casyncio loop. It therefore behaves, errors
+casyncio's C code moves the bytes (TLS records and sock_sendfile
+included), watches the fds, signals and child processes, and answers
+getaddrinfo and getnameinfo. What runs once per connection or per call --
+trying a name's addresses in order (happy eyeballs), building
+``asyncio.Server`` objects, Unix socket paths, the TLS handshake through
+``sslproto``, ``loop.sendfile``'s set-up and sock_sendfile's fallback -- is
+the running interpreter's own asyncio code, bound to the casyncio loop. It therefore behaves, errors
 included, exactly as that Python version's loop does. These functions call
 only public loop methods and the private ones the C loop provides
 (``_make_socket_transport``, ``_start_serving``, ``_add_reader``,

@@ -25,11 +25,11 @@
 #include "casyncio.h"
 
 #include <arpa/inet.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <netdb.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef enum {
     SOCK_RECV,

@@ -966,22 +966,19 @@ loop_spawn_subprocess(LoopObject *loop, PyObject *args, PyObject *kwargs)
     pid = PyObject_GetAttrString(proc, "pid");
     self->pid = pid ? PyLong_AsLong(pid) : -1;
     Py_XDECREF(pid);
+    /* Past the spawn, a failure before the exit is watched kills the
+     * child: nothing would report the exit that _wait() waits for. */
     if (self->pid < 0 || PyDict_SetItemString(extra, "subprocess", proc) < 0 ||
-        log_created(self, cmd) < 0) {
+        log_created(self, cmd) < 0 || watch_child(self) < 0) {
+        PyObject *exc;
+
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_ValueError, "Popen gave no pid");
         }
-        PyObject *exc = cio_fetch_exception();
-        subprocess_close(self);
-        PyErr_Clear();
-        cio_restore_exception(exc);
-        goto error;
-    }
-    if (watch_child(self) < 0) {
-        /* Nothing would report the exit that _wait() waits for. */
-        PyObject *exc = cio_fetch_exception();
-        subprocess_close(self);
-        PyErr_Clear();
+        exc = cio_fetch_exception();
+        if (subprocess_close(self) < 0) {
+            PyErr_Clear();
+        }
         cio_restore_exception(exc);
         goto error;
     }
