@@ -328,18 +328,22 @@ sendfile_step(SockCallObject *self, int first)
             return NULL;
         }
         exc = cio_fetch_exception();
-        if (self->sent == 0 && PyObject_TypeCheck(
-                                   exc, (PyTypeObject *)PyExc_OSError)) {
-            Py_SETREF(exc, PyObject_CallFunction(
-                               self->loop->state->sendfile_not_available,
-                               "s", "os.sendfile call failed"));
-        }
         done = sendfile_done(self);
-        Py_XDECREF(done);
-        if (done != NULL && exc != NULL) {
-            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        if (done == NULL) {
+            Py_DECREF(exc);
+            return NULL;
         }
-        Py_XDECREF(exc);
+        Py_DECREF(done);
+        if (self->sent == 0 &&
+            PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError)) {
+            /* Nothing went yet: the fallback can still send it all. */
+            PyErr_SetString(self->loop->state->sendfile_not_available,
+                            "os.sendfile call failed");
+            Py_DECREF(exc);
+        }
+        else {
+            cio_restore_exception(exc);
+        }
         return NULL;
     }
     n = PyLong_AsSsize_t(sent);
@@ -840,7 +844,7 @@ sendfile_fall_back(SockCallObject *self, PyObject **result)
     PyObject *stack[5] = {(PyObject *)self->loop};
     PySendResult rc;
 
-    if (!self->fallback || self->kind != SOCK_SENDFILE ||
+    if (!self->fallback ||
         !PyErr_ExceptionMatches(self->loop->state->sendfile_not_available)) {
         return PYGEN_ERROR;
     }
@@ -983,7 +987,8 @@ sock_call_am_send(SockCallObject *self, PyObject *value, PyObject **result)
             self->state = CALL_DONE;
             return connect_resolved(self, *result, result);
         }
-        if (self->state == CALL_WAITING && rc == PYGEN_ERROR) {
+        if (self->state == CALL_WAITING && rc == PYGEN_ERROR &&
+            self->kind == SOCK_SENDFILE) {
             self->state = CALL_DONE;
             return sendfile_fall_back(self, result);
         }

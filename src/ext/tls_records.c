@@ -218,12 +218,11 @@ clear_if_again(proto_t *p)
 /* Whether a read could return something: bytes left in the incoming BIO
  * or decrypted in the SSLObject. */
 static int
-more_to_read(proto_t *p, PyObject *sslobj)
+more_to_read(proto_t *p, PyObject *incoming, PyObject *sslobj)
 {
-    PyObject *incoming = get(p, p->self, A_INCOMING), *r;
-    Py_ssize_t n = incoming ? get_size(p, incoming, A_PENDING) : -1;
+    Py_ssize_t n = get_size(p, incoming, A_PENDING);
+    PyObject *r;
 
-    Py_XDECREF(incoming);
     if (n != 0) {
         return n > 0 ? 1 : -1;
     }
@@ -270,10 +269,11 @@ do_read_copied(proto_t *p)
 {
     PyObject *sslobj = get(p, p->self, A_SSLOBJ);
     PyObject *max_size = get(p, p->self, A_MAX_SIZE);
+    PyObject *incoming = get(p, p->self, A_INCOMING);
     PyObject *first = NULL, *rest = NULL, *chunk, *app;
     int more = 1, eof = 0, rc = -1;
 
-    if (sslobj == NULL || max_size == NULL) {
+    if (sslobj == NULL || max_size == NULL || incoming == NULL) {
         goto done;
     }
     while (more > 0) {
@@ -306,7 +306,7 @@ do_read_copied(proto_t *p)
                 goto done;
             }
         }
-        more = more_to_read(p, sslobj);
+        more = more_to_read(p, incoming, sslobj);
     }
     if (more < 0) {
         goto done;
@@ -331,6 +331,7 @@ do_read_copied(proto_t *p)
 done:
     Py_XDECREF(sslobj);
     Py_XDECREF(max_size);
+    Py_XDECREF(incoming);
     Py_XDECREF(first);
     Py_XDECREF(rest);
     return rc;

@@ -501,6 +501,7 @@ static PyObject *
 sub_process_exited(SubprocessTransportObject *self, PyObject *returncode)
 {
     PyObject *popen_code;
+    int rc;
     long code = PyLong_AsLong(returncode);
 
     if (code == -1 && PyErr_Occurred()) {
@@ -520,9 +521,11 @@ sub_process_exited(SubprocessTransportObject *self, PyObject *returncode)
     if (popen_code == NULL) {
         return NULL;
     }
+    rc = popen_code == Py_None
+             ? PyObject_SetAttrString(self->proc, "returncode", returncode)
+             : 0;
     Py_DECREF(popen_code);
-    if (popen_code == Py_None &&
-        PyObject_SetAttrString(self->proc, "returncode", returncode) < 0) {
+    if (rc < 0) {
         return NULL;
     }
     if (call_protocol_soon(self, "process_exited", NULL, 0) < 0 ||
@@ -755,15 +758,15 @@ PyType_Spec cio_subprocess_transport_spec = {
  * universal_newlines=False, bufsize=..., **popen_kwargs). Popen is looked
  * up on each call, so a patched subprocess.Popen is used. */
 static PyObject *
-spawn_with_popen(PyObject *cmd, PyObject *shell, PyObject *const *stdio,
-      PyObject *bufsize, PyObject *popen_kwargs)
+spawn_with_popen(cio_state *st, PyObject *cmd, PyObject *shell,
+                 PyObject *const *stdio, PyObject *bufsize,
+                 PyObject *popen_kwargs)
 {
-    PyObject *subprocess = PyImport_ImportModule("subprocess");
-    PyObject *popen_type = NULL, *kwargs = NULL, *proc = NULL;
+    PyObject *popen_type, *kwargs = NULL, *proc = NULL;
     int rc = -1;
 
-    if (subprocess != NULL) {
-        popen_type = PyObject_GetAttrString(subprocess, "Popen");
+    popen_type = PyObject_GetAttrString(st->subprocess_module, "Popen");
+    if (popen_type != NULL) {
         kwargs = popen_kwargs ? PyDict_Copy(popen_kwargs) : PyDict_New();
     }
     if (popen_type != NULL && kwargs != NULL) {
@@ -784,7 +787,6 @@ spawn_with_popen(PyObject *cmd, PyObject *shell, PyObject *const *stdio,
         proc = args ? PyObject_Call(popen_type, args, kwargs) : NULL;
         Py_XDECREF(args);
     }
-    Py_XDECREF(subprocess);
     Py_XDECREF(popen_type);
     Py_XDECREF(kwargs);
     return proc;
@@ -957,7 +959,7 @@ loop_spawn_subprocess(LoopObject *loop, PyObject *args, PyObject *kwargs)
         }
         self->has_pipe[fd] = (char)is_pipe;
     }
-    proc = spawn_with_popen(cmd, shell, stdio, bufsize, kwargs);
+    proc = spawn_with_popen(loop->state, cmd, shell, stdio, bufsize, kwargs);
     if (proc == NULL) {
         goto error;
     }
