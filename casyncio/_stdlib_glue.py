@@ -21,8 +21,7 @@ _UNIX = unix_events._UnixSelectorEventLoop
 _BORROWED = {
     _BASE: (
         "_getaddrinfo_debug",
-        "_ensure_resolved", "create_connection", "_connect_sock",
-        "_create_connection_transport", "create_server",
+        "_ensure_resolved", "_connect_sock", "create_server",
         "_create_server_getaddrinfo", "connect_accepted_socket",
         "start_tls", "sendfile", "_sendfile_fallback",
         "_sock_sendfile_fallback", "_check_sendfile_params",

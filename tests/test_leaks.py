@@ -25,6 +25,22 @@ def rss_kib():
         return int(f.read().split()[1]) * resource.getpagesize() // 1024
 
 
+def assert_cycles_flat(loop, cycles, warm_up, rounds):
+    """Runs cycles(warm_up), then cycles(rounds): the open fds, the RSS
+    (within 2 MiB) and the number of GC-tracked objects must come back to
+    where they were. An object kept alive per cycle would add rounds."""
+    loop.run_until_complete(cycles(warm_up))
+    gc.collect()
+    fds, rss = len(os.listdir("/proc/self/fd")), rss_kib()
+    tracked = len(gc.get_objects())
+    loop.run_until_complete(cycles(rounds))
+    gc.collect()
+    grown = rss_kib() - rss
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert grown < 2048, f"RSS grew by {grown} KiB over {rounds} cycles"
+    assert len(gc.get_objects()) - tracked < 100
+
+
 def exercise(loop, cb, arg):
     """Every Handle/TimerHandle path that holds cb and arg."""
     for _ in range(100):
@@ -257,17 +273,7 @@ def test_subprocess_cycles_keep_memory_and_fds_flat():
 
     loop = casyncio.new_event_loop()
     try:
-        loop.run_until_complete(cycles(20))
-        gc.collect()
-        fds, start = len(os.listdir("/proc/self/fd")), rss_kib()
-        tracked = len(gc.get_objects())
-        loop.run_until_complete(cycles(200))
-        gc.collect()
-        grown = rss_kib() - start
-        assert len(os.listdir("/proc/self/fd")) == fds
-        assert grown < 2048, f"RSS grew by {grown} KiB over 800 children"
-        # A transport or protocol kept per cycle would add 200 or more.
-        assert len(gc.get_objects()) - tracked < 100
+        assert_cycles_flat(loop, cycles, 20, 200)
     finally:
         loop.close()
 
@@ -453,20 +459,86 @@ def test_sock_call_paths_keep_memory_and_fds_flat():
 
     loop = casyncio.new_event_loop()
     try:
-        loop.run_until_complete(cycles(200))  # warm-up
-        gc.collect()
-        fds, rss = len(os.listdir("/proc/self/fd")), rss_kib()
-        tracked = len(gc.get_objects())
-        loop.run_until_complete(cycles(2000))
-        gc.collect()
-        assert len(os.listdir("/proc/self/fd")) == fds
-        assert rss_kib() - rss < 2048
-        # A call, future or handle kept alive per cycle would add 2000.
-        assert len(gc.get_objects()) - tracked < 100
+        assert_cycles_flat(loop, cycles, 200, 2000)
     finally:
         loop.close()
         listener.close()
         sendfile_data.close()
+
+
+def test_create_connection_paths_keep_memory_and_fds_flat(full_listener):
+    """create_connection on every path: connected by host and port, with
+    local_addr, over a given socket, refused, all addresses failing with
+    different errors, a local_addr that cannot be bound, cancelled while
+    connecting, closed while suspended; and connect_accepted_socket, which
+    runs _create_connection_transport."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    address = listener.getsockname()
+    hanging = full_listener.getsockname()  # connects to it stay pending
+    refusing = []
+    for _ in range(2):
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            refusing.append(closed.getsockname()[1])
+
+    async def several(*args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
+                 ("127.0.0.1", port)) for port in refusing]
+
+    async def accept_and_close(loop):
+        conn, _ = await loop.sock_accept(listener)
+        conn.close()
+
+    async def connected(loop, **kwargs):
+        transport, _ = await loop.create_connection(asyncio.Protocol,
+                                                    **kwargs)
+        transport.close()
+        await accept_and_close(loop)
+
+    async def cycle(loop):
+        await connected(loop, host="127.0.0.1", port=address[1])
+        await connected(loop, host="127.0.0.1", port=address[1],
+                        local_addr=("127.0.0.1", 0))
+        sock = socket.create_connection(address)
+        await connected(loop, sock=sock)
+        with pytest.raises(ConnectionRefusedError):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1",
+                                         refusing[0])
+        loop.getaddrinfo = several
+        with pytest.raises(OSError, match="Multiple exceptions"):
+            await loop.create_connection(asyncio.Protocol, "x.example", 80)
+        del loop.getaddrinfo
+        with pytest.raises(OSError):
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1",
+                                         address[1], local_addr=address)
+        task = asyncio.ensure_future(loop.create_connection(
+            asyncio.Protocol, *hanging))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        coro = loop.create_connection(asyncio.Protocol, *hanging)
+        coro.send(None)
+        coro.close()
+        client = socket.create_connection(address)
+        conn, _ = listener.accept()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol,
+                                                          conn)
+        transport.close()
+        client.close()
+        await asyncio.sleep(0)
+
+    async def cycles(n):
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            await cycle(loop)
+
+    loop = casyncio.new_event_loop()
+    try:
+        assert_cycles_flat(loop, cycles, 100, 1000)
+    finally:
+        loop.close()
+        listener.close()
 
 
 def tls_contexts(tmp_path):

@@ -3,13 +3,16 @@ streams, sendfile and the errors around them. Each runs on stdlib asyncio
 and casyncio, debug off and on (see conftest.py)."""
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import logging
 import os
 import random
+import re
 import socket
 import sys
 import threading
+import warnings
 
 import pytest
 
@@ -17,6 +20,14 @@ import casyncio
 
 PY312 = sys.version_info >= (3, 12)
 HAS_IPV6 = socket.has_ipv6
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    """An unclosed socket's ResourceWarning fails the test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
 
 
 def ipv6_loopback_works():
@@ -796,6 +807,270 @@ def test_create_connection_on_a_closed_loop(loop_factory):
         loop.run_until_complete(coro)
     coro.close()
     assert str(excinfo.value) == "Event loop is closed"
+
+
+# ---- create_connection: every path, compared with stdlib's -----------------
+
+def outcome(loop, make_call):
+    """What awaiting make_call(loop) gives: the exception's type and
+    message (a socket's fd number left out), or "connected" for a
+    (transport, protocol) pair."""
+    async def main():
+        try:
+            transport, _ = await make_call(loop)
+        except Exception as exc:
+            return type(exc), re.sub(r"fd=\d+", "fd=N", str(exc))
+        transport.close()
+        return "connected"
+
+    return loop.run_until_complete(main())
+
+
+def stdlib_outcome(loop, make_call):
+    """outcome() on a fresh stdlib loop, debug as loop's: the reference."""
+    reference = asyncio.SelectorEventLoop()
+    reference.set_debug(loop.get_debug())
+    try:
+        return outcome(reference, make_call)
+    finally:
+        reference.close()
+
+
+@pytest.fixture
+def sockets():
+    """Sockets a test makes; closed after it."""
+    made = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def made(sockets, *args, **kwargs):
+    s = socket.socket(*args, **kwargs)
+    sockets.append(s)
+    return s
+
+
+def ssl_socket(sockets):
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    s = context.wrap_socket(socket.socket(), do_handshake_on_connect=False)
+    sockets.append(s)
+    return s
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"host": "127.0.0.1", "port": 1, "server_hostname": "x"},
+    {"sock": "tcp", "ssl": True},
+    {"host": "127.0.0.1", "port": 1, "ssl_handshake_timeout": 1},
+    {"host": "127.0.0.1", "port": 1, "ssl_shutdown_timeout": 1},
+    {"host": "127.0.0.1", "port": 1, "sock": "tcp"},
+    {},
+    {"sock": "udp"},
+    {"sock": "ssl"},
+], ids=["hostname-without-ssl", "ssl-without-host", "handshake-timeout",
+        "shutdown-timeout", "host-and-sock", "nothing", "datagram-sock",
+        "ssl-sock"])
+def test_create_connection_argument_errors(loop, sockets, kwargs):
+    def call(loop):
+        given = dict(kwargs)
+        kind = given.get("sock")
+        if kind is not None:
+            given["sock"] = (ssl_socket(sockets) if kind == "ssl" else
+                             made(sockets, type=socket.SOCK_DGRAM)
+                             if kind == "udp" else made(sockets))
+        return loop.create_connection(asyncio.Protocol, **given)
+
+    assert outcome(loop, call) == stdlib_outcome(loop, call)
+    assert outcome(loop, call)[0] in (ValueError, TypeError)
+
+
+def test_create_connection_combines_differing_errors(loop, closed_port):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        second = other.getsockname()[1]
+
+    def call(loop):
+        resolve_to(loop, closed_port, second, closed_port)
+        return loop.create_connection(asyncio.Protocol, "x.example", 80)
+
+    got = outcome(loop, call)
+    assert got == stdlib_outcome(loop, call)
+    assert got[0] is OSError and got[1].startswith("Multiple exceptions: ")
+
+
+def test_create_connection_raises_one_of_identical_errors(loop, closed_port):
+    def call(loop):
+        resolve_to(loop, closed_port, closed_port)
+        return loop.create_connection(asyncio.Protocol, "x.example", 80)
+
+    got = outcome(loop, call)
+    assert got == stdlib_outcome(loop, call)
+    assert got[0] is ConnectionRefusedError
+
+
+def test_create_connection_empty_resolution(loop):
+    def call(loop):
+        resolve_to(loop)
+        return loop.create_connection(asyncio.Protocol, "x.example", 80)
+
+    assert outcome(loop, call) == (OSError,
+                                   "getaddrinfo() returned empty list")
+
+
+@pytest.mark.parametrize("local", ["busy", "other-family"])
+def test_create_connection_local_addr_errors(loop, sockets, local):
+    listener = made(sockets)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    local_addr = (("127.0.0.1", port) if local == "busy" else ("::1", 0))
+
+    def call(loop):
+        return loop.create_connection(asyncio.Protocol, "127.0.0.1", port,
+                                      local_addr=local_addr)
+
+    got = outcome(loop, call)
+    assert got == stdlib_outcome(loop, call)
+    assert got[0] is OSError
+
+
+def test_create_connection_binds_local_addr(loop, sockets):
+    listener = made(sockets)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        local = free.getsockname()
+
+    async def main():
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, "127.0.0.1", listener.getsockname()[1],
+            local_addr=local)
+        sockname = transport.get_extra_info("sockname")
+        transport.close()
+        return sockname
+
+    assert loop.run_until_complete(main()) == local
+
+
+def test_create_connection_over_a_given_socket(loop, sockets):
+    listener = made(sockets)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    sock = socket.create_connection(listener.getsockname())  # blocking
+
+    async def main():
+        transport, protocol = await loop.create_connection(
+            lambda: RecordingProtocol(loop), sock=sock)
+        facts = (transport.get_extra_info("socket").fileno() == sock.fileno(),
+                 sock.getblocking(), protocol.events[:1])
+        transport.close()
+        await asyncio.sleep(0)
+        return facts
+
+    assert loop.run_until_complete(main()) == (True, False, ["made"])
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_create_connection_cancelled_while_connecting(loop, full_listener):
+    async def main():
+        task = asyncio.ensure_future(loop.create_connection(
+            asyncio.Protocol, *full_listener.getsockname()))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    fds = open_fds()
+    with warnings_as_errors():
+        loop.run_until_complete(main())
+        gc.collect()
+    assert open_fds() == fds
+
+
+def test_create_connection_closed_while_connecting(loop, full_listener):
+    """close() on the suspended coroutine closes its socket, as stdlib's
+    except clause in _connect_sock does."""
+    fds = open_fds()
+    coro = loop.create_connection(asyncio.Protocol,
+                                  *full_listener.getsockname())
+    yielded = coro.send(None)
+    assert asyncio.isfuture(yielded)
+    assert open_fds() == fds + 1
+    with warnings_as_errors():
+        coro.close()
+        gc.collect()
+    assert open_fds() == fds
+
+
+def test_create_connection_cancel_reaches_the_resolver(loop):
+    """Cancelling while a name resolves cancels the resolver coroutine
+    itself (await passes the CancelledError on)."""
+    seen = []
+
+    async def getaddrinfo(*args, **kwargs):
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    async def main():
+        loop.getaddrinfo = getaddrinfo
+        task = asyncio.ensure_future(loop.create_connection(
+            asyncio.Protocol, "slow.example", 80))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    loop.run_until_complete(main())
+    assert seen == ["cancelled"]
+
+
+def test_create_connection_with_interleave_only(loop):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, "127.0.0.1", server.sockets[0].getsockname()[1],
+            interleave=1)
+        transport.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_create_connection_debug_log(loop, caplog):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol,
+                                                    "127.0.0.1", port)
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return port
+
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        port = loop.run_until_complete(main())
+    logged = [r.getMessage() for r in caplog.records
+              if f" connected to 127.0.0.1:{port}: (" in r.getMessage()]
+    assert len(logged) == (1 if loop.get_debug() else 0)
+
+
+def test_create_connection_is_a_coroutine(loop):
+    coro = loop.create_connection(asyncio.Protocol, "127.0.0.1", 1)
+    assert asyncio.iscoroutine(coro)
+    assert repr(coro).startswith("<coroutine object ")
+    with pytest.warns(RuntimeWarning, match="was never awaited"):
+        del coro
+        gc.collect()
 
 
 # ---- sock_* and sendfile ----------------------------------------------------

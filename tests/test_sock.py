@@ -413,6 +413,17 @@ def test_the_coroutine_protocol(loop, pair):
     coro.close()
 
 
+def test_a_closed_suspended_call_stops_watching(loop, pair):
+    """Documented difference: stdlib's coroutine leaves its reader behind
+    when closed while waiting, so a socket that later gets the same fd
+    number would wait on a stale watcher; casyncio's stops watching."""
+    a, _ = pair
+    coro = loop.sock_recv(a, 10)
+    coro.send(None)  # suspended, reading a
+    coro.close()
+    assert loop.remove_reader(a) is (loop.kind == "stdlib")
+
+
 def test_a_tuple_result_is_the_stop_iteration_value(loop):
     a, b = udp_pair()
     b.sendto(b"dgram", a.getsockname())

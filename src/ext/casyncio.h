@@ -13,6 +13,28 @@
 
 typedef struct HandleObject HandleObject;
 
+/* Names the binding looks up or calls once or more per connection,
+ * interned once (module.c). A str made from a C string on each call would
+ * be created, hashed and then miss the type's method cache, which keys on
+ * the name object: several times the cost of the lookup itself. */
+#define CIO_NAMES(X)                                                        \
+    X(_attach) X(_call_connection_lost) X(_detach) X(_ensure_resolved)      \
+    X(_make_socket_transport) X(_make_ssl_transport) X(_read_ready)        \
+    X(_sendto_ready) X(_start_reading) X(_write_ready) X(bind) X(close)    \
+    X(connection_lost) X(connection_made) X(create_future) X(eof_received) \
+    X(get_extra_info) X(getpeername) X(getsockname) X(setblocking)        \
+    X(setsockopt) X(sock_connect) X(socket) X(sockname)
+
+typedef enum {
+#define CIO_NAME_ENUM(name) CIO_NAME_##name,
+    CIO_NAMES(CIO_NAME_ENUM)
+#undef CIO_NAME_ENUM
+    CIO_NAME_COUNT
+} cio_name_t;
+
+/* The interned str for a name of CIO_NAMES (borrowed). */
+#define CIO_NAME(st, name) ((st)->names[CIO_NAME_##name])
+
 /* Objects from Python's own asyncio and friends that the binding calls.
  * Looked up once at import; owned by the module state. */
 typedef struct {
@@ -25,6 +47,7 @@ typedef struct {
     PyTypeObject *read_pipe_transport_type;
     PyTypeObject *write_pipe_transport_type;
     PyTypeObject *sock_call_type;
+    PyTypeObject *connect_call_type;
     PyTypeObject *subprocess_transport_type;
     PyTypeObject *subprocess_pipe_protocol_type;
 
@@ -67,6 +90,8 @@ typedef struct {
     PyObject *str_ssl_closed;
     PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */
     PyObject *sock_method_names;      /* see loop_sock.c */
+    PyObject *stdlib_create_connection;  /* BaseEventLoop's, for happy
+                                            eyeballs (loop_connect.c) */
     PyObject *socket_type;            /* socket.socket */
     PyObject *socket_module;
     PyObject *os_module;
@@ -80,7 +105,12 @@ typedef struct {
     PyObject *str_peername;
     PyObject *str_datagram_received;
 
+    PyObject *names[CIO_NAME_COUNT];  /* see CIO_NAMES */
+    PyObject *af_inet, *af_inet6;     /* socket's constants, for */
+    PyObject *sock_stream;            /* _ipaddr_info's tuples */
+    PyObject *ipproto_tcp;
     PyObject *kwnames_loop;           /* ("loop",) */
+    PyObject *kwnames_socket;         /* ("family", "type", "proto") */
     PyObject *kwnames_debug;          /* ("debug",) */
     PyObject *empty_tuple;
     HandleObject *free_handles;       /* see cio_handle_new */
@@ -171,6 +201,9 @@ int cio_is_exit_exception(PyObject *exc);  /* SystemExit or KeyboardInterrupt */
  * they come from _socket.socket's own members, skipping the enum that
  * socket.socket's properties of the same names build each time. */
 int cio_socket_ints(cio_state *st, PyObject *sock, long ints[3]);
+/* obj.<name>(*args) for a name of CIO_NAMES: a new reference or NULL. */
+PyObject *cio_call_method(cio_state *st, PyObject *obj, cio_name_t name,
+                          PyObject *const *args, size_t nargs);
 /* Calls logger.<level>(msg, exc_info=exc_info) on asyncio's logger. */
 int cio_log(cio_state *st, const char *level, PyObject *msg,
             PyObject *exc_info);
@@ -250,7 +283,6 @@ void cio_loop_forget_fd_transport(LoopObject *self, int fd,
 
 /* transport_stream.c */
 extern PyType_Spec cio_socket_transport_spec;
-int cio_socket_transport_check_base(PyTypeObject *base);
 /* stdlib's _make_socket_transport: takes over the connected socket. */
 PyObject *cio_socket_transport_new(LoopObject *loop, PyObject *sock,
                                    PyObject *protocol, PyObject *waiter,
@@ -301,10 +333,45 @@ PyObject *cio_acceptor_accept(cio_state *st,
  * C (st->ssl_protocol_type) */
 int cio_tls_records_init(PyObject *module, cio_state *st);
 
+/* coro.c: the coroutine protocol of the awaitables written in C */
+/* A finished send as send() and __next__() report it: the yielded object,
+ * or NULL with StopIteration carrying the returned value or the error. */
+PyObject *cio_coro_return(PySendResult rc, PyObject *result);
+/* Raises what throw(exc) or the legacy throw(type, value, traceback)
+ * asked for; always returns -1. */
+int cio_coro_raise_thrown(PyObject *const *args, Py_ssize_t nargs);
+/* What `await awaitable` iterates: a new reference, or NULL with
+ * TypeError for an object that cannot be awaited. */
+PyObject *cio_coro_await_iter(PyObject *awaitable);
+/* throw() passed on to the iterator being awaited, as `await` does:
+ * PYGEN_NEXT when it yields again, PYGEN_RETURN when it returns instead,
+ * PYGEN_ERROR when the exception (or another) comes out of it. */
+PySendResult cio_coro_throw_into(PyObject *iter, PyObject *const *args,
+                                 Py_ssize_t nargs, PyObject **result);
+/* The RuntimeWarning of a coroutine that was never awaited. */
+void cio_coro_warn_unawaited(PyObject *coro, const char *qualname);
+
 /* loop_sock.c: sock_recv and the other sock_* coroutines */
 extern PyType_Spec cio_sock_call_spec;
 extern PyMethodDef cio_loop_sock_methods[];
 int cio_sock_names_init(cio_state *st);
+/* base_events._ipaddr_info for what nearly every caller passes: address
+ * a (host, port) or (host, port, flowinfo, scopeid) tuple with a str
+ * host and an int or None port, and ints the family, type and proto
+ * asked for. Returns a new reference to the address to connect to (and
+ * its family in *af_out, when given) if host is a numeric IP address;
+ * None when it is not, or when the arguments are of another kind, and
+ * stdlib's _ensure_resolved is to decide; NULL on error. */
+PyObject *cio_numeric_sockaddr(PyObject *address, const long ints[3],
+                               int *af_out);
+
+/* sock.__class__ is not ssl.SSLSocket (base_events._check_ssl_socket):
+ * 0, or -1 with TypeError. */
+int cio_check_not_ssl_socket(cio_state *st, PyObject *sock);
+
+/* loop_connect.c: create_connection, _create_connection_transport */
+extern PyType_Spec cio_connect_call_spec;
+extern PyMethodDef cio_loop_connect_methods[];
 
 /* loop_signals.c */
 extern PyMethodDef cio_loop_signal_methods[];

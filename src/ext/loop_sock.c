@@ -8,9 +8,9 @@
  * fd and retries the call each time the fd is ready, as
  * selector_events.py does. The socket calls go through the socket
  * object's own methods, so results and errors are the socket module's.
- * sock_connect first resolves an IP address through the loop's
- * _ensure_resolved, as stdlib does, delegating to that coroutine while a
- * name lookup runs.
+ * sock_connect first resolves an IP address as stdlib's _ensure_resolved
+ * does: a numeric address at once, in C, anything else by delegating to
+ * that coroutine.
  *
  * getaddrinfo and getnameinfo run socket.getaddrinfo / getnameinfo in the
  * default executor, as stdlib does, and wait for its Future, except when
@@ -501,12 +501,7 @@ static PyMethodDef fut_done_def = {
 static int
 await_fut(SockCallObject *self)
 {
-    PyAsyncMethods *am = Py_TYPE(self->fut)->tp_as_async;
-
-    self->fut_iter = am && am->am_await ? am->am_await(self->fut) : NULL;
-    if (self->fut_iter == NULL && !PyErr_Occurred()) {
-        PyErr_Format(PyExc_TypeError, "%R is not awaitable", self->fut);
-    }
+    self->fut_iter = cio_coro_await_iter(self->fut);
     return self->fut_iter == NULL ? -1 : 0;
 }
 
@@ -552,21 +547,27 @@ start_waiting(SockCallObject *self)
 
 /* ---- the coroutine protocol --------------------------------------------- */
 
+int
+cio_check_not_ssl_socket(cio_state *st, PyObject *sock)
+{
+    int is_ssl;
+
+    if (st->ssl_socket_type == NULL) {
+        return 0;  /* Python without ssl */
+    }
+    is_ssl = PyObject_IsInstance(sock, st->ssl_socket_type);
+    if (is_ssl > 0) {
+        PyErr_SetString(PyExc_TypeError, "Socket cannot be of type SSLSocket");
+    }
+    return is_ssl != 0 ? -1 : 0;
+}
+
 /* base_events._check_ssl_socket and the debug-mode blocking check. */
 static int
 check_socket(SockCallObject *self)
 {
-    PyObject *ssl_socket_type = self->loop->state->ssl_socket_type;
-
-    if (ssl_socket_type != NULL) {
-        int is_ssl = PyObject_IsInstance(self->sock, ssl_socket_type);
-        if (is_ssl != 0) {
-            if (is_ssl > 0) {
-                PyErr_SetString(PyExc_TypeError,
-                                "Socket cannot be of type SSLSocket");
-            }
-            return -1;
-        }
+    if (cio_check_not_ssl_socket(self->loop->state, self->sock) < 0) {
+        return -1;
     }
     if (self->loop->debug) {
         PyObject *timeout = call_method(self, self->sock, M_GETTIMEOUT, NULL,
@@ -658,11 +659,13 @@ connect_resolved(SockCallObject *self, PyObject *infos, PyObject **result)
     return sock_call_attempt(self, result);
 }
 
-/* sock_connect's resolution step (IP sockets only). */
+/* sock_connect's resolution step (IP sockets only): a numeric address
+ * is used as it is, anything else goes through _ensure_resolved. */
 static PySendResult
 connect_start(SockCallObject *self, PyObject **result)
 {
     long ints[3];  /* family, type, proto */
+    PyObject *address;
     PySendResult rc;
 
     if (cio_socket_ints(self->loop->state, self->sock, ints) < 0) {
@@ -671,6 +674,15 @@ connect_start(SockCallObject *self, PyObject **result)
     if (ints[0] != AF_INET && ints[0] != AF_INET6) {
         return sock_call_attempt(self, result);
     }
+    address = cio_numeric_sockaddr(self->arg, ints, NULL);
+    if (address == NULL) {
+        return PYGEN_ERROR;
+    }
+    if (address != Py_None) {
+        Py_SETREF(self->arg, address);
+        return sock_call_attempt(self, result);
+    }
+    Py_DECREF(address);
     self->fut_iter = connect_resolver(self, ints);
     if (self->fut_iter == NULL) {
         return PYGEN_ERROR;
@@ -683,6 +695,96 @@ connect_start(SockCallObject *self, PyObject **result)
     self->state = CALL_DONE;
     Py_CLEAR(self->fut_iter);
     return rc == PYGEN_RETURN ? connect_resolved(self, *result, result) : rc;
+}
+
+/* ---- numeric addresses -------------------------------------------------- */
+
+/* A str host and an int (or None) port, as most callers pass them;
+ * other types are left to stdlib's own conversions. */
+static int
+address_parts(PyObject *address, PyObject **host, PyObject **port)
+{
+    Py_ssize_t n;
+
+    if (!PyTuple_CheckExact(address)) {
+        return 0;
+    }
+    n = PyTuple_GET_SIZE(address);
+    if (n != 2 && n != 4) {
+        return 0;
+    }
+    *host = PyTuple_GET_ITEM(address, 0);
+    *port = PyTuple_GET_ITEM(address, 1);
+    return PyUnicode_CheckExact(*host) &&
+           (*port == Py_None || PyLong_CheckExact(*port));
+}
+
+/* The family inet_pton() accepts host in (one of afs[0..n)), else 0. */
+static int
+numeric_family(PyObject *host, const int *afs, int n)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(host, &len);
+
+    if (s == NULL) {
+        PyErr_Clear();  /* stdlib's own conversion reports it */
+        return 0;
+    }
+    /* A zone index ('::1%lo') is refused by inet_pton; stdlib then asks
+     * getaddrinfo, and so does this. */
+    if ((size_t)len != strlen(s) || strchr(s, '%') != NULL) {
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (inet_pton(afs[i], s, addr) == 1) {
+            return afs[i];
+        }
+    }
+    return 0;
+}
+
+PyObject *
+cio_numeric_sockaddr(PyObject *address, const long ints[3], int *af_out)
+{
+    static const int both[] = {AF_INET, AF_INET6};
+    PyObject *host, *port, *flowinfo, *scopeid, *zero;
+    int af, single;
+
+    if (!address_parts(address, &host, &port) ||
+        (ints[2] != 0 && ints[2] != IPPROTO_TCP && ints[2] != IPPROTO_UDP) ||
+        (ints[1] != SOCK_STREAM && ints[1] != SOCK_DGRAM) ||
+        (ints[0] != AF_UNSPEC && ints[0] != AF_INET &&
+         ints[0] != AF_INET6)) {
+        Py_RETURN_NONE;
+    }
+    single = (int)ints[0];
+    af = single == AF_UNSPEC ? numeric_family(host, both, 2)
+                             : numeric_family(host, &single, 1);
+    if (af == 0) {
+        Py_RETURN_NONE;
+    }
+    if (af_out != NULL) {
+        *af_out = af;
+    }
+    zero = PyLong_FromLong(0);
+    if (zero == NULL) {
+        return NULL;
+    }
+    if (port == Py_None) {
+        port = zero;
+    }
+    if (af == AF_INET) {
+        address = PyTuple_Pack(2, host, port);
+    }
+    else {
+        int extended = PyTuple_GET_SIZE(address) == 4;
+        flowinfo = extended ? PyTuple_GET_ITEM(address, 2) : zero;
+        scopeid = extended ? PyTuple_GET_ITEM(address, 3) : zero;
+        address = PyTuple_Pack(4, host, port, flowinfo, scopeid);
+    }
+    Py_DECREF(zero);
+    return address;
 }
 
 /* ---- the resolvers ------------------------------------------------------ */
@@ -1001,38 +1103,13 @@ sock_call_am_send(SockCallObject *self, PyObject *value, PyObject **result)
     }
 }
 
-/* A completed send as the Python-level send() and __next__() report it:
- * StopIteration carrying the value (made explicitly, so that a tuple
- * such as sock_accept's is the value, not the exception's arguments). */
-static PyObject *
-send_result_to_python(PySendResult rc, PyObject *result)
-{
-    PyObject *stop;
-
-    if (rc != PYGEN_RETURN) {
-        return result;  /* the yielded object, or NULL on error */
-    }
-    if (result == Py_None) {
-        Py_DECREF(result);
-        PyErr_SetNone(PyExc_StopIteration);
-        return NULL;
-    }
-    stop = PyObject_CallOneArg(PyExc_StopIteration, result);
-    Py_DECREF(result);
-    if (stop != NULL) {
-        PyErr_SetObject(PyExc_StopIteration, stop);
-        Py_DECREF(stop);
-    }
-    return NULL;
-}
-
 static PyObject *
 sock_call_send(SockCallObject *self, PyObject *value)
 {
     PyObject *result;
     PySendResult rc = sock_call_am_send(self, value, &result);
 
-    return send_result_to_python(rc, result);
+    return cio_coro_return(rc, result);
 }
 
 static PyObject *
@@ -1047,48 +1124,25 @@ static PyObject *
 sock_call_throw(SockCallObject *self, PyObject *const *args,
                 Py_ssize_t nargs)
 {
-    PyObject *typ, *val;
-
-    if (nargs < 1 || nargs > 3) {
-        PyErr_Format(PyExc_TypeError,
-                     "throw expected at least 1 and at most 3 arguments, "
-                     "got %zd", nargs);
-        return NULL;
-    }
-    typ = args[0];
-    val = nargs > 1 ? args[1] : Py_None;
     self->state = CALL_DONE;
     Py_CLEAR(self->fut_iter);
-    if (PyExceptionInstance_Check(typ)) {
-        if (val != Py_None) {
-            PyErr_SetString(PyExc_TypeError, "instance exception may not "
-                                             "have a separate value");
-            return NULL;
-        }
-        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
-    }
-    else if (PyExceptionClass_Check(typ)) {
-        PyErr_SetObject(typ, val);
-    }
-    else {
-        PyErr_Format(PyExc_TypeError, "exceptions must be classes or "
-                     "instances deriving from BaseException, not %s",
-                     Py_TYPE(typ)->tp_name);
-    }
-    if (nargs > 2 && args[2] != Py_None) {
-        PyObject *exc = cio_fetch_exception();
-        PyException_SetTraceback(exc, args[2]);
-        cio_restore_exception(exc);
-    }
+    cio_coro_raise_thrown(args, nargs);
     return NULL;
 }
 
-/* close(): a suspended call is abandoned where it stands. As with
- * stdlib's coroutine, its Future and watcher live on until the fd is
- * ready. */
+/* close(): a suspended call is abandoned where it stands, and stops
+ * watching its fd. stdlib's coroutine leaves its reader or writer behind
+ * until the fd is ready: forever when the caller closes the socket, and a
+ * new socket given the same fd number then waits in vain. */
 static PyObject *
 sock_call_close(SockCallObject *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->state == CALL_WAITING && self->watch != NULL &&
+        !self->watch->cancelled &&
+        cio_loop_remove_watcher(self->loop, self->fd,
+                                kinds[self->kind].event) < 0) {
+        return NULL;
+    }
     self->state = CALL_DONE;
     Py_CLEAR(self->fut_iter);
     Py_RETURN_NONE;
@@ -1132,18 +1186,9 @@ sock_call_repr(SockCallObject *self)
 static void
 sock_call_finalize(SockCallObject *self)
 {
-    PyObject *exc;
-
-    if (self->state != CALL_CREATED) {
-        return;
+    if (self->state == CALL_CREATED) {
+        cio_coro_warn_unawaited((PyObject *)self, kinds[self->kind].qualname);
     }
-    exc = cio_fetch_exception();
-    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
-                         "coroutine '%s' was never awaited",
-                         kinds[self->kind].qualname) < 0) {
-        PyErr_WriteUnraisable((PyObject *)self);
-    }
-    cio_restore_exception(exc);
 }
 
 static int

@@ -2,6 +2,7 @@
  * small helpers (errno to OSError, exception juggling, argument parsing)
  * that the other files of the binding share. */
 #include "casyncio.h"
+#include "transport_write.h"
 #include "transport_socket.h"
 
 #include "cio_clock.h"
@@ -87,6 +88,21 @@ cio_is_exit_exception(PyObject *exc)
 {
     return PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_SystemExit) ||
            PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_KeyboardInterrupt);
+}
+
+PyObject *
+cio_call_method(cio_state *st, PyObject *obj, cio_name_t name,
+                PyObject *const *args, size_t nargs)
+{
+    PyObject *stack[4] = {obj};
+
+    assert(nargs < 4);
+    for (size_t i = 0; i < nargs; i++) {
+        stack[i + 1] = args[i];
+    }
+    return PyObject_VectorcallMethod(
+        st->names[name], stack, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+        NULL);
 }
 
 int
@@ -232,6 +248,24 @@ import_socket_int_members(void)
     return members;
 }
 
+static int
+intern_names(cio_state *st)
+{
+    static const char *const names[CIO_NAME_COUNT] = {
+#define CIO_NAME_STRING(name) #name,
+        CIO_NAMES(CIO_NAME_STRING)
+#undef CIO_NAME_STRING
+    };
+
+    for (int i = 0; i < CIO_NAME_COUNT; i++) {
+        st->names[i] = PyUnicode_InternFromString(names[i]);
+        if (st->names[i] == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 #define IMPORT(field, mod, attr)                                            \
     do {                                                                    \
         st->field = import_attr(mod, attr);                                 \
@@ -243,6 +277,8 @@ import_socket_int_members(void)
 static int
 state_import(cio_state *st)
 {
+    PyObject *base_loop;
+
     IMPORT(future_type, "asyncio", "Future");
     IMPORT(task_type, "asyncio", "Task");
     IMPORT(ensure_future, "asyncio", "ensure_future");
@@ -281,6 +317,14 @@ state_import(cio_state *st)
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
     IMPORT(socket_type, "socket", "socket");
+    base_loop = import_attr("asyncio.base_events", "BaseEventLoop");
+    st->stdlib_create_connection =
+        base_loop ? PyObject_GetAttrString(base_loop, "create_connection")
+                  : NULL;
+    Py_XDECREF(base_loop);
+    if (st->stdlib_create_connection == NULL) {
+        return -1;
+    }
     st->socket_int_members = import_socket_int_members();
     if (st->socket_int_members == NULL) {
         return -1;
@@ -293,9 +337,13 @@ state_import(cio_state *st)
         }
         PyErr_Clear();
     }
-    if (cio_sock_names_init(st) < 0) {
+    if (cio_sock_names_init(st) < 0 || intern_names(st) < 0) {
         return -1;
     }
+    IMPORT(af_inet, "socket", "AF_INET");
+    IMPORT(af_inet6, "socket", "AF_INET6");
+    IMPORT(sock_stream, "socket", "SOCK_STREAM");
+    IMPORT(ipproto_tcp, "socket", "IPPROTO_TCP");
     st->str_data_received = PyUnicode_InternFromString("data_received");
     st->str_buffer_updated = PyUnicode_InternFromString("buffer_updated");
     st->str_peername = PyUnicode_InternFromString("peername");
@@ -313,11 +361,12 @@ state_import(cio_state *st)
     st->events_module = PyImport_ImportModule("asyncio.events");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     st->kwnames_debug = Py_BuildValue("(s)", "debug");
+    st->kwnames_socket = Py_BuildValue("(sss)", "family", "type", "proto");
     st->empty_tuple = PyTuple_New(0);
     if (!st->sys_module || !st->subprocess_module || !st->socket_module ||
         !st->os_module ||
         !st->signal_module || !st->events_module || !st->kwnames_loop ||
-        !st->kwnames_debug || !st->empty_tuple) {
+        !st->kwnames_debug || !st->kwnames_socket || !st->empty_tuple) {
         return -1;
     }
     st->clock_resolution = (double)cio_clock_resolution_ns() * 1e-9;
@@ -380,7 +429,7 @@ casyncio_exec(PyObject *module)
     if (add_type(module, &cio_loop_spec, NULL, &st->loop_type) < 0) {
         return -1;
     }
-    if (cio_socket_transport_check_base(
+    if (cio_write_transport_check_base(
             (PyTypeObject *)st->flow_control_mixin) < 0 ||
         add_type(module, &cio_socket_transport_base_spec,
                  st->flow_control_mixin,
@@ -401,7 +450,9 @@ casyncio_exec(PyObject *module)
         return -1;
     }
     if (add_type(module, &cio_sock_call_spec, NULL,
-                 &st->sock_call_type) < 0) {
+                 &st->sock_call_type) < 0 ||
+        add_type(module, &cio_connect_call_spec, NULL,
+                 &st->connect_call_type) < 0) {
         return -1;
     }
     if (cio_transport_check_base(
@@ -434,6 +485,7 @@ casyncio_exec(PyObject *module)
     X(iscoroutinefunction) X(format_callback_source) X(extract_stack)       \
     X(format_list) X(logger) X(thread_pool_executor) X(thread_type)         \
     X(weakset_type) X(partial) X(sys_module) X(kwnames_loop)                \
+    X(kwnames_socket)                                                       \
     X(kwnames_debug) X(empty_tuple) X(socket_transport_type)                \
     X(flow_control_mixin) X(buffered_protocol_type)                         \
     X(transport_socket_type) X(str_data_received) X(str_buffer_updated)     \
@@ -448,7 +500,9 @@ casyncio_exec(PyObject *module)
     X(protocol_abc) X(subprocess_module) X(socket_module)                   \
     X(ssl_again_errors) X(tls_states) X(tls_names) X(str_ssl_fatal_error)   \
     X(str_ssl_closed) X(os_module) X(sendfile_not_available)                 \
-    X(unsupported_operation)
+    X(unsupported_operation) X(connect_call_type)                          \
+    X(stdlib_create_connection) X(af_inet) X(af_inet6) X(sock_stream)     \
+    X(ipproto_tcp)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)
@@ -470,6 +524,9 @@ casyncio_clear(PyObject *module)
 #define CLEAR(f) Py_CLEAR(st->f);
     STATE_FIELDS(CLEAR)
 #undef CLEAR
+    for (int i = 0; i < CIO_NAME_COUNT; i++) {
+        Py_CLEAR(st->names[i]);
+    }
     return 0;
 }
 

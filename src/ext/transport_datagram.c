@@ -537,7 +537,7 @@ cio_datagram_transport_new(LoopObject *loop, PyObject *sock,
     }
     self->fd = -1;
     if (cio_socket_transport_setup(self, loop, sock, protocol, extra,
-                                   Py_None, "_sendto_ready") < 0) {
+                                   Py_None, CIO_NAME__sendto_ready) < 0) {
         goto fail;
     }
     self->address = address == Py_None ? NULL : Py_NewRef(address);

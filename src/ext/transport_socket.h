@@ -40,7 +40,7 @@ extern PyType_Spec cio_datagram_transport_spec;
 int cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
                                PyObject *sock, PyObject *protocol,
                                PyObject *extra, PyObject *server,
-                               const char *writer);
+                               cio_name_t writer);
 /* Schedules connection_made, the start of reading, then the waiter. */
 int cio_socket_transport_schedule_start(SocketTransportObject *self,
                                         PyObject *waiter);

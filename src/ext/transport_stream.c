@@ -25,13 +25,6 @@ transport_state(SocketTransportObject *self)
     return cio_get_state_by_type(Py_TYPE(self));
 }
 
-/* Mirrors a value into the Python base class's slot of that name. */
-static int
-set_base_slot(SocketTransportObject *self, const char *name, PyObject *value)
-{
-    return PyObject_SetAttrString((PyObject *)self, name, value);
-}
-
 /* Shorthands for the shared helpers of transport_write.h. */
 static int
 queue_empty(SocketTransportObject *self)
@@ -166,15 +159,17 @@ fatal_errno(SocketTransportObject *self, int err, const char *message)
 }
 
 static int
-call_server(SocketTransportObject *self, const char *method)
+call_server(SocketTransportObject *self, cio_name_t method)
 {
-    PyObject *res;
+    cio_state *st = transport_state(self);
+    PyObject *res, *arg = (PyObject *)self;
 
 #if PY_VERSION_HEX >= 0x030D0000
     /* 3.13's Server tracks its clients for close_clients(). */
-    res = PyObject_CallMethod(self->server, method, "O", (PyObject *)self);
+    res = cio_call_method(st, self->server, method, &arg, 1);
 #else
-    res = PyObject_CallMethod(self->server, method, NULL);
+    (void)arg;
+    res = cio_call_method(st, self->server, method, NULL, 0);
 #endif
     Py_XDECREF(res);
     return res ? 0 : -1;
@@ -191,17 +186,22 @@ release_connection(SocketTransportObject *self)
         cio_loop_forget_fd_transport(self->loop, self->fd, (PyObject *)self);
     }
     if (self->sock != NULL) {
-        res = PyObject_CallMethod(self->sock, "close", NULL);
+        res = cio_call_method(transport_state(self), self->sock,
+                              CIO_NAME_close, NULL, 0);
         rc = res ? 0 : -1;
         Py_XDECREF(res);
         Py_CLEAR(self->sock);
     }
     Py_CLEAR(self->protocol);
+    /* The bound methods refer back to the transport; without them, a
+     * closed transport is freed as soon as it is dropped, not by the GC. */
+    Py_CLEAR(self->read_ready);
+    Py_CLEAR(self->write_ready);
     if (cio_write_transport_release_loop(CIO_WRITE_TRANSPORT(self)) < 0) {
         rc = -1;
     }
     if (self->server != NULL) {
-        if (call_server(self, "_detach") < 0) {
+        if (call_server(self, CIO_NAME__detach) < 0) {
             rc = -1;
         }
         Py_CLEAR(self->server);
@@ -232,7 +232,8 @@ cio_socket_transport_connection_lost(SocketTransportObject *self,
     PyObject *res, *raised = NULL;
 
     if (self->protocol_connected && self->protocol != NULL) {
-        res = PyObject_CallMethod(self->protocol, "connection_lost", "O", exc);
+        res = cio_call_method(transport_state(self), self->protocol,
+                              CIO_NAME_connection_lost, &exc, 1);
         if (res == NULL) {
             raised = cio_fetch_exception();
         }
@@ -268,7 +269,8 @@ read_eof(SocketTransportObject *self)
     if (debug_log(self, "%r received EOF") < 0) {
         return -1;
     }
-    keep_open = PyObject_CallMethod(self->protocol, "eof_received", NULL);
+    keep_open = cio_call_method(transport_state(self), self->protocol,
+                                CIO_NAME_eof_received, NULL, 0);
     if (keep_open == NULL) {
         return fatal_protocol_error(
             self, "Fatal error: protocol.eof_received() call failed.");
@@ -845,8 +847,15 @@ set_nodelay(cio_state *st, PyObject *sock)
     }
     if ((ints[0] == AF_INET || ints[0] == AF_INET6) &&
         ints[1] == SOCK_STREAM && ints[2] == IPPROTO_TCP) {
-        PyObject *res = PyObject_CallMethod(sock, "setsockopt", "iii",
-                                            IPPROTO_TCP, TCP_NODELAY, 1);
+        PyObject *args[3] = {PyLong_FromLong(IPPROTO_TCP),
+                             PyLong_FromLong(TCP_NODELAY), PyLong_FromLong(1)};
+        PyObject *res = args[0] && args[1] && args[2]
+                            ? cio_call_method(st, sock, CIO_NAME_setsockopt,
+                                              args, 3)
+                            : NULL;
+        for (int i = 0; i < 3; i++) {
+            Py_XDECREF(args[i]);
+        }
         Py_XDECREF(res);
         return res ? 0 : -1;
     }
@@ -855,10 +864,10 @@ set_nodelay(cio_state *st, PyObject *sock)
 
 /* extra[key] = sock.<method>(), or None when the call raises OSError. */
 static int
-set_address_info(PyObject *extra, const char *key, PyObject *sock,
-                 const char *method)
+set_address_info(cio_state *st, PyObject *extra, PyObject *key,
+                 PyObject *sock, cio_name_t method)
 {
-    PyObject *value = PyObject_CallMethod(sock, method, NULL);
+    PyObject *value = cio_call_method(st, sock, method, NULL, 0);
     int rc;
 
     if (value == NULL) {
@@ -868,7 +877,7 @@ set_address_info(PyObject *extra, const char *key, PyObject *sock,
         PyErr_Clear();
         value = Py_NewRef(Py_None);
     }
-    rc = PyDict_SetItemString(extra, key, value);
+    rc = PyDict_SetItem(extra, key, value);
     Py_DECREF(value);
     return rc;
 }
@@ -877,32 +886,37 @@ int
 cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
                            PyObject *sock, PyObject *protocol,
                            PyObject *extra, PyObject *server,
-                           const char *writer)
+                           cio_name_t writer)
 {
     cio_state *st = loop->state;
     PyObject *trsock;
     int has_peer;
 
     self->extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
-    if (self->extra == NULL || set_base_slot(self, "_extra", self->extra) < 0 ||
-        cio_write_transport_init(CIO_WRITE_TRANSPORT(self), loop) < 0) {
+    if (self->extra == NULL) {
+        return -1;
+    }
+    cio_set_base_slot(CIO_WRITE_TRANSPORT(self), CIO_SLOT_EXTRA, self->extra);
+    if (cio_write_transport_init(CIO_WRITE_TRANSPORT(self), loop) < 0) {
         return -1;
     }
     self->sock = Py_NewRef(sock);
     trsock = PyObject_CallOneArg(st->transport_socket_type, sock);
     if (trsock == NULL ||
-        PyDict_SetItemString(self->extra, "socket", trsock) < 0) {
+        PyDict_SetItem(self->extra, CIO_NAME(st, socket), trsock) < 0) {
         Py_XDECREF(trsock);
         return -1;
     }
     Py_DECREF(trsock);
-    if (set_address_info(self->extra, "sockname", sock, "getsockname") < 0) {
+    if (set_address_info(st, self->extra, CIO_NAME(st, sockname), sock,
+                         CIO_NAME_getsockname) < 0) {
         return -1;
     }
     has_peer = PyDict_Contains(self->extra, st->str_peername);
     if (has_peer < 0 ||
         (!has_peer &&
-         set_address_info(self->extra, "peername", sock, "getpeername") < 0)) {
+         set_address_info(st, self->extra, st->str_peername, sock,
+                          CIO_NAME_getpeername) < 0)) {
         return -1;
     }
     self->fd = PyObject_AsFileDescriptor(sock);
@@ -912,14 +926,15 @@ cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
     if (set_protocol(self, protocol) < 0) {
         return -1;
     }
-    self->read_ready = PyObject_GetAttrString((PyObject *)self, "_read_ready");
-    self->write_ready = PyObject_GetAttrString((PyObject *)self, writer);
+    self->read_ready = PyObject_GetAttr((PyObject *)self,
+                                        CIO_NAME(st, _read_ready));
+    self->write_ready = PyObject_GetAttr((PyObject *)self, st->names[writer]);
     if (self->read_ready == NULL || self->write_ready == NULL) {
         return -1;
     }
     if (server != Py_None) {
         self->server = Py_NewRef(server);
-        if (call_server(self, "_attach") < 0) {
+        if (call_server(self, CIO_NAME__attach) < 0) {
             return -1;
         }
     }
@@ -939,7 +954,7 @@ cio_socket_transport_schedule_start(SocketTransportObject *self,
     PyObject *made, *start, *h;
     PyObject *args[2] = {(PyObject *)self, NULL};
 
-    made = PyObject_GetAttrString(self->protocol, "connection_made");
+    made = PyObject_GetAttr(self->protocol, CIO_NAME(st, connection_made));
     if (made == NULL) {
         return -1;
     }
@@ -949,7 +964,7 @@ cio_socket_transport_schedule_start(SocketTransportObject *self,
         return -1;
     }
     Py_DECREF(h);
-    start = PyObject_GetAttrString((PyObject *)self, "_start_reading");
+    start = PyObject_GetAttr((PyObject *)self, CIO_NAME(st, _start_reading));
     if (start == NULL) {
         return -1;
     }
@@ -986,7 +1001,7 @@ cio_socket_transport_new(LoopObject *loop, PyObject *sock, PyObject *protocol,
     }
     self->fd = -1;
     if (cio_socket_transport_setup(self, loop, sock, protocol, extra, server,
-                                   "_write_ready") < 0 ||
+                                   CIO_NAME__write_ready) < 0 ||
         cio_socket_transport_schedule_start(self, waiter) < 0) {
         Py_DECREF(self);
         return NULL;
@@ -1015,7 +1030,7 @@ transport_finalize(SocketTransportObject *self)
         }
         Py_XDECREF(res);
         Py_CLEAR(self->sock);
-        if (self->server != NULL && call_server(self, "_detach") < 0) {
+        if (self->server != NULL && call_server(self, CIO_NAME__detach) < 0) {
             PyErr_WriteUnraisable((PyObject *)self);
         }
     }
@@ -1170,17 +1185,3 @@ PyType_Spec cio_socket_transport_spec = {
     .slots = stream_slots,
 };
 
-/* The base must be _FlowControlMixin with the slot layout above. */
-int
-cio_socket_transport_check_base(PyTypeObject *base)
-{
-    if (base->tp_basicsize !=
-        (Py_ssize_t)(sizeof(PyObject) +
-                     CIO_FLOW_MIXIN_SLOTS * sizeof(PyObject *))) {
-        PyErr_SetString(PyExc_ImportError,
-                        "asyncio.transports._FlowControlMixin has an "
-                        "unexpected layout");
-        return -1;
-    }
-    return 0;
-}

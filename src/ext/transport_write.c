@@ -2,6 +2,7 @@
  * transport_write.h. */
 #include "transport_write.h"
 
+#include <structmember.h>
 #include <sys/uio.h>
 
 #define DEFAULT_HIGH_WATER (64 * 1024)
@@ -150,8 +151,9 @@ static int
 set_protocol_paused(cio_write_transport_t *t, int paused)
 {
     t->protocol_paused = (char)paused;
-    return PyObject_SetAttrString((PyObject *)t, "_protocol_paused",
-                                  paused ? Py_True : Py_False);
+    cio_set_base_slot(t, CIO_SLOT_PROTOCOL_PAUSED,
+                      paused ? Py_True : Py_False);
+    return 0;
 }
 
 PyObject *
@@ -263,26 +265,53 @@ set_write_buffer_limits(cio_write_transport_t *t, PyObject *high_obj,
     t->high_water = high;
     t->low_water = low;
     value = PyLong_FromSsize_t(high);
-    if (value == NULL ||
-        PyObject_SetAttrString((PyObject *)t, "_high_water", value) < 0) {
-        Py_XDECREF(value);
+    if (value == NULL) {
         return -1;
     }
-    Py_SETREF(value, PyLong_FromSsize_t(low));
-    if (value == NULL ||
-        PyObject_SetAttrString((PyObject *)t, "_low_water", value) < 0) {
-        Py_XDECREF(value);
+    Py_XSETREF(t->base_slots[CIO_SLOT_HIGH_WATER], value);
+    value = PyLong_FromSsize_t(low);
+    if (value == NULL) {
         return -1;
     }
-    Py_DECREF(value);
+    Py_XSETREF(t->base_slots[CIO_SLOT_LOW_WATER], value);
+    return 0;
+}
+
+int
+cio_write_transport_check_base(PyTypeObject *base)
+{
+    static const char *const names[CIO_FLOW_MIXIN_SLOTS] = {
+        [CIO_SLOT_EXTRA] = "_extra",
+        [CIO_SLOT_HIGH_WATER] = "_high_water",
+        [CIO_SLOT_LOOP] = "_loop",
+        [CIO_SLOT_LOW_WATER] = "_low_water",
+        [CIO_SLOT_PROTOCOL_PAUSED] = "_protocol_paused",
+    };
+
+    for (int i = 0; i < CIO_FLOW_MIXIN_SLOTS; i++) {
+        PyObject *descr = PyObject_GetAttrString((PyObject *)base, names[i]);
+        Py_ssize_t expected = offsetof(cio_write_transport_t, base_slots) +
+                              i * sizeof(PyObject *);
+        int ok = descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)descr)->d_member->offset == expected;
+
+        Py_XDECREF(descr);
+        if (!ok) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ImportError,
+                         "%s has an unexpected layout (slot %s)",
+                         base->tp_name, names[i]);
+            return -1;
+        }
+    }
     return 0;
 }
 
 int
 cio_write_transport_init(cio_write_transport_t *t, LoopObject *loop)
 {
-    if (PyObject_SetAttrString((PyObject *)t, "_loop", (PyObject *)loop) < 0 ||
-        set_protocol_paused(t, 0) < 0 ||
+    cio_set_base_slot(t, CIO_SLOT_LOOP, (PyObject *)loop);
+    if (set_protocol_paused(t, 0) < 0 ||
         set_write_buffer_limits(t, Py_None, Py_None) < 0) {
         return -1;
     }
@@ -294,7 +323,8 @@ int
 cio_write_transport_release_loop(cio_write_transport_t *t)
 {
     Py_CLEAR(t->loop);
-    return PyObject_SetAttrString((PyObject *)t, "_loop", Py_None);
+    cio_set_base_slot(t, CIO_SLOT_LOOP, Py_None);
+    return 0;
 }
 
 void
@@ -372,7 +402,8 @@ int
 cio_schedule_connection_lost(PyObject *transport, LoopObject *loop,
                              PyObject *exc)
 {
-    PyObject *cb = PyObject_GetAttrString(transport, "_call_connection_lost");
+    PyObject *cb = PyObject_GetAttr(
+        transport, CIO_NAME(loop->state, _call_connection_lost));
     PyObject *handle;
 
     if (cb == NULL) {

@@ -24,9 +24,17 @@ typedef struct {
     Py_ssize_t size;            /* bytes queued */
 } cio_write_queue_t;
 
-/* _FlowControlMixin's instance slots: _extra (from BaseTransport), then
- * _high_water, _loop, _low_water, _protocol_paused. */
-#define CIO_FLOW_MIXIN_SLOTS 5
+/* _FlowControlMixin's instance slots, in the order CPython lays them out
+ * (BaseTransport's, then the mixin's sorted by name), which
+ * cio_write_transport_check_base verifies. */
+enum {
+    CIO_SLOT_EXTRA,
+    CIO_SLOT_HIGH_WATER,
+    CIO_SLOT_LOOP,
+    CIO_SLOT_LOW_WATER,
+    CIO_SLOT_PROTOCOL_PAUSED,
+    CIO_FLOW_MIXIN_SLOTS
+};
 
 /* The head of a transport type whose Python base is _FlowControlMixin. The
  * slot storage comes first, where the base's descriptors look for it;
@@ -46,6 +54,18 @@ typedef struct {
 } cio_write_transport_t;
 
 #define CIO_WRITE_TRANSPORT(obj) ((cio_write_transport_t *)(obj))
+
+/* Stores value in one of the base's slots, as setattr would, without the
+ * attribute lookup. */
+static inline void
+cio_set_base_slot(cio_write_transport_t *t, int slot, PyObject *value)
+{
+    Py_XSETREF(t->base_slots[slot], Py_NewRef(value));
+}
+
+/* ImportError unless base (_FlowControlMixin) keeps its slots where
+ * base_slots expects them. */
+int cio_write_transport_check_base(PyTypeObject *base);
 
 /* ---- the queue ---- */
 /* Queues data[offset:] (bytes, bytearray or memoryview, viewed as view).

@@ -1,0 +1,1122 @@
+/* The loop's create_connection and _create_connection_transport:
+ * base_events' coroutines of those names, written in C (a ConnectCall is
+ * the coroutine either returns).
+ *
+ * create_connection resolves host and port -- a numeric address at once,
+ * a name through the loop's _ensure_resolved, as stdlib -- and tries the
+ * addresses in order, as _connect_sock does: a socket, bound to one of
+ * local_addr's addresses of its family if asked, connected by the loop's
+ * sock_connect. The first that connects gets its protocol and transport
+ * (_create_connection_transport: _make_socket_transport or, for ssl=,
+ * _make_ssl_transport), and the call returns once the transport's waiter
+ * is done. When none connects, the errors are raised as stdlib combines
+ * them. The loop's methods are looked up by name, so a subclass's or a
+ * patch's are used, as in stdlib.
+ *
+ * happy_eyeballs_delay and interleave go to stdlib's create_connection,
+ * whose staggered_race runs the attempts as parallel Tasks. */
+#include "casyncio.h"
+
+#include <sys/socket.h>
+
+typedef enum {
+    STEP_CREATED,         /* not awaited yet */
+    STEP_RESOLVING,       /* awaiting _ensure_resolved((host, port)) */
+    STEP_RESOLVING_LOCAL, /* awaiting _ensure_resolved(local_addr) */
+    STEP_CONNECTING,      /* awaiting sock_connect(sock, address) */
+    STEP_WAITING,         /* awaiting the transport's waiter */
+    STEP_DONE,
+} connect_step_t;
+
+typedef struct {
+    PyObject_HEAD
+    LoopObject *loop;
+    PyObject *factory;
+    PyObject *host, *port;        /* as given */
+    PyObject *ssl;                /* as given */
+    PyObject *server_hostname;
+    PyObject *family, *proto, *flags;
+    PyObject *sock;               /* given, or the one being connected */
+    PyObject *local_addr;
+    PyObject *server_side;        /* _create_connection_transport only */
+    PyObject *handshake_timeout, *shutdown_timeout;
+    PyObject *infos;              /* the addresses to try, a list */
+    PyObject *local_infos;        /* local_addr's, a list; else NULL */
+    PyObject *errors;             /* the OSErrors of the failed attempts */
+    PyObject *protocol, *transport;
+    PyObject *awaiting;           /* the iterator being awaited */
+    Py_ssize_t next_info;         /* index in infos of the next attempt */
+    char all_errors;
+    char own_sock;                /* made here, hence non-blocking already */
+    char transport_only;          /* _create_connection_transport */
+    connect_step_t step;
+} ConnectCallObject;
+
+static const char *
+qualname(ConnectCallObject *self)
+{
+    return self->transport_only ? "Loop._create_connection_transport"
+                                : "Loop.create_connection";
+}
+
+static PySendResult advance(ConnectCallObject *self, PySendResult rc,
+                            PyObject *value, PyObject **result);
+
+/* `await awaitable` from step: the outcome goes to advance() unless the
+ * awaitable suspends. Takes the reference to awaitable. */
+static PySendResult
+await_then(ConnectCallObject *self, PyObject *awaitable, connect_step_t step,
+           PyObject **result)
+{
+    PySendResult rc;
+
+    self->step = step;
+    if (awaitable == NULL) {
+        return advance(self, PYGEN_ERROR, NULL, result);
+    }
+    self->awaiting = cio_coro_await_iter(awaitable);
+    Py_DECREF(awaitable);
+    if (self->awaiting == NULL) {
+        return advance(self, PYGEN_ERROR, NULL, result);
+    }
+    rc = PyIter_Send(self->awaiting, Py_None, result);
+    if (rc == PYGEN_NEXT) {
+        return rc;
+    }
+    Py_CLEAR(self->awaiting);
+    return advance(self, rc, *result, result);
+}
+
+/* ---- the transport: _create_connection_transport ------------------------ */
+
+static PyObject *
+make_ssl_transport(ConnectCallObject *self, PyObject *waiter)
+{
+    /* ssl=True asks for the default context. */
+    PyObject *sslcontext = PyBool_Check(self->ssl) ? Py_None : self->ssl;
+    PyObject *stack[9] = {(PyObject *)self->loop, self->sock, self->protocol,
+                          sslcontext, waiter, self->server_side,
+                          self->server_hostname, self->handshake_timeout,
+                          self->shutdown_timeout};
+    PyObject *kwnames, *transport;
+
+    kwnames = Py_BuildValue("(ssss)", "server_side", "server_hostname",
+                            "ssl_handshake_timeout", "ssl_shutdown_timeout");
+    if (kwnames == NULL) {
+        return NULL;
+    }
+    transport = PyObject_VectorcallMethod(
+        CIO_NAME(self->loop->state, _make_ssl_transport), stack, 5, kwnames);
+    Py_DECREF(kwnames);
+    return transport;
+}
+
+/* The protocol, the transport over the connected socket, and the wait
+ * for its waiter. */
+static PySendResult
+make_transport(ConnectCallObject *self, PyObject **result)
+{
+    cio_state *st = self->loop->state;
+    PyObject *loop = (PyObject *)self->loop, *waiter, *res;
+    int ssl = PyObject_IsTrue(self->ssl);
+
+    if (ssl < 0) {
+        return PYGEN_ERROR;
+    }
+    if (!self->own_sock) {
+        PyObject *arg = Py_False;
+        res = cio_call_method(st, self->sock, CIO_NAME_setblocking, &arg, 1);
+        if (res == NULL) {
+            return PYGEN_ERROR;
+        }
+        Py_DECREF(res);
+    }
+    self->protocol = PyObject_CallNoArgs(self->factory);
+    if (self->protocol == NULL) {
+        return PYGEN_ERROR;
+    }
+    waiter = cio_call_method(st, loop, CIO_NAME_create_future, NULL, 0);
+    if (waiter == NULL) {
+        return PYGEN_ERROR;
+    }
+    if (ssl) {
+        self->transport = make_ssl_transport(self, waiter);
+    }
+    else {
+        PyObject *args[3] = {self->sock, self->protocol, waiter};
+        self->transport = cio_call_method(
+            st, loop, CIO_NAME__make_socket_transport, args, 3);
+    }
+    if (self->transport == NULL) {
+        Py_DECREF(waiter);
+        return PYGEN_ERROR;
+    }
+    return await_then(self, waiter, STEP_WAITING, result);
+}
+
+/* The waiter failed or the wait was interrupted: the transport is closed
+ * and the error goes on (stdlib's bare except). */
+static PySendResult
+transport_failed(ConnectCallObject *self)
+{
+    PyObject *exc = cio_fetch_exception();
+    PyObject *res = cio_call_method(self->loop->state, self->transport,
+                                    CIO_NAME_close, NULL, 0);
+
+    if (res == NULL) {
+        PyObject *close_exc = cio_fetch_exception();
+        PyException_SetContext(close_exc, exc);  /* steals exc */
+        cio_restore_exception(close_exc);
+        return PYGEN_ERROR;
+    }
+    Py_DECREF(res);
+    cio_restore_exception(exc);
+    return PYGEN_ERROR;
+}
+
+/* The call's result, (transport, protocol), logged in debug mode as
+ * stdlib does. */
+static PySendResult
+connected(ConnectCallObject *self, PyObject **result)
+{
+    if (self->loop->debug && !self->transport_only) {
+        /* The transport's socket: a TLS transport's differs from sock. */
+        cio_state *st = self->loop->state;
+        PyObject *key = CIO_NAME(st, socket);
+        PyObject *sock = cio_call_method(st, self->transport,
+                                         CIO_NAME_get_extra_info, &key, 1);
+        PyObject *res = sock == NULL ? NULL : PyObject_CallMethod(
+            self->loop->state->logger, "debug", "sOOOOO",
+            "%r connected to %s:%r: (%r, %r)", sock, self->host, self->port,
+            self->transport, self->protocol);
+        Py_XDECREF(sock);
+        if (res == NULL) {
+            return PYGEN_ERROR;
+        }
+        Py_DECREF(res);
+    }
+    *result = PyTuple_Pack(2, self->transport, self->protocol);
+    return *result ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+/* ---- resolving ---------------------------------------------------------- */
+
+/* family, SOCK_STREAM and proto as C longs for cio_numeric_sockaddr; 0
+ * when family or proto is not an int, which stdlib is left to judge. */
+static int
+stream_ints(ConnectCallObject *self, long ints[3])
+{
+    ints[0] = PyLong_Check(self->family) ? PyLong_AsLong(self->family) : -1;
+    ints[1] = SOCK_STREAM;
+    ints[2] = PyLong_Check(self->proto) ? PyLong_AsLong(self->proto) : -1;
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return ints[0] != -1 && ints[2] != -1;
+}
+
+/* _ipaddr_info's one-entry list for a numeric address: (family, type,
+ * proto, '', address) with socket's own constants, as stdlib builds it. */
+static PyObject *
+numeric_infos(ConnectCallObject *self, PyObject *sockaddr, int af)
+{
+    cio_state *st = self->loop->state;
+    PyObject *family = self->family, *empty, *info, *infos;
+
+    if (PyLong_AsLong(family) == AF_UNSPEC) {
+        family = af == AF_INET ? st->af_inet : st->af_inet6;
+    }
+    empty = PyUnicode_New(0, 0);
+    info = empty ? PyTuple_Pack(5, family, st->sock_stream, st->ipproto_tcp,
+                                empty, sockaddr)
+                 : NULL;
+    Py_XDECREF(empty);
+    if (info == NULL) {
+        return NULL;
+    }
+    infos = PyList_New(1);
+    if (infos == NULL) {
+        Py_DECREF(info);
+        return NULL;
+    }
+    PyList_SET_ITEM(infos, 0, info);
+    return infos;
+}
+
+/* self._ensure_resolved(address, family=family, type=SOCK_STREAM,
+ * proto=proto, flags=flags, loop=self), the coroutine. */
+static PyObject *
+ensure_resolved(ConnectCallObject *self, PyObject *address)
+{
+    cio_state *st = self->loop->state;
+    PyObject *kwnames = Py_BuildValue("(sssss)", "family", "type", "proto",
+                                      "flags", "loop");
+    PyObject *coro = NULL;
+
+    if (kwnames != NULL) {
+        PyObject *stack[7] = {(PyObject *)self->loop, address, self->family,
+                              st->sock_stream, self->proto, self->flags,
+                              (PyObject *)self->loop};
+        coro = PyObject_VectorcallMethod(CIO_NAME(st, _ensure_resolved),
+                                         stack, 2, kwnames);
+        Py_DECREF(kwnames);
+    }
+    return coro;
+}
+
+/* Resolves address in step, at once when it is numeric. */
+static PySendResult
+resolve(ConnectCallObject *self, PyObject *address, connect_step_t step,
+        PyObject **result)
+{
+    long ints[3];
+    int af = 0;
+    PyObject *sockaddr, *infos;
+
+    if (!stream_ints(self, ints)) {
+        return await_then(self, ensure_resolved(self, address), step,
+                          result);
+    }
+    sockaddr = cio_numeric_sockaddr(address, ints, &af);
+    if (sockaddr == NULL) {
+        return PYGEN_ERROR;
+    }
+    if (sockaddr == Py_None) {
+        Py_DECREF(sockaddr);
+        return await_then(self, ensure_resolved(self, address), step,
+                          result);
+    }
+    infos = numeric_infos(self, sockaddr, af);
+    Py_DECREF(sockaddr);
+    self->step = step;
+    return advance(self, infos ? PYGEN_RETURN : PYGEN_ERROR, infos, result);
+}
+
+/* ---- the attempts: _connect_sock --------------------------------------- */
+
+/* The bind error as _connect_sock rewords it. */
+static PyObject *
+bind_error(PyObject *laddr, PyObject *exc)
+{
+    PyObject *errno_obj = ((PyOSErrorObject *)exc)->myerrno;
+    PyObject *reason, *lowered, *msg, *err;
+
+#if PY_VERSION_HEX >= 0x030D0000
+    reason = PyObject_Str(exc);
+#else
+    reason = PyObject_GetAttrString(exc, "strerror");
+#endif
+    lowered = reason ? PyObject_CallMethod(reason, "lower", NULL) : NULL;
+    Py_XDECREF(reason);
+    if (lowered == NULL) {
+        return NULL;
+    }
+    msg = PyUnicode_FromFormat(
+        "error while attempting to bind on address %R: %U", laddr, lowered);
+    Py_DECREF(lowered);
+    if (msg == NULL) {
+        return NULL;
+    }
+    err = PyObject_CallFunctionObjArgs(PyExc_OSError,
+                                       errno_obj ? errno_obj : Py_None, msg,
+                                       NULL);
+    Py_DECREF(msg);
+    return err;
+}
+
+/* An (family, type, proto, canonname, address) entry of a resolver's
+ * list, borrowed into items. */
+static int
+unpack_info(PyObject *info, PyObject *items[5])
+{
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 5) {
+        PyErr_Format(PyExc_ValueError,
+                     "expected a (family, type, proto, canonname, address) "
+                     "tuple, got %R", info);
+        return -1;
+    }
+    for (int i = 0; i < 5; i++) {
+        items[i] = PyTuple_GET_ITEM(info, i);
+    }
+    return 0;
+}
+
+/* Binds self->sock to the first of local_addr's addresses of family that
+ * takes it: 0, or -1 with the error the attempt fails with. Every bind
+ * error but that last one is noted in self->errors here. */
+static int
+bind_local(ConnectCallObject *self, PyObject *family)
+{
+    PyObject *last_error = NULL;
+
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(self->local_infos); i++) {
+        PyObject *linfo[5], *res, *exc;
+        int same;
+
+        if (unpack_info(PyList_GET_ITEM(self->local_infos, i), linfo) < 0) {
+            goto error;
+        }
+        same = PyObject_RichCompareBool(linfo[0], family, Py_EQ);
+        if (same < 0) {
+            goto error;
+        }
+        if (!same) {
+            continue;
+        }
+        res = cio_call_method(self->loop->state, self->sock, CIO_NAME_bind,
+                              &linfo[4], 1);
+        if (res != NULL) {
+            Py_DECREF(res);
+            Py_XDECREF(last_error);
+            return 0;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+            goto error;
+        }
+        if (last_error != NULL &&
+            PyList_Append(self->errors, last_error) < 0) {
+            goto error;
+        }
+        exc = cio_fetch_exception();
+        Py_XSETREF(last_error, bind_error(linfo[4], exc));
+        Py_DECREF(exc);
+        if (last_error == NULL) {
+            return -1;
+        }
+    }
+    if (last_error != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(last_error), last_error);
+        Py_DECREF(last_error);
+        return -1;
+    }
+    PyErr_Format(PyExc_OSError,
+                 "no matching local address with family=%R found", family);
+    return -1;
+error:
+    Py_XDECREF(last_error);
+    return -1;
+}
+
+/* socket.socket(family=, type=, proto=) for info, non-blocking, bound to
+ * local_addr if asked. */
+static int
+open_socket(ConnectCallObject *self, PyObject *const info[5])
+{
+    cio_state *st = self->loop->state;
+    PyObject *ctor, *res, *no = Py_False;
+
+    /* Looked up per call, as base_events' socket.socket is. */
+    ctor = PyObject_GetAttr(st->socket_module, CIO_NAME(st, socket));
+    if (ctor == NULL) {
+        return -1;
+    }
+    self->sock = PyObject_Vectorcall(ctor, info, 0, st->kwnames_socket);
+    Py_DECREF(ctor);
+    if (self->sock == NULL) {
+        return -1;
+    }
+    self->own_sock = 1;
+    res = cio_call_method(st, self->sock, CIO_NAME_setblocking, &no, 1);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return self->local_infos != NULL ? bind_local(self, info[0]) : 0;
+}
+
+/* The attempt failed with the exception being raised; its socket is
+ * closed. 0 to try the next address (an OSError, noted), -1 when the
+ * exception ends the call. */
+static int
+attempt_failed(ConnectCallObject *self)
+{
+    PyObject *exc = cio_fetch_exception(), *res;
+    int next = PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError);
+
+    if (next && PyList_Append(self->errors, exc) < 0) {
+        Py_DECREF(exc);
+        return -1;
+    }
+    if (self->sock != NULL) {
+        res = cio_call_method(self->loop->state, self->sock, CIO_NAME_close,
+                              NULL, 0);
+        Py_CLEAR(self->sock);
+        self->own_sock = 0;
+        if (res == NULL) {
+            Py_DECREF(exc);
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    if (next) {
+        Py_DECREF(exc);
+        return 0;
+    }
+    cio_restore_exception(exc);
+    return -1;
+}
+
+/* Every address failed: all_errors' ExceptionGroup, the one error, or,
+ * when they differ, an OSError listing them all. */
+static PySendResult
+raise_combined(ConnectCallObject *self)
+{
+    PyObject *errors = self->errors, *first, *model, *strs, *joined;
+    Py_ssize_t n = PyList_GET_SIZE(errors);
+    int same = 1;
+
+    if (self->all_errors) {
+        PyObject *group = PyObject_CallFunction(
+            PyExc_BaseExceptionGroup, "sO", "create_connection failed",
+            errors);
+        if (group != NULL) {
+            PyErr_SetObject((PyObject *)Py_TYPE(group), group);
+            Py_DECREF(group);
+        }
+        return PYGEN_ERROR;
+    }
+    first = PyList_GetItem(errors, 0);  /* IndexError as stdlib if none */
+    strs = first ? PyList_New(n) : NULL;
+    if (strs == NULL) {
+        return PYGEN_ERROR;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyObject_Str(PyList_GET_ITEM(errors, i));
+        if (s == NULL) {
+            Py_DECREF(strs);
+            return PYGEN_ERROR;
+        }
+        PyList_SET_ITEM(strs, i, s);
+    }
+    model = PyList_GET_ITEM(strs, 0);
+    for (Py_ssize_t i = 1; same > 0 && i < n; i++) {
+        same = PyObject_RichCompareBool(PyList_GET_ITEM(strs, i), model,
+                                        Py_EQ);
+    }
+    if (same > 0) {
+        PyErr_SetObject((PyObject *)Py_TYPE(first), first);
+    }
+    else if (same == 0) {
+        PyObject *sep = PyUnicode_FromString(", ");
+        joined = sep ? PyUnicode_Join(sep, strs) : NULL;
+        Py_XDECREF(sep);
+        if (joined != NULL) {
+            PyErr_Format(PyExc_OSError, "Multiple exceptions: %U", joined);
+            Py_DECREF(joined);
+        }
+    }
+    Py_DECREF(strs);
+    return PYGEN_ERROR;
+}
+
+/* Tries the addresses from next_info on until one suspends or connects. */
+static PySendResult
+try_next(ConnectCallObject *self, PyObject **result)
+{
+    while (self->next_info < PyList_GET_SIZE(self->infos)) {
+        PyObject *info[5], *connect, *args[2];
+
+        if (unpack_info(PyList_GET_ITEM(self->infos, self->next_info++),
+                        info) < 0) {
+            return PYGEN_ERROR;
+        }
+        if (open_socket(self, info) < 0) {
+            if (attempt_failed(self) < 0) {
+                return PYGEN_ERROR;
+            }
+            continue;
+        }
+        args[0] = self->sock;
+        args[1] = info[4];
+        connect = cio_call_method(self->loop->state, (PyObject *)self->loop,
+                                  CIO_NAME_sock_connect, args, 2);
+        return await_then(self, connect, STEP_CONNECTING, result);
+    }
+    return raise_combined(self);
+}
+
+/* ---- the steps ---------------------------------------------------------- */
+
+/* A resolver's answer as a non-empty list. */
+static PyObject *
+address_list(PyObject *value)
+{
+    PyObject *list = PySequence_List(value);
+
+    if (list != NULL && PyList_GET_SIZE(list) == 0) {
+        Py_DECREF(list);
+        PyErr_SetString(PyExc_OSError, "getaddrinfo() returned empty list");
+        return NULL;
+    }
+    return list;
+}
+
+/* The step awaited has finished: rc is PYGEN_RETURN with value (a
+ * reference this takes) or PYGEN_ERROR with the exception set. Goes on
+ * until the call suspends again or ends. */
+static PySendResult
+advance(ConnectCallObject *self, PySendResult rc, PyObject *value,
+        PyObject **result)
+{
+    PyObject *list = NULL;
+
+    *result = NULL;
+    if (rc == PYGEN_RETURN && (self->step == STEP_RESOLVING ||
+                               self->step == STEP_RESOLVING_LOCAL)) {
+        list = address_list(value);
+        Py_DECREF(value);
+        if (list == NULL) {
+            return PYGEN_ERROR;
+        }
+    }
+    else if (rc == PYGEN_RETURN) {
+        Py_DECREF(value);
+    }
+    switch (self->step) {
+    case STEP_RESOLVING:
+        if (rc == PYGEN_ERROR) {
+            return rc;
+        }
+        self->infos = list;
+        if (self->local_addr != Py_None) {
+            return resolve(self, self->local_addr, STEP_RESOLVING_LOCAL,
+                           result);
+        }
+        return try_next(self, result);
+    case STEP_RESOLVING_LOCAL:
+        if (rc == PYGEN_ERROR) {
+            return rc;
+        }
+        self->local_infos = list;
+        return try_next(self, result);
+    case STEP_CONNECTING:
+        if (rc == PYGEN_RETURN) {
+            return make_transport(self, result);
+        }
+        return attempt_failed(self) < 0 ? PYGEN_ERROR
+                                        : try_next(self, result);
+    case STEP_WAITING:
+        return rc == PYGEN_RETURN ? connected(self, result)
+                                  : transport_failed(self);
+    default:
+        Py_UNREACHABLE();
+    }
+}
+
+/* create_connection's checks, in stdlib's order, then the first step. */
+static PySendResult
+start(ConnectCallObject *self, PyObject **result)
+{
+    PyObject *address, *type;
+    int ssl, differs;
+
+    if (self->transport_only) {
+        return make_transport(self, result);
+    }
+    ssl = PyObject_IsTrue(self->ssl);
+    if (ssl < 0) {
+        return PYGEN_ERROR;
+    }
+    if (self->server_hostname != Py_None && !ssl) {
+        PyErr_SetString(PyExc_ValueError,
+                        "server_hostname is only meaningful with ssl");
+        return PYGEN_ERROR;
+    }
+    if (self->server_hostname == Py_None && ssl) {
+        int has_host = PyObject_IsTrue(self->host);
+        if (has_host <= 0) {
+            if (has_host == 0) {
+                PyErr_SetString(PyExc_ValueError,
+                                "You must set server_hostname when using "
+                                "ssl without a host");
+            }
+            return PYGEN_ERROR;
+        }
+        Py_SETREF(self->server_hostname, Py_NewRef(self->host));
+    }
+    if (self->handshake_timeout != Py_None && !ssl) {
+        PyErr_SetString(PyExc_ValueError,
+                        "ssl_handshake_timeout is only meaningful with ssl");
+        return PYGEN_ERROR;
+    }
+    if (self->shutdown_timeout != Py_None && !ssl) {
+        PyErr_SetString(PyExc_ValueError,
+                        "ssl_shutdown_timeout is only meaningful with ssl");
+        return PYGEN_ERROR;
+    }
+    if (self->sock != Py_None &&
+        cio_check_not_ssl_socket(self->loop->state, self->sock) < 0) {
+        return PYGEN_ERROR;
+    }
+    if (self->host != Py_None || self->port != Py_None) {
+        if (self->sock != Py_None) {
+            PyErr_SetString(PyExc_ValueError, "host/port and sock can not be "
+                                              "specified at the same time");
+            return PYGEN_ERROR;
+        }
+        Py_CLEAR(self->sock);
+        address = PyTuple_Pack(2, self->host, self->port);
+        if (address == NULL) {
+            return PYGEN_ERROR;
+        }
+        self->errors = PyList_New(0);
+        if (self->errors == NULL) {
+            Py_DECREF(address);
+            return PYGEN_ERROR;
+        }
+        {
+            PySendResult rc = resolve(self, address, STEP_RESOLVING, result);
+            Py_DECREF(address);
+            return rc;
+        }
+    }
+    if (self->sock == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "host and port was not specified "
+                                          "and no sock specified");
+        return PYGEN_ERROR;
+    }
+    type = PyObject_GetAttrString(self->sock, "type");
+    {
+        PyObject *stream = PyLong_FromLong(SOCK_STREAM);
+        differs = type && stream
+                      ? PyObject_RichCompareBool(type, stream, Py_NE)
+                      : -1;
+        Py_XDECREF(stream);
+    }
+    Py_XDECREF(type);
+    if (differs != 0) {
+        if (differs > 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "A Stream Socket was expected, got %R", self->sock);
+        }
+        return PYGEN_ERROR;
+    }
+    return make_transport(self, result);
+}
+
+/* ---- the coroutine protocol --------------------------------------------- */
+
+/* A finished call lets go of what it held, as a coroutine's frame does. */
+static void
+finish(ConnectCallObject *self)
+{
+    self->step = STEP_DONE;
+    Py_CLEAR(self->awaiting);
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->transport);
+    Py_CLEAR(self->infos);
+    Py_CLEAR(self->local_infos);
+    Py_CLEAR(self->errors);
+}
+
+static PySendResult
+connect_call_am_send(ConnectCallObject *self, PyObject *value,
+                     PyObject **result)
+{
+    PySendResult rc;
+
+    *result = NULL;
+    switch (self->step) {
+    case STEP_CREATED:
+        if (value != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "can't send non-None value to a "
+                                             "just-started coroutine");
+            return PYGEN_ERROR;
+        }
+        self->step = STEP_DONE;  /* until a step suspends */
+        rc = start(self, result);
+        break;
+    case STEP_DONE:
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot reuse already awaited coroutine");
+        return PYGEN_ERROR;
+    default:
+        rc = PyIter_Send(self->awaiting, value, result);
+        if (rc == PYGEN_NEXT) {
+            return rc;
+        }
+        Py_CLEAR(self->awaiting);
+        rc = advance(self, rc, *result, result);
+    }
+    if (rc != PYGEN_NEXT) {
+        finish(self);
+    }
+    return rc;
+}
+
+static PyObject *
+connect_call_send(ConnectCallObject *self, PyObject *value)
+{
+    PyObject *result;
+    PySendResult rc = connect_call_am_send(self, value, &result);
+
+    return cio_coro_return(rc, result);
+}
+
+static PyObject *
+connect_call_iternext(ConnectCallObject *self)
+{
+    return connect_call_send(self, Py_None);
+}
+
+/* throw(): passed on to what the call awaits, as `await` does; what comes
+ * out of it is raised at the await, where the step's clean-up runs. */
+static PyObject *
+connect_call_throw(ConnectCallObject *self, PyObject *const *args,
+                   Py_ssize_t nargs)
+{
+    PyObject *result;
+    PySendResult rc;
+
+    if (self->awaiting == NULL) {
+        finish(self);
+        cio_coro_raise_thrown(args, nargs);
+        return NULL;
+    }
+    rc = cio_coro_throw_into(self->awaiting, args, nargs, &result);
+    if (rc == PYGEN_NEXT) {
+        return result;
+    }
+    Py_CLEAR(self->awaiting);
+    rc = advance(self, rc, result, &result);
+    if (rc != PYGEN_NEXT) {
+        finish(self);
+    }
+    return cio_coro_return(rc, result);
+}
+
+/* close(): GeneratorExit at the await, so that the socket or transport
+ * of a suspended call is closed, as stdlib's except clauses do. */
+static PyObject *
+connect_call_close(ConnectCallObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *awaiting = self->awaiting, *result = NULL;
+    PySendResult rc;
+
+    if (awaiting == NULL) {
+        finish(self);
+        Py_RETURN_NONE;
+    }
+    self->awaiting = NULL;
+    result = PyObject_CallMethod(awaiting, "close", NULL);
+    Py_DECREF(awaiting);
+    if (result == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+    }
+    if (result != NULL || !PyErr_Occurred()) {
+        Py_XDECREF(result);
+        PyErr_SetNone(PyExc_GeneratorExit);
+    }
+    rc = advance(self, PYGEN_ERROR, NULL, &result);
+    finish(self);
+    if (rc != PYGEN_ERROR) {
+        Py_XDECREF(result);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "coroutine ignored GeneratorExit");
+        return NULL;
+    }
+    if (PyErr_ExceptionMatches(PyExc_GeneratorExit)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return NULL;
+}
+
+static PyObject *
+connect_call_await(ConnectCallObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *
+connect_call_get_qualname(ConnectCallObject *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(qualname(self));
+}
+
+static PyObject *
+connect_call_get_name(ConnectCallObject *self, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(strchr(qualname(self), '.') + 1);
+}
+
+static PyObject *
+connect_call_get_await(ConnectCallObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->awaiting ? self->awaiting : Py_None);
+}
+
+static PyObject *
+connect_call_repr(ConnectCallObject *self)
+{
+    return PyUnicode_FromFormat("<coroutine object %s at %p>",
+                                qualname(self), self);
+}
+
+/* As a coroutine's: never awaited warns; collected while suspended is
+ * closed. */
+static void
+connect_call_finalize(ConnectCallObject *self)
+{
+    PyObject *exc, *res;
+
+    if (self->step == STEP_CREATED) {
+        cio_coro_warn_unawaited((PyObject *)self, qualname(self));
+        return;
+    }
+    if (self->awaiting == NULL) {
+        return;
+    }
+    exc = cio_fetch_exception();
+    res = connect_call_close(self, NULL);
+    if (res == NULL) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    Py_XDECREF(res);
+    cio_restore_exception(exc);
+}
+
+#define CONNECT_CALL_FIELDS(X)                                              \
+    X(loop) X(factory) X(host) X(port) X(ssl) X(server_hostname) X(family) \
+    X(proto) X(flags) X(sock) X(local_addr) X(server_side)                 \
+    X(handshake_timeout) X(shutdown_timeout) X(infos) X(local_infos)       \
+    X(errors) X(protocol) X(transport) X(awaiting)
+
+static int
+connect_call_traverse(ConnectCallObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+#define VISIT(f) Py_VISIT(self->f);
+    CONNECT_CALL_FIELDS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int
+connect_call_clear(ConnectCallObject *self)
+{
+#define CLEAR(f) Py_CLEAR(self->f);
+    CONNECT_CALL_FIELDS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void
+connect_call_dealloc(ConnectCallObject *self)
+{
+    if (!cio_dealloc_begin((PyObject *)self, NULL)) {
+        return;
+    }
+    connect_call_clear(self);
+    cio_dealloc_end((PyObject *)self);
+}
+
+static PyMethodDef connect_call_methods[] = {
+    {"send", (PyCFunction)connect_call_send, METH_O,
+     "send($self, value, /)\n--\n\nResume the call."},
+    {"throw", (PyCFunction)(void (*)(void))connect_call_throw, METH_FASTCALL,
+     "throw($self, exc, /)\n--\n\nRaise exc at the suspension point."},
+    {"close", (PyCFunction)connect_call_close, METH_NOARGS,
+     "close($self, /)\n--\n\nRaise GeneratorExit at the suspension point."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef connect_call_getset[] = {
+    {"__qualname__", (getter)connect_call_get_qualname, NULL, NULL, NULL},
+    {"__name__", (getter)connect_call_get_name, NULL, NULL, NULL},
+    {"cr_await", (getter)connect_call_get_await, NULL,
+     "What the call is suspended on, else None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot connect_call_slots[] = {
+    {Py_am_await, connect_call_await},
+    {Py_am_send, connect_call_am_send},
+    {Py_tp_iternext, connect_call_iternext},
+    {Py_tp_repr, connect_call_repr},
+    {Py_tp_methods, connect_call_methods},
+    {Py_tp_getset, connect_call_getset},
+    {Py_tp_finalize, connect_call_finalize},
+    {Py_tp_traverse, connect_call_traverse},
+    {Py_tp_clear, connect_call_clear},
+    {Py_tp_dealloc, connect_call_dealloc},
+    {Py_tp_doc, "The coroutine a loop's create_connection or "
+                "_create_connection_transport returns."},
+    {0, NULL},
+};
+
+PyType_Spec cio_connect_call_spec = {
+    .name = "casyncio._casyncio.ConnectCall",
+    .basicsize = sizeof(ConnectCallObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = connect_call_slots,
+};
+
+/* ---- the loop methods --------------------------------------------------- */
+
+static ConnectCallObject *
+connect_call_new(LoopObject *loop, PyObject *factory)
+{
+    ConnectCallObject *self = PyObject_GC_New(
+        ConnectCallObject, loop->state->connect_call_type);
+
+    if (self == NULL) {
+        return NULL;
+    }
+#define NULLIFY(f) self->f = NULL;
+    CONNECT_CALL_FIELDS(NULLIFY)
+#undef NULLIFY
+    self->loop = (LoopObject *)Py_NewRef(loop);
+    self->factory = Py_NewRef(factory);
+    self->next_info = 0;
+    self->all_errors = 0;
+    self->own_sock = 0;
+    self->transport_only = 0;
+    self->step = STEP_CREATED;
+    PyObject_GC_Track(self);
+    return self;
+}
+
+/* The keyword arguments whose default is None. */
+#define NONE_OR(p) ((p) ? (p) : Py_None)
+
+/* 3.12 added the all_errors keyword. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define ALL_ERRORS_KEYWORD "all_errors",
+#define ALL_ERRORS_FORMAT "O"
+#else
+#define ALL_ERRORS_KEYWORD
+#define ALL_ERRORS_FORMAT ""
+#endif
+
+/* create_connection(protocol_factory, host=None, port=None, *, ssl=None,
+ *     family=0, proto=0, flags=0, sock=None, local_addr=None,
+ *     server_hostname=None, ssl_handshake_timeout=None,
+ *     ssl_shutdown_timeout=None, happy_eyeballs_delay=None,
+ *     interleave=None, all_errors=False)   (all_errors: 3.12+) */
+static PyObject *
+loop_create_connection(LoopObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {
+        "protocol_factory", "host", "port", "ssl", "family", "proto",
+        "flags", "sock", "local_addr", "server_hostname",
+        "ssl_handshake_timeout", "ssl_shutdown_timeout",
+        "happy_eyeballs_delay", "interleave",
+        ALL_ERRORS_KEYWORD NULL};
+    PyObject *factory, *host = NULL, *port = NULL, *ssl = NULL;
+    PyObject *family = NULL, *proto = NULL, *flags = NULL, *sock = NULL;
+    PyObject *local_addr = NULL, *server_hostname = NULL;
+    PyObject *handshake_timeout = NULL, *shutdown_timeout = NULL;
+    PyObject *happy_eyeballs_delay = NULL, *interleave = NULL;
+    PyObject *all_errors = NULL, *zero;
+    ConnectCallObject *call;
+
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs,
+            "O|OO$OOOOOOOOOOO" ALL_ERRORS_FORMAT ":create_connection", kwlist,
+            &factory, &host, &port, &ssl, &family, &proto, &flags, &sock,
+            &local_addr, &server_hostname, &handshake_timeout,
+            &shutdown_timeout, &happy_eyeballs_delay, &interleave,
+            &all_errors)) {
+        return NULL;
+    }
+    if (NONE_OR(happy_eyeballs_delay) != Py_None ||
+        NONE_OR(interleave) != Py_None) {
+        PyObject *full = PyTuple_New(PyTuple_GET_SIZE(args) + 1), *coro;
+        if (full == NULL) {
+            return NULL;
+        }
+        PyTuple_SET_ITEM(full, 0, Py_NewRef(self));
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
+            PyTuple_SET_ITEM(full, i + 1,
+                             Py_NewRef(PyTuple_GET_ITEM(args, i)));
+        }
+        coro = PyObject_Call(self->state->stdlib_create_connection, full,
+                             kwargs);
+        Py_DECREF(full);
+        return coro;
+    }
+    call = connect_call_new(self, factory);
+    zero = call ? PyLong_FromLong(0) : NULL;
+    if (zero == NULL) {
+        Py_XDECREF(call);
+        return NULL;
+    }
+    if (all_errors != NULL) {
+        int on = PyObject_IsTrue(all_errors);
+        if (on < 0) {
+            Py_DECREF(zero);
+            Py_DECREF(call);
+            return NULL;
+        }
+        call->all_errors = (char)on;
+    }
+    call->host = Py_NewRef(NONE_OR(host));
+    call->port = Py_NewRef(NONE_OR(port));
+    call->ssl = Py_NewRef(NONE_OR(ssl));
+    call->family = Py_NewRef(family ? family : zero);
+    call->proto = Py_NewRef(proto ? proto : zero);
+    call->flags = Py_NewRef(flags ? flags : zero);
+    call->sock = Py_NewRef(NONE_OR(sock));
+    call->local_addr = Py_NewRef(NONE_OR(local_addr));
+    call->server_hostname = Py_NewRef(NONE_OR(server_hostname));
+    call->server_side = Py_NewRef(Py_False);
+    call->handshake_timeout = Py_NewRef(NONE_OR(handshake_timeout));
+    call->shutdown_timeout = Py_NewRef(NONE_OR(shutdown_timeout));
+    Py_DECREF(zero);
+    return (PyObject *)call;
+}
+
+/* _create_connection_transport(sock, protocol_factory, ssl,
+ *     server_hostname, server_side=False, ssl_handshake_timeout=None,
+ *     ssl_shutdown_timeout=None) */
+static PyObject *
+loop_create_connection_transport(LoopObject *self, PyObject *args,
+                                 PyObject *kwargs)
+{
+    static char *kwlist[] = {
+        "sock", "protocol_factory", "ssl", "server_hostname", "server_side",
+        "ssl_handshake_timeout", "ssl_shutdown_timeout", NULL};
+    PyObject *sock, *factory, *ssl, *server_hostname;
+    PyObject *server_side = Py_False, *handshake_timeout = Py_None;
+    PyObject *shutdown_timeout = Py_None;
+    ConnectCallObject *call;
+
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "OOOO|OOO:_create_connection_transport", kwlist,
+            &sock, &factory, &ssl, &server_hostname, &server_side,
+            &handshake_timeout, &shutdown_timeout)) {
+        return NULL;
+    }
+    call = connect_call_new(self, factory);
+    if (call == NULL) {
+        return NULL;
+    }
+    call->transport_only = 1;
+    call->sock = Py_NewRef(sock);
+    call->ssl = Py_NewRef(ssl);
+    call->server_hostname = Py_NewRef(server_hostname);
+    call->server_side = Py_NewRef(server_side);
+    call->handshake_timeout = Py_NewRef(handshake_timeout);
+    call->shutdown_timeout = Py_NewRef(shutdown_timeout);
+    return (PyObject *)call;
+}
+
+PyMethodDef cio_loop_connect_methods[] = {
+    {"create_connection", (PyCFunction)(void (*)(void))loop_create_connection,
+     METH_VARARGS | METH_KEYWORDS,
+     "create_connection($self, protocol_factory, host=None, port=None, *, "
+     "ssl=None, family=0, proto=0, flags=0, sock=None, local_addr=None, "
+     "server_hostname=None, ssl_handshake_timeout=None, "
+     "ssl_shutdown_timeout=None, happy_eyeballs_delay=None, "
+     "interleave=None, all_errors=False)\n--\n\n"
+     "Coroutine: connect to a TCP server; return (transport, protocol)."},
+    {"_create_connection_transport",
+     (PyCFunction)(void (*)(void))loop_create_connection_transport,
+     METH_VARARGS | METH_KEYWORDS,
+     "Coroutine: the transport and protocol over a connected socket."},
+    {NULL, NULL, 0, NULL},
+};
