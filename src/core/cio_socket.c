@@ -20,3 +20,36 @@ cio_socket_accept(int listen_fd, struct sockaddr_storage *addr,
     }
     return fd;
 }
+
+int
+cio_format_ipv4(const struct in_addr *addr, char out[CIO_IPV4_TEXT_SIZE])
+{
+    const unsigned char *octets = (const unsigned char *)&addr->s_addr;
+    int n = 0;
+
+    for (int i = 0; i < 4; i++) {
+        unsigned v = octets[i];
+        if (v >= 100) {
+            out[n++] = (char)('0' + v / 100);
+        }
+        if (v >= 10) {
+            out[n++] = (char)('0' + v / 10 % 10);
+        }
+        out[n++] = (char)('0' + v % 10);
+        out[n++] = i < 3 ? '.' : '\0';
+    }
+    return n - 1;
+}
+
+int
+cio_socket_name(int fd, int peer, struct sockaddr_storage *addr,
+                socklen_t *addrlen)
+{
+    int rc;
+
+    memset(addr, 0, sizeof(*addr));
+    *addrlen = sizeof(*addr);
+    rc = peer ? getpeername(fd, (struct sockaddr *)addr, addrlen)
+              : getsockname(fd, (struct sockaddr *)addr, addrlen);
+    return rc < 0 ? -errno : 0;
+}

@@ -7,46 +7,14 @@
  * non-blocking and close-on-exec; its object is built with SOCK_NONBLOCK
  * in the type, which makes socket.socket() set a zero timeout without a
  * system call (and strip the flag from .type); and the peer address is
- * formatted as socketmodule does. Any other socket, a subclass that may
+ * formatted as socketmodule does (cio_sockaddr_object). Any other socket, a subclass that may
  * override accept() included, goes through its own accept() and
  * setblocking(False). */
 #include "casyncio.h"
 #include "cio_socket.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <stddef.h>
-#include <sys/un.h>
 #include <unistd.h>
-
-/* The peer address as socket.accept() returns it (socketmodule's
- * makesockaddr) for the families accept_native takes. */
-static PyObject *
-peer_address(const struct sockaddr_storage *addr, socklen_t len)
-{
-    const size_t path_at = offsetof(struct sockaddr_un, sun_path);
-    char host[INET6_ADDRSTRLEN];
-
-    if (addr->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-        return Py_BuildValue("(si)", host, ntohs(in->sin_port));
-    }
-    if (addr->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        return Py_BuildValue("(siII)", host, ntohs(in6->sin6_port),
-                             ntohl(in6->sin6_flowinfo), in6->sin6_scope_id);
-    }
-    /* AF_UNIX: an abstract name (leading NUL) is bytes, a path is str,
-     * and an unnamed peer is ''; addr was zero-filled, so the path ends
-     * in a NUL within the storage. */
-    const char *path = ((const struct sockaddr_un *)addr)->sun_path;
-    if (len > path_at && path[0] == '\0') {
-        return PyBytes_FromStringAndSize(path, (Py_ssize_t)(len - path_at));
-    }
-    return PyUnicode_DecodeFSDefault(path);
-}
 
 int
 cio_acceptor_init(cio_state *st, PyObject *sock, cio_acceptor_t *acceptor)
@@ -90,7 +58,7 @@ accept_native(cio_state *st, const cio_acceptor_t *acceptor)
         close(conn_fd);
         return NULL;
     }
-    peer = peer_address(&addr, len);
+    peer = cio_sockaddr_object(&addr, len);
     if (peer == NULL) {
         Py_DECREF(conn);  /* closes conn_fd */
         return NULL;

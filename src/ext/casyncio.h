@@ -7,6 +7,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <sys/socket.h>
+
 #include "cio_poller.h"
 #include "cio_ready_queue.h"
 #include "cio_timer_heap.h"
@@ -201,6 +203,11 @@ int cio_is_exit_exception(PyObject *exc);  /* SystemExit or KeyboardInterrupt */
  * they come from _socket.socket's own members, skipping the enum that
  * socket.socket's properties of the same names build each time. */
 int cio_socket_ints(cio_state *st, PyObject *sock, long ints[3]);
+/* An IP or Unix socket address as socketmodule's makesockaddr makes it:
+ * (host, port), (host, port, flowinfo, scope_id), a path or an abstract
+ * name. addr must be zero-filled before the call that filled it. */
+PyObject *cio_sockaddr_object(const struct sockaddr_storage *addr,
+                              socklen_t len);
 /* obj.<name>(*args) for a name of CIO_NAMES: a new reference or NULL. */
 PyObject *cio_call_method(cio_state *st, PyObject *obj, cio_name_t name,
                           PyObject *const *args, size_t nargs);

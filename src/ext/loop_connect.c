@@ -399,29 +399,50 @@ error:
 }
 
 /* socket.socket(family=, type=, proto=) for info, non-blocking, bound to
- * local_addr if asked. */
+ * local_addr if asked. socket.socket itself is asked for SOCK_NONBLOCK in
+ * the type, which makes the socket non-blocking as it is made (the object
+ * is the same, its .type without the flag); anything standing in for it
+ * gets setblocking(False), as in stdlib. */
 static int
 open_socket(ConnectCallObject *self, PyObject *const info[5])
 {
     cio_state *st = self->loop->state;
-    PyObject *ctor, *res, *no = Py_False;
+    PyObject *ctor, *args[3] = {info[0], info[1], info[2]};
+    PyObject *nonblocking = NULL;
+    int own_class;
 
     /* Looked up per call, as base_events' socket.socket is. */
     ctor = PyObject_GetAttr(st->socket_module, CIO_NAME(st, socket));
     if (ctor == NULL) {
         return -1;
     }
-    self->sock = PyObject_Vectorcall(ctor, info, 0, st->kwnames_socket);
+    own_class = ctor == st->socket_type && PyLong_Check(info[1]);
+    if (own_class) {
+        long type = PyLong_AsLong(info[1]);
+        nonblocking = type == -1 && PyErr_Occurred()
+                          ? NULL : PyLong_FromLong(type | SOCK_NONBLOCK);
+        if (nonblocking == NULL) {
+            Py_DECREF(ctor);
+            return -1;
+        }
+        args[1] = nonblocking;
+    }
+    self->sock = PyObject_Vectorcall(ctor, args, 0, st->kwnames_socket);
     Py_DECREF(ctor);
+    Py_XDECREF(nonblocking);
     if (self->sock == NULL) {
         return -1;
     }
     self->own_sock = 1;
-    res = cio_call_method(st, self->sock, CIO_NAME_setblocking, &no, 1);
-    if (res == NULL) {
-        return -1;
+    if (!own_class) {
+        PyObject *no = Py_False;
+        PyObject *res = cio_call_method(st, self->sock, CIO_NAME_setblocking,
+                                        &no, 1);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
     }
-    Py_DECREF(res);
     return self->local_infos != NULL ? bind_local(self, info[0]) : 0;
 }
 

@@ -25,6 +25,7 @@
 #include "casyncio.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -104,16 +105,16 @@ typedef struct {
  * (cio_sock_names_init) in the order of this enum. */
 typedef enum {
     M_RECV, M_RECV_INTO, M_RECVFROM, M_RECVFROM_INTO, M_SEND, M_SENDTO,
-    M_CONNECT, M_GETSOCKOPT, M_FILENO, M_GETTIMEOUT, M_DONE, M_SET_RESULT,
-    M_SET_EXCEPTION, M_ADD_DONE_CALLBACK, M_ENSURE_RESOLVED,
+    M_CONNECT, M_CONNECT_EX, M_GETSOCKOPT, M_FILENO, M_GETTIMEOUT, M_DONE,
+    M_SET_RESULT, M_SET_EXCEPTION, M_ADD_DONE_CALLBACK, M_ENSURE_RESOLVED,
     M_RUN_IN_EXECUTOR, M_GETADDRINFO_DEBUG, M_CHECK_SENDFILE_PARAMS,
     M_SENDFILE_FALLBACK, M_COUNT
 } method_t;
 
 static const char *const method_names[M_COUNT] = {
     "recv", "recv_into", "recvfrom", "recvfrom_into", "send", "sendto",
-    "connect", "getsockopt", "fileno", "gettimeout", "done", "set_result",
-    "set_exception", "add_done_callback", "_ensure_resolved",
+    "connect", "connect_ex", "getsockopt", "fileno", "gettimeout", "done",
+    "set_result", "set_exception", "add_done_callback", "_ensure_resolved",
     "run_in_executor", "_getaddrinfo_debug", "_check_sendfile_params",
     "_sock_sendfile_fallback"};
 
@@ -216,6 +217,42 @@ send_first(SockCallObject *self)
     self->view = PyMemoryView_FromObject(self->arg);
     self->sent = n;
     return self->view == NULL ? -1 : 0;
+}
+
+/* sock_connect's first attempt on a socket.socket: connect_ex(), which
+ * reports the EINPROGRESS of nearly every non-blocking connect as a number
+ * rather than as a BlockingIOError to be made and caught. Any other error
+ * is raised as connect() raises it (errno and strerror). Returns as
+ * try_call does. */
+static int
+connect_at_once(SockCallObject *self, PyObject **result)
+{
+    PyObject *res = call_method(self, self->sock, M_CONNECT_EX, &self->arg,
+                                1);
+    long err;
+
+    if (res == NULL) {
+        return -1;
+    }
+    err = PyLong_AsLong(res);
+    Py_DECREF(res);
+    if (err == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    switch (err) {
+    case 0:
+        *result = Py_NewRef(Py_None);
+        return 1;
+    case EINPROGRESS:
+    case EAGAIN:
+    case EALREADY:
+    case EINTR:
+        return 0;  /* BlockingIOError or InterruptedError: wait */
+    default:
+        errno = (int)err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
 }
 
 /* sock_connect once the fd is writable: selector_events'
@@ -409,8 +446,16 @@ try_call(SockCallObject *self, int first, PyObject **result)
         break;
     }
     case SOCK_CONNECT:
-        res = first ? call_method(self, self->sock, M_CONNECT, args, 1)
-                    : connect_outcome(self);
+        if (!first) {
+            res = connect_outcome(self);
+        }
+        else if (Py_IS_TYPE(self->sock,
+                            (PyTypeObject *)self->loop->state->socket_type)) {
+            return connect_at_once(self, result);
+        }
+        else {
+            res = call_method(self, self->sock, M_CONNECT, args, 1);
+        }
         break;
     case SOCK_SENDFILE:
         res = sendfile_step(self, first);

@@ -2,10 +2,15 @@
  * small helpers (errno to OSError, exception juggling, argument parsing)
  * that the other files of the binding share. */
 #include "casyncio.h"
-#include "transport_write.h"
 #include "transport_socket.h"
 
 #include "cio_clock.h"
+#include "cio_socket.h"
+
+#include <arpa/inet.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/un.h>
 
 static struct PyModuleDef casyncio_module;
 
@@ -65,6 +70,57 @@ cio_socket_ints(cio_state *st, PyObject *sock, long ints[3])
         }
     }
     return 0;
+}
+
+/* host as socketmodule formats it, a str. */
+static PyObject *
+ip_text(int family, const void *addr)
+{
+    char text[INET6_ADDRSTRLEN];
+    int n;
+
+    if (family == AF_INET) {
+        n = cio_format_ipv4((const struct in_addr *)addr, text);
+    }
+    else {
+        inet_ntop(AF_INET6, addr, text, sizeof(text));
+        n = (int)strlen(text);
+    }
+    return PyUnicode_DecodeASCII(text, n, NULL);
+}
+
+PyObject *
+cio_sockaddr_object(const struct sockaddr_storage *addr, socklen_t len)
+{
+    const size_t path_at = offsetof(struct sockaddr_un, sun_path);
+    PyObject *host, *port, *result;
+
+    if (addr->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        host = ip_text(AF_INET, &in->sin_addr);
+        port = PyLong_FromLong(ntohs(in->sin_port));
+        result = host && port ? PyTuple_Pack(2, host, port) : NULL;
+        Py_XDECREF(host);
+        Py_XDECREF(port);
+        return result;
+    }
+    if (addr->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        host = ip_text(AF_INET6, &in6->sin6_addr);
+        if (host == NULL) {
+            return NULL;
+        }
+        return Py_BuildValue("(NiII)", host, ntohs(in6->sin6_port),
+                             ntohl(in6->sin6_flowinfo), in6->sin6_scope_id);
+    }
+    /* AF_UNIX: an abstract name (leading NUL) is bytes, a path is str,
+     * and an unnamed socket is ''; addr was zero-filled, so the path ends
+     * in a NUL within the storage. */
+    const char *path = ((const struct sockaddr_un *)addr)->sun_path;
+    if (len > path_at && path[0] == '\0') {
+        return PyBytes_FromStringAndSize(path, (Py_ssize_t)(len - path_at));
+    }
+    return PyUnicode_DecodeFSDefault(path);
 }
 
 void

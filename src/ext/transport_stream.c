@@ -10,6 +10,7 @@
  * to send() and queue only the rest, keeping bytes objects rather than
  * copying them, for one writev per wake-up. */
 #include "transport_socket.h"
+#include "cio_socket.h"
 
 #include <limits.h>
 #include <netinet/in.h>
@@ -836,15 +837,11 @@ transport_repr(SocketTransportObject *self)
 
 /* ---- construction and teardown ---------------------------------------- */
 
-/* stdlib's base_events._set_nodelay: TCP_NODELAY on TCP sockets. */
+/* stdlib's base_events._set_nodelay: TCP_NODELAY on TCP sockets. ints
+ * are the socket's family, type and proto. */
 static int
-set_nodelay(cio_state *st, PyObject *sock)
+set_nodelay(cio_state *st, PyObject *sock, const long ints[3])
 {
-    long ints[3];  /* family, type, proto */
-
-    if (cio_socket_ints(st, sock, ints) < 0) {
-        return -1;
-    }
     if ((ints[0] == AF_INET || ints[0] == AF_INET6) &&
         ints[1] == SOCK_STREAM && ints[2] == IPPROTO_TCP) {
         PyObject *args[3] = {PyLong_FromLong(IPPROTO_TCP),
@@ -862,20 +859,46 @@ set_nodelay(cio_state *st, PyObject *sock)
     return 0;
 }
 
-/* extra[key] = sock.<method>(), or None when the call raises OSError. */
+/* sock.getsockname() (peer 0) or sock.getpeername() (peer 1), None when
+ * that raises OSError. A socket.socket of an IP or Unix family is asked
+ * with the system call itself and its address formatted here, as
+ * socketmodule would; anything else through its method. */
+static PyObject *
+address_info(cio_state *st, PyObject *sock, int fd, const long ints[3],
+             int peer)
+{
+    PyObject *value;
+
+    if (Py_IS_TYPE(sock, (PyTypeObject *)st->socket_type) &&
+        (ints[0] == AF_INET || ints[0] == AF_INET6 || ints[0] == AF_UNIX)) {
+        struct sockaddr_storage addr;
+        socklen_t len;
+
+        if (cio_socket_name(fd, peer, &addr, &len) < 0) {
+            Py_RETURN_NONE;
+        }
+        return cio_sockaddr_object(&addr, len);
+    }
+    value = cio_call_method(st, sock,
+                            peer ? CIO_NAME_getpeername : CIO_NAME_getsockname,
+                            NULL, 0);
+    if (value == NULL && PyErr_ExceptionMatches(PyExc_OSError)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return value;
+}
+
+/* extra[key] = address_info(...). */
 static int
 set_address_info(cio_state *st, PyObject *extra, PyObject *key,
-                 PyObject *sock, cio_name_t method)
+                 PyObject *sock, int fd, const long ints[3], int peer)
 {
-    PyObject *value = cio_call_method(st, sock, method, NULL, 0);
+    PyObject *value = address_info(st, sock, fd, ints, peer);
     int rc;
 
     if (value == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_OSError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        value = Py_NewRef(Py_None);
+        return -1;
     }
     rc = PyDict_SetItem(extra, key, value);
     Py_DECREF(value);
@@ -890,6 +913,7 @@ cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
 {
     cio_state *st = loop->state;
     PyObject *trsock;
+    long ints[3];  /* family, type, proto */
     int has_peer;
 
     self->extra = extra == Py_None ? PyDict_New() : Py_NewRef(extra);
@@ -908,19 +932,18 @@ cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
         return -1;
     }
     Py_DECREF(trsock);
+    self->fd = PyObject_AsFileDescriptor(sock);
+    if (self->fd < 0 || cio_socket_ints(st, sock, ints) < 0) {
+        return -1;
+    }
     if (set_address_info(st, self->extra, CIO_NAME(st, sockname), sock,
-                         CIO_NAME_getsockname) < 0) {
+                         self->fd, ints, 0) < 0) {
         return -1;
     }
     has_peer = PyDict_Contains(self->extra, st->str_peername);
     if (has_peer < 0 ||
-        (!has_peer &&
-         set_address_info(st, self->extra, st->str_peername, sock,
-                          CIO_NAME_getpeername) < 0)) {
-        return -1;
-    }
-    self->fd = PyObject_AsFileDescriptor(sock);
-    if (self->fd < 0) {
+        (!has_peer && set_address_info(st, self->extra, st->str_peername,
+                                       sock, self->fd, ints, 1) < 0)) {
         return -1;
     }
     if (set_protocol(self, protocol) < 0) {
@@ -941,7 +964,7 @@ cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
     if (cio_loop_set_fd_transport(loop, self->fd, (PyObject *)self) < 0) {
         return -1;
     }
-    return set_nodelay(st, sock);
+    return set_nodelay(st, sock, ints);
 }
 
 /* Schedules what stdlib's __init__ schedules, in the same order:

@@ -16,7 +16,9 @@
     X(test_poller_timeout_is_not_early)            \
     X(test_poller_wake_from_thread)                \
     X(test_clock_is_monotonic)                     \
-    X(test_socket_accept_nonblocking_cloexec)
+    X(test_socket_accept_nonblocking_cloexec)      \
+    X(test_socket_format_ipv4_as_inet_ntop)        \
+    X(test_socket_name_of_both_ends)
 
 #define DECLARE(name) void name(void);
 TESTS(DECLARE)

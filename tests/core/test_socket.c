@@ -1,10 +1,12 @@
-/* Socket helpers: accepting on a loopback listener. */
+/* Socket helpers: accepting on a loopback listener, names, formatting. */
 #include "cio_test.h"
 #include "cio_socket.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <string.h>
 #include <unistd.h>
 
 void
@@ -41,6 +43,55 @@ test_socket_accept_nonblocking_cloexec(void)
 
     ASSERT_EQ(cio_socket_accept(-1, &peer, &len), -EBADF);
     close(conn);
+    close(client);
+    close(listener);
+}
+
+void
+test_socket_format_ipv4_as_inet_ntop(void)
+{
+    static const char *const samples[] = {
+        "0.0.0.0", "127.0.0.1", "255.255.255.255", "10.0.100.9",
+        "192.168.1.10", "1.22.133.4", "100.10.1.0"};
+    char ours[CIO_IPV4_TEXT_SIZE], theirs[INET_ADDRSTRLEN];
+    struct in_addr addr;
+
+    for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+        ASSERT_EQ(inet_pton(AF_INET, samples[i], &addr), 1);
+        ASSERT_EQ(cio_format_ipv4(&addr, ours), (int)strlen(samples[i]));
+        ASSERT_PTR_EQ(inet_ntop(AF_INET, &addr, theirs, sizeof(theirs)), theirs);
+        ASSERT_EQ(strcmp(ours, theirs), 0);
+    }
+    /* Every octet value, in each position. */
+    for (unsigned v = 0; v < 256; v++) {
+        addr.s_addr = htonl(v << 24 | v << 16 | v << 8 | (255 - v));
+        cio_format_ipv4(&addr, ours);
+        inet_ntop(AF_INET, &addr, theirs, sizeof(theirs));
+        ASSERT_EQ(strcmp(ours, theirs), 0);
+    }
+}
+
+void
+test_socket_name_of_both_ends(void)
+{
+    struct sockaddr_in bound = {.sin_family = AF_INET,
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_storage name;
+    socklen_t len = sizeof(bound);
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    int client = socket(AF_INET, SOCK_STREAM, 0);
+
+    ASSERT_EQ(bind(listener, (struct sockaddr *)&bound, sizeof(bound)), 0);
+    ASSERT_EQ(listen(listener, 8), 0);
+    ASSERT_EQ(getsockname(listener, (struct sockaddr *)&bound, &len), 0);
+    ASSERT_EQ(cio_socket_name(client, 1, &name, &len), -ENOTCONN);
+    ASSERT_EQ(connect(client, (struct sockaddr *)&bound, sizeof(bound)), 0);
+    ASSERT_EQ(cio_socket_name(client, 1, &name, &len), 0);
+    ASSERT_EQ(len, (socklen_t)sizeof(struct sockaddr_in));
+    ASSERT_EQ(((struct sockaddr_in *)&name)->sin_port, bound.sin_port);
+    ASSERT_EQ(cio_socket_name(listener, 0, &name, &len), 0);
+    ASSERT_EQ(((struct sockaddr_in *)&name)->sin_port, bound.sin_port);
+    ASSERT_EQ(cio_socket_name(-1, 0, &name, &len), -EBADF);
     close(client);
     close(listener);
 }
