@@ -30,7 +30,7 @@ _BORROWED = {
         "connect_read_pipe", "connect_write_pipe",
     ),
     _UNIX: (
-        "create_unix_connection", "create_unix_server",
+        "create_unix_server",
         "_sock_sendfile_native", "_sock_sendfile_native_impl",
         "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
         "_child_watcher_callback",

@@ -1073,6 +1073,94 @@ def test_create_connection_is_a_coroutine(loop):
         gc.collect()
 
 
+# ---- create_unix_connection -------------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [
+    {"path": "p", "ssl": True},
+    {"path": "p", "server_hostname": "x"},
+    {"path": "p", "ssl_handshake_timeout": 1},
+    {"path": "p", "ssl_shutdown_timeout": 1},
+    {"path": "p", "sock": "unix"},
+    {},
+    {"sock": "tcp"},
+    {"sock": "unix-datagram"},
+    {"path": "missing"},
+    {"path": "no-listener"},
+], ids=["ssl-without-hostname", "hostname-without-ssl", "handshake-timeout",
+        "shutdown-timeout", "path-and-sock", "nothing", "tcp-sock",
+        "datagram-sock", "missing-path", "refused"])
+def test_create_unix_connection_errors(loop, sockets, tmp_path, kwargs):
+    stale = tmp_path / "no-listener"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(stale))  # a socket file nobody listens on
+
+    def call(loop):
+        given = dict(kwargs)
+        kind = given.get("sock")
+        if kind is not None:
+            given["sock"] = made(sockets, *{
+                "unix": (socket.AF_UNIX,), "tcp": (),
+                "unix-datagram": (socket.AF_UNIX, socket.SOCK_DGRAM)}[kind])
+        if "path" in given:
+            given["path"] = str(tmp_path / given["path"])
+        return loop.create_unix_connection(asyncio.Protocol, **given)
+
+    got = outcome(loop, call)
+    assert got == stdlib_outcome(loop, call)
+    assert issubclass(got[0], (ValueError, OSError))
+
+
+@pytest.mark.parametrize("form", ["str", "bytes", "pathlib", "sock"])
+def test_create_unix_connection_connects(loop, tmp_path, form):
+    path = tmp_path / "server.sock"
+
+    async def main():
+        server = await loop.create_unix_server(asyncio.Protocol, str(path))
+        given = {"str": {"path": str(path)},
+                 "bytes": {"path": os.fsencode(path)},
+                 "pathlib": {"path": path},
+                 "sock": {"sock": socket.socket(socket.AF_UNIX)}}[form]
+        if form == "sock":
+            given["sock"].connect(str(path))  # blocking until handed over
+        transport, _ = await loop.create_unix_connection(asyncio.Protocol,
+                                                         **given)
+        sock = transport.get_extra_info("socket")
+        facts = (transport.get_extra_info("peername"), sock.gettimeout(),
+                 os.get_blocking(sock.fileno()))
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return facts
+
+    assert loop.run_until_complete(main()) == (str(path), 0.0, False)
+
+
+def test_create_unix_connection_abstract_name(loop):
+    name = f"\0casyncio-test-{os.getpid()}"
+
+    async def main():
+        server = await loop.create_unix_server(asyncio.Protocol, name)
+        transport, _ = await loop.create_unix_connection(asyncio.Protocol,
+                                                         name)
+        peer = transport.get_extra_info("peername")
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return peer
+
+    assert loop.run_until_complete(main()) == name.encode()
+
+
+def test_create_unix_connection_failure_closes_its_socket(loop, tmp_path):
+    fds = open_fds()
+    with warnings_as_errors():
+        with pytest.raises(FileNotFoundError):
+            loop.run_until_complete(loop.create_unix_connection(
+                asyncio.Protocol, str(tmp_path / "missing")))
+        gc.collect()
+    assert open_fds() == fds
+
+
 # ---- sock_* and sendfile ----------------------------------------------------
 
 def test_sock_methods_round_trip(loop):

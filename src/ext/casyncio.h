@@ -108,8 +108,8 @@ typedef struct {
     PyObject *str_datagram_received;
 
     PyObject *names[CIO_NAME_COUNT];  /* see CIO_NAMES */
-    PyObject *af_inet, *af_inet6;     /* socket's constants, for */
-    PyObject *sock_stream;            /* _ipaddr_info's tuples */
+    PyObject *af_inet, *af_inet6;     /* socket's constants, as stdlib */
+    PyObject *af_unix, *sock_stream;  /* passes them (loop_connect.c) */
     PyObject *ipproto_tcp;
     PyObject *kwnames_loop;           /* ("loop",) */
     PyObject *kwnames_socket;         /* ("family", "type", "proto") */
@@ -376,7 +376,8 @@ PyObject *cio_numeric_sockaddr(PyObject *address, const long ints[3],
  * 0, or -1 with TypeError. */
 int cio_check_not_ssl_socket(cio_state *st, PyObject *sock);
 
-/* loop_connect.c: create_connection, _create_connection_transport */
+/* loop_connect.c: create_connection, create_unix_connection,
+ * _create_connection_transport */
 extern PyType_Spec cio_connect_call_spec;
 extern PyMethodDef cio_loop_connect_methods[];
 

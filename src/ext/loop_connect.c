@@ -1,6 +1,7 @@
-/* The loop's create_connection and _create_connection_transport:
- * base_events' coroutines of those names, written in C (a ConnectCall is
- * the coroutine either returns).
+/* The loop's create_connection, create_unix_connection and
+ * _create_connection_transport: base_events' and unix_events' coroutines
+ * of those names, written in C (a ConnectCall is the coroutine each
+ * returns).
  *
  * create_connection resolves host and port -- a numeric address at once,
  * a name through the loop's _ensure_resolved, as stdlib -- and tries the
@@ -12,6 +13,9 @@
  * is done. When none connects, the errors are raised as stdlib combines
  * them. The loop's methods are looked up by name, so a subclass's or a
  * patch's are used, as in stdlib.
+ *
+ * create_unix_connection makes one attempt, on a Unix socket connected to
+ * path, and lets its error through.
  *
  * happy_eyeballs_delay and interleave go to stdlib's create_connection,
  * whose staggered_race runs the attempts as parallel Tasks. */
@@ -28,11 +32,24 @@ typedef enum {
     STEP_DONE,
 } connect_step_t;
 
+typedef enum {
+    CONNECT_TCP,        /* create_connection */
+    CONNECT_UNIX,       /* create_unix_connection */
+    CONNECT_TRANSPORT,  /* _create_connection_transport */
+} connect_kind_t;
+
+static const char *const qualnames[] = {
+    [CONNECT_TCP] = "Loop.create_connection",
+    [CONNECT_UNIX] = "Loop.create_unix_connection",
+    [CONNECT_TRANSPORT] = "Loop._create_connection_transport",
+};
+
 typedef struct {
     PyObject_HEAD
     LoopObject *loop;
     PyObject *factory;
-    PyObject *host, *port;        /* as given */
+    PyObject *host, *port;        /* as given; host is create_unix_
+                                     connection's path */
     PyObject *ssl;                /* as given */
     PyObject *server_hostname;
     PyObject *family, *proto, *flags;
@@ -47,16 +64,16 @@ typedef struct {
     PyObject *awaiting;           /* the iterator being awaited */
     Py_ssize_t next_info;         /* index in infos of the next attempt */
     char all_errors;
-    char own_sock;                /* made here, hence non-blocking already */
-    char transport_only;          /* _create_connection_transport */
+    char own_sock;                /* non-blocking already (made here or
+                                     set so) */
+    connect_kind_t kind;
     connect_step_t step;
 } ConnectCallObject;
 
 static const char *
 qualname(ConnectCallObject *self)
 {
-    return self->transport_only ? "Loop._create_connection_transport"
-                                : "Loop.create_connection";
+    return qualnames[self->kind];
 }
 
 static PySendResult advance(ConnectCallObject *self, PySendResult rc,
@@ -85,6 +102,22 @@ await_then(ConnectCallObject *self, PyObject *awaitable, connect_step_t step,
     }
     Py_CLEAR(self->awaiting);
     return advance(self, rc, *result, result);
+}
+
+/* sock.setblocking(False); the socket counts as non-blocking after. */
+static int
+set_nonblocking(ConnectCallObject *self)
+{
+    PyObject *no = Py_False;
+    PyObject *res = cio_call_method(self->loop->state, self->sock,
+                                    CIO_NAME_setblocking, &no, 1);
+
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    self->own_sock = 1;
+    return 0;
 }
 
 /* ---- the transport: _create_connection_transport ------------------------ */
@@ -117,19 +150,11 @@ static PySendResult
 make_transport(ConnectCallObject *self, PyObject **result)
 {
     cio_state *st = self->loop->state;
-    PyObject *loop = (PyObject *)self->loop, *waiter, *res;
+    PyObject *loop = (PyObject *)self->loop, *waiter;
     int ssl = PyObject_IsTrue(self->ssl);
 
-    if (ssl < 0) {
+    if (ssl < 0 || (!self->own_sock && set_nonblocking(self) < 0)) {
         return PYGEN_ERROR;
-    }
-    if (!self->own_sock) {
-        PyObject *arg = Py_False;
-        res = cio_call_method(st, self->sock, CIO_NAME_setblocking, &arg, 1);
-        if (res == NULL) {
-            return PYGEN_ERROR;
-        }
-        Py_DECREF(res);
     }
     self->protocol = PyObject_CallNoArgs(self->factory);
     if (self->protocol == NULL) {
@@ -179,7 +204,7 @@ transport_failed(ConnectCallObject *self)
 static PySendResult
 connected(ConnectCallObject *self, PyObject **result)
 {
-    if (self->loop->debug && !self->transport_only) {
+    if (self->loop->debug && self->kind == CONNECT_TCP) {
         /* The transport's socket: a TLS transport's differs from sock. */
         cio_state *st = self->loop->state;
         PyObject *key = CIO_NAME(st, socket);
@@ -398,83 +423,105 @@ error:
     return -1;
 }
 
-/* socket.socket(family=, type=, proto=) for info, non-blocking, bound to
- * local_addr if asked. socket.socket itself is asked for SOCK_NONBLOCK in
- * the type, which makes the socket non-blocking as it is made (the object
- * is the same, its .type without the flag); anything standing in for it
- * gets setblocking(False), as in stdlib. */
+/* self->sock = socket.socket(family, type, proto), non-blocking; the
+ * arguments are passed by keyword when kwnames is given, as
+ * create_connection does, else by position, as create_unix_connection
+ * does. socket.socket itself is asked for SOCK_NONBLOCK in the type,
+ * which makes the socket non-blocking as it is made (the object is the
+ * same, its .type without the flag); anything standing in for it gets
+ * setblocking(False), as in stdlib. */
 static int
-open_socket(ConnectCallObject *self, PyObject *const info[5])
+new_socket(ConnectCallObject *self, PyObject *family, PyObject *type,
+           PyObject *proto, PyObject *kwnames)
 {
     cio_state *st = self->loop->state;
-    PyObject *ctor, *args[3] = {info[0], info[1], info[2]};
+    PyObject *ctor, *args[3] = {family, type, proto};
     PyObject *nonblocking = NULL;
     int own_class;
 
-    /* Looked up per call, as base_events' socket.socket is. */
+    /* Looked up per call, as stdlib's socket.socket is. */
     ctor = PyObject_GetAttr(st->socket_module, CIO_NAME(st, socket));
     if (ctor == NULL) {
         return -1;
     }
-    own_class = ctor == st->socket_type && PyLong_Check(info[1]);
+    own_class = ctor == st->socket_type && PyLong_Check(type);
     if (own_class) {
-        long type = PyLong_AsLong(info[1]);
-        nonblocking = type == -1 && PyErr_Occurred()
-                          ? NULL : PyLong_FromLong(type | SOCK_NONBLOCK);
+        long flags = PyLong_AsLong(type);
+        nonblocking = flags == -1 && PyErr_Occurred()
+                          ? NULL : PyLong_FromLong(flags | SOCK_NONBLOCK);
         if (nonblocking == NULL) {
             Py_DECREF(ctor);
             return -1;
         }
         args[1] = nonblocking;
     }
-    self->sock = PyObject_Vectorcall(ctor, args, 0, st->kwnames_socket);
+    self->sock = PyObject_Vectorcall(ctor, args, kwnames ? 0 : 3, kwnames);
     Py_DECREF(ctor);
     Py_XDECREF(nonblocking);
     if (self->sock == NULL) {
         return -1;
     }
     self->own_sock = 1;
-    if (!own_class) {
-        PyObject *no = Py_False;
-        PyObject *res = cio_call_method(st, self->sock, CIO_NAME_setblocking,
-                                        &no, 1);
-        if (res == NULL) {
-            return -1;
-        }
-        Py_DECREF(res);
+    return own_class ? 0 : set_nonblocking(self);
+}
+
+/* The socket for one of create_connection's addresses, bound to
+ * local_addr if asked. */
+static int
+open_socket(ConnectCallObject *self, PyObject *const info[5])
+{
+    if (new_socket(self, info[0], info[1], info[2],
+                   self->loop->state->kwnames_socket) < 0) {
+        return -1;
     }
     return self->local_infos != NULL ? bind_local(self, info[0]) : 0;
 }
 
-/* The attempt failed with the exception being raised; its socket is
- * closed. 0 to try the next address (an OSError, noted), -1 when the
- * exception ends the call. */
+/* Closes the attempt's socket, the exception being raised kept: what
+ * stdlib's `except: sock.close(); raise` does. */
+static int
+close_attempt_socket(ConnectCallObject *self)
+{
+    PyObject *exc = cio_fetch_exception(), *res;
+
+    res = cio_call_method(self->loop->state, self->sock, CIO_NAME_close,
+                          NULL, 0);
+    Py_CLEAR(self->sock);
+    self->own_sock = 0;
+    if (res == NULL) {
+        PyObject *close_exc = cio_fetch_exception();
+        PyException_SetContext(close_exc, exc);  /* steals exc */
+        cio_restore_exception(close_exc);
+        return -1;
+    }
+    Py_DECREF(res);
+    cio_restore_exception(exc);
+    return 0;
+}
+
+/* One of create_connection's attempts failed with the exception being
+ * raised, and its socket (if made) is closed. 0 to try the next address
+ * (an OSError, noted), -1 when the exception ends the call. */
 static int
 attempt_failed(ConnectCallObject *self)
 {
-    PyObject *exc = cio_fetch_exception(), *res;
-    int next = PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_OSError);
+    int next = PyErr_ExceptionMatches(PyExc_OSError);
 
-    if (next && PyList_Append(self->errors, exc) < 0) {
-        Py_DECREF(exc);
-        return -1;
-    }
-    if (self->sock != NULL) {
-        res = cio_call_method(self->loop->state, self->sock, CIO_NAME_close,
-                              NULL, 0);
-        Py_CLEAR(self->sock);
-        self->own_sock = 0;
-        if (res == NULL) {
-            Py_DECREF(exc);
+    if (next) {
+        PyObject *exc = cio_fetch_exception();
+        int rc = PyList_Append(self->errors, exc);
+        cio_restore_exception(exc);
+        if (rc < 0) {
             return -1;
         }
-        Py_DECREF(res);
+    }
+    if (self->sock != NULL && close_attempt_socket(self) < 0) {
+        return -1;
     }
     if (next) {
-        Py_DECREF(exc);
+        PyErr_Clear();
         return 0;
     }
-    cio_restore_exception(exc);
     return -1;
 }
 
@@ -615,6 +662,10 @@ advance(ConnectCallObject *self, PySendResult rc, PyObject *value,
         if (rc == PYGEN_RETURN) {
             return make_transport(self, result);
         }
+        if (self->kind == CONNECT_UNIX) {
+            close_attempt_socket(self);
+            return PYGEN_ERROR;
+        }
         return attempt_failed(self) < 0 ? PYGEN_ERROR
                                         : try_next(self, result);
     case STEP_WAITING:
@@ -625,26 +676,53 @@ advance(ConnectCallObject *self, PySendResult rc, PyObject *value,
     }
 }
 
+/* ValueError for a TLS option given without ssl, as both stdlib
+ * coroutines check them (in this order). */
+static int
+refuse_tls_options(ConnectCallObject *self)
+{
+    const char *option = self->server_hostname != Py_None ? "server_hostname"
+                         : self->handshake_timeout != Py_None
+                             ? "ssl_handshake_timeout"
+                         : self->shutdown_timeout != Py_None
+                             ? "ssl_shutdown_timeout"
+                             : NULL;
+
+    if (option != NULL) {
+        PyErr_Format(PyExc_ValueError, "%s is only meaningful with ssl",
+                     option);
+        return -1;
+    }
+    return 0;
+}
+
+/* sock.<attribute> != value, as Python compares them. */
+static int
+differs(PyObject *sock, const char *attribute, long value)
+{
+    PyObject *actual = PyObject_GetAttrString(sock, attribute);
+    PyObject *expected = PyLong_FromLong(value);
+    int rc = actual && expected
+                 ? PyObject_RichCompareBool(actual, expected, Py_NE)
+                 : -1;
+
+    Py_XDECREF(actual);
+    Py_XDECREF(expected);
+    return rc;
+}
+
 /* create_connection's checks, in stdlib's order, then the first step. */
 static PySendResult
-start(ConnectCallObject *self, PyObject **result)
+start_tcp(ConnectCallObject *self, PyObject **result)
 {
-    PyObject *address, *type;
-    int ssl, differs;
+    PyObject *address;
+    int ssl = PyObject_IsTrue(self->ssl), wrong_type;
+    PySendResult rc;
 
-    if (self->transport_only) {
-        return make_transport(self, result);
-    }
-    ssl = PyObject_IsTrue(self->ssl);
-    if (ssl < 0) {
+    if (ssl < 0 || (!ssl && refuse_tls_options(self) < 0)) {
         return PYGEN_ERROR;
     }
-    if (self->server_hostname != Py_None && !ssl) {
-        PyErr_SetString(PyExc_ValueError,
-                        "server_hostname is only meaningful with ssl");
-        return PYGEN_ERROR;
-    }
-    if (self->server_hostname == Py_None && ssl) {
+    if (ssl && self->server_hostname == Py_None) {
         int has_host = PyObject_IsTrue(self->host);
         if (has_host <= 0) {
             if (has_host == 0) {
@@ -655,16 +733,6 @@ start(ConnectCallObject *self, PyObject **result)
             return PYGEN_ERROR;
         }
         Py_SETREF(self->server_hostname, Py_NewRef(self->host));
-    }
-    if (self->handshake_timeout != Py_None && !ssl) {
-        PyErr_SetString(PyExc_ValueError,
-                        "ssl_handshake_timeout is only meaningful with ssl");
-        return PYGEN_ERROR;
-    }
-    if (self->shutdown_timeout != Py_None && !ssl) {
-        PyErr_SetString(PyExc_ValueError,
-                        "ssl_shutdown_timeout is only meaningful with ssl");
-        return PYGEN_ERROR;
     }
     if (self->sock != Py_None &&
         cio_check_not_ssl_socket(self->loop->state, self->sock) < 0) {
@@ -677,43 +745,135 @@ start(ConnectCallObject *self, PyObject **result)
             return PYGEN_ERROR;
         }
         Py_CLEAR(self->sock);
-        address = PyTuple_Pack(2, self->host, self->port);
+        self->errors = PyList_New(0);
+        address = self->errors ? PyTuple_Pack(2, self->host, self->port)
+                               : NULL;
         if (address == NULL) {
             return PYGEN_ERROR;
         }
-        self->errors = PyList_New(0);
-        if (self->errors == NULL) {
-            Py_DECREF(address);
-            return PYGEN_ERROR;
-        }
-        {
-            PySendResult rc = resolve(self, address, STEP_RESOLVING, result);
-            Py_DECREF(address);
-            return rc;
-        }
+        rc = resolve(self, address, STEP_RESOLVING, result);
+        Py_DECREF(address);
+        return rc;
     }
     if (self->sock == Py_None) {
         PyErr_SetString(PyExc_ValueError, "host and port was not specified "
                                           "and no sock specified");
         return PYGEN_ERROR;
     }
-    type = PyObject_GetAttrString(self->sock, "type");
-    {
-        PyObject *stream = PyLong_FromLong(SOCK_STREAM);
-        differs = type && stream
-                      ? PyObject_RichCompareBool(type, stream, Py_NE)
-                      : -1;
-        Py_XDECREF(stream);
-    }
-    Py_XDECREF(type);
-    if (differs != 0) {
-        if (differs > 0) {
+    wrong_type = differs(self->sock, "type", SOCK_STREAM);
+    if (wrong_type != 0) {
+        if (wrong_type > 0) {
             PyErr_Format(PyExc_ValueError,
                          "A Stream Socket was expected, got %R", self->sock);
         }
         return PYGEN_ERROR;
     }
     return make_transport(self, result);
+}
+
+/* Whether `assert` statements run (python -O turns them off). */
+static int
+assertions_enabled(cio_state *st)
+{
+    PyObject *flags = PyObject_GetAttrString(st->sys_module, "flags");
+    PyObject *optimize = flags ? PyObject_GetAttrString(flags, "optimize")
+                               : NULL;
+    int off = optimize ? PyObject_IsTrue(optimize) : -1;
+
+    Py_XDECREF(flags);
+    Py_XDECREF(optimize);
+    return off < 0 ? -1 : !off;
+}
+
+/* create_unix_connection's checks, in stdlib's order, then the connect
+ * to path or the transport over sock. */
+static PySendResult
+start_unix(ConnectCallObject *self, PyObject **result)
+{
+    cio_state *st = self->loop->state;
+    PyObject *path, *zero, *connect, *args[2];
+    int ssl, wrong, made;
+
+    if (self->server_hostname != Py_None &&
+        !PyUnicode_Check(self->server_hostname)) {
+        int enabled = assertions_enabled(st);
+        if (enabled != 0) {
+            if (enabled > 0) {
+                PyErr_SetNone(PyExc_AssertionError);
+            }
+            return PYGEN_ERROR;
+        }
+    }
+    ssl = PyObject_IsTrue(self->ssl);
+    if (ssl < 0 || (!ssl && refuse_tls_options(self) < 0)) {
+        return PYGEN_ERROR;
+    }
+    if (ssl && self->server_hostname == Py_None) {
+        PyErr_SetString(PyExc_ValueError,
+                        "you have to pass server_hostname when using ssl");
+        return PYGEN_ERROR;
+    }
+    if (self->host == Py_None) {
+        if (self->sock == Py_None) {
+            PyErr_SetString(PyExc_ValueError,
+                            "no path and sock were specified");
+            return PYGEN_ERROR;
+        }
+        wrong = differs(self->sock, "family", AF_UNIX);
+        if (wrong == 0) {
+            wrong = differs(self->sock, "type", SOCK_STREAM);
+        }
+        if (wrong != 0) {
+            if (wrong > 0) {
+                PyErr_Format(PyExc_ValueError, "A UNIX Domain Stream Socket "
+                             "was expected, got %R", self->sock);
+            }
+            return PYGEN_ERROR;
+        }
+        if (set_nonblocking(self) < 0) {
+            return PYGEN_ERROR;
+        }
+        return make_transport(self, result);
+    }
+    if (self->sock != Py_None) {
+        PyErr_SetString(PyExc_ValueError,
+                        "path and sock can not be specified at the same time");
+        return PYGEN_ERROR;
+    }
+    Py_CLEAR(self->sock);
+    path = PyOS_FSPath(self->host);
+    if (path == NULL) {
+        return PYGEN_ERROR;
+    }
+    Py_SETREF(self->host, path);
+    zero = PyLong_FromLong(0);
+    made = zero ? new_socket(self, st->af_unix, st->sock_stream, zero, NULL)
+                : -1;
+    Py_XDECREF(zero);
+    if (made < 0) {
+        if (self->sock != NULL) {
+            close_attempt_socket(self);
+        }
+        return PYGEN_ERROR;
+    }
+    args[0] = self->sock;
+    args[1] = path;
+    connect = cio_call_method(st, (PyObject *)self->loop,
+                              CIO_NAME_sock_connect, args, 2);
+    return await_then(self, connect, STEP_CONNECTING, result);
+}
+
+static PySendResult
+start(ConnectCallObject *self, PyObject **result)
+{
+    switch (self->kind) {
+    case CONNECT_TCP:
+        return start_tcp(self, result);
+    case CONNECT_UNIX:
+        return start_unix(self, result);
+    default:
+        return make_transport(self, result);
+    }
 }
 
 /* ---- the coroutine protocol --------------------------------------------- */
@@ -979,7 +1139,7 @@ PyType_Spec cio_connect_call_spec = {
 /* ---- the loop methods --------------------------------------------------- */
 
 static ConnectCallObject *
-connect_call_new(LoopObject *loop, PyObject *factory)
+connect_call_new(LoopObject *loop, connect_kind_t kind, PyObject *factory)
 {
     ConnectCallObject *self = PyObject_GC_New(
         ConnectCallObject, loop->state->connect_call_type);
@@ -995,7 +1155,7 @@ connect_call_new(LoopObject *loop, PyObject *factory)
     self->next_info = 0;
     self->all_errors = 0;
     self->own_sock = 0;
-    self->transport_only = 0;
+    self->kind = kind;
     self->step = STEP_CREATED;
     PyObject_GC_Track(self);
     return self;
@@ -1060,7 +1220,7 @@ loop_create_connection(LoopObject *self, PyObject *args, PyObject *kwargs)
         Py_DECREF(full);
         return coro;
     }
-    call = connect_call_new(self, factory);
+    call = connect_call_new(self, CONNECT_TCP, factory);
     zero = call ? PyLong_FromLong(0) : NULL;
     if (zero == NULL) {
         Py_XDECREF(call);
@@ -1091,6 +1251,41 @@ loop_create_connection(LoopObject *self, PyObject *args, PyObject *kwargs)
     return (PyObject *)call;
 }
 
+/* create_unix_connection(protocol_factory, path=None, *, ssl=None,
+ *     sock=None, server_hostname=None, ssl_handshake_timeout=None,
+ *     ssl_shutdown_timeout=None) */
+static PyObject *
+loop_create_unix_connection(LoopObject *self, PyObject *args,
+                            PyObject *kwargs)
+{
+    static char *kwlist[] = {
+        "protocol_factory", "path", "ssl", "sock", "server_hostname",
+        "ssl_handshake_timeout", "ssl_shutdown_timeout", NULL};
+    PyObject *factory, *path = Py_None, *ssl = Py_None, *sock = Py_None;
+    PyObject *server_hostname = Py_None, *handshake_timeout = Py_None;
+    PyObject *shutdown_timeout = Py_None;
+    ConnectCallObject *call;
+
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "O|O$OOOOO:create_unix_connection", kwlist,
+            &factory, &path, &ssl, &sock, &server_hostname,
+            &handshake_timeout, &shutdown_timeout)) {
+        return NULL;
+    }
+    call = connect_call_new(self, CONNECT_UNIX, factory);
+    if (call == NULL) {
+        return NULL;
+    }
+    call->host = Py_NewRef(path);
+    call->ssl = Py_NewRef(ssl);
+    call->sock = Py_NewRef(sock);
+    call->server_hostname = Py_NewRef(server_hostname);
+    call->server_side = Py_NewRef(Py_False);
+    call->handshake_timeout = Py_NewRef(handshake_timeout);
+    call->shutdown_timeout = Py_NewRef(shutdown_timeout);
+    return (PyObject *)call;
+}
+
 /* _create_connection_transport(sock, protocol_factory, ssl,
  *     server_hostname, server_side=False, ssl_handshake_timeout=None,
  *     ssl_shutdown_timeout=None) */
@@ -1112,11 +1307,10 @@ loop_create_connection_transport(LoopObject *self, PyObject *args,
             &handshake_timeout, &shutdown_timeout)) {
         return NULL;
     }
-    call = connect_call_new(self, factory);
+    call = connect_call_new(self, CONNECT_TRANSPORT, factory);
     if (call == NULL) {
         return NULL;
     }
-    call->transport_only = 1;
     call->sock = Py_NewRef(sock);
     call->ssl = Py_NewRef(ssl);
     call->server_hostname = Py_NewRef(server_hostname);
@@ -1135,6 +1329,13 @@ PyMethodDef cio_loop_connect_methods[] = {
      "ssl_shutdown_timeout=None, happy_eyeballs_delay=None, "
      "interleave=None, all_errors=False)\n--\n\n"
      "Coroutine: connect to a TCP server; return (transport, protocol)."},
+    {"create_unix_connection",
+     (PyCFunction)(void (*)(void))loop_create_unix_connection,
+     METH_VARARGS | METH_KEYWORDS,
+     "create_unix_connection($self, protocol_factory, path=None, *, "
+     "ssl=None, sock=None, server_hostname=None, "
+     "ssl_handshake_timeout=None, ssl_shutdown_timeout=None)\n--\n\n"
+     "Coroutine: connect to a Unix socket; return (transport, protocol)."},
     {"_create_connection_transport",
      (PyCFunction)(void (*)(void))loop_create_connection_transport,
      METH_VARARGS | METH_KEYWORDS,

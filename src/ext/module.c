@@ -398,6 +398,7 @@ state_import(cio_state *st)
     }
     IMPORT(af_inet, "socket", "AF_INET");
     IMPORT(af_inet6, "socket", "AF_INET6");
+    IMPORT(af_unix, "socket", "AF_UNIX");
     IMPORT(sock_stream, "socket", "SOCK_STREAM");
     IMPORT(ipproto_tcp, "socket", "IPPROTO_TCP");
     st->str_data_received = PyUnicode_InternFromString("data_received");
@@ -557,8 +558,8 @@ casyncio_exec(PyObject *module)
     X(ssl_again_errors) X(tls_states) X(tls_names) X(str_ssl_fatal_error)   \
     X(str_ssl_closed) X(os_module) X(sendfile_not_available)                 \
     X(unsupported_operation) X(connect_call_type)                          \
-    X(stdlib_create_connection) X(af_inet) X(af_inet6) X(sock_stream)     \
-    X(ipproto_tcp)
+    X(stdlib_create_connection) X(af_inet) X(af_inet6) X(af_unix)     \
+    X(sock_stream) X(ipproto_tcp)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)
