@@ -22,7 +22,7 @@ _BORROWED = {
     _BASE: (
         "_getaddrinfo_debug",
         "_ensure_resolved", "_connect_sock", "create_server",
-        "_create_server_getaddrinfo", "connect_accepted_socket",
+        "_create_server_getaddrinfo",
         "start_tls", "sendfile", "_sendfile_fallback",
         "_sock_sendfile_fallback", "_check_sendfile_params",
         "create_datagram_endpoint",

@@ -1161,6 +1161,65 @@ def test_create_unix_connection_failure_closes_its_socket(loop, tmp_path):
     assert open_fds() == fds
 
 
+# ---- connect_accepted_socket ------------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [
+    {"sock": "udp"},
+    {"sock": None},
+    {"sock": "tcp", "ssl_handshake_timeout": 1},
+    {"sock": "tcp", "ssl_shutdown_timeout": 1},
+    {"sock": "ssl"},
+], ids=["datagram-sock", "no-sock", "handshake-timeout", "shutdown-timeout",
+        "ssl-socket"])
+def test_connect_accepted_socket_errors(loop, sockets, kwargs):
+    def call(loop):
+        given = dict(kwargs)
+        given["sock"] = {"udp": lambda: made(sockets, type=socket.SOCK_DGRAM),
+                         "tcp": lambda: made(sockets),
+                         "ssl": lambda: ssl_socket(sockets),
+                         None: lambda: None}[given["sock"]]()
+        return loop.connect_accepted_socket(asyncio.Protocol, **given)
+
+    got = outcome(loop, call)
+    assert got == stdlib_outcome(loop, call)
+    assert issubclass(got[0], (ValueError, TypeError, AttributeError))
+
+
+def test_connect_accepted_socket_serves_the_connection(loop, caplog):
+    """The accepted end becomes a non-blocking transport whose protocol
+    hears the peer; debug mode logs it as stdlib does."""
+    async def main():
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            client = socket.create_connection(listener.getsockname())
+            accepted, _ = listener.accept()
+        protocol = RecordingProtocol(loop)
+        transport, got = await loop.connect_accepted_socket(
+            lambda: protocol, sock=accepted)
+        blocking = os.get_blocking(accepted.fileno())
+        client.sendall(b"hello")
+        client.close()
+        await protocol.lost
+        return (got is protocol, protocol.events, bytes(protocol.data),
+                transport.is_closing(), blocking)
+
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        facts = loop.run_until_complete(main())
+    assert facts == (True, ["made", "data", "eof", "lost"], b"hello", True,
+                     False)
+    logged = [r.getMessage() for r in caplog.records
+              if " handled: (" in r.getMessage()]
+    assert len(logged) == (1 if loop.get_debug() else 0)
+
+
+def test_connect_accepted_socket_is_a_coroutine(loop, sockets):
+    coro = loop.connect_accepted_socket(asyncio.Protocol, made(sockets))
+    assert asyncio.iscoroutine(coro)
+    with pytest.warns(RuntimeWarning,
+                      match="coroutine '.*connect_accepted_socket' was never"):
+        del coro
+        gc.collect()
+
+
 # ---- sock_* and sendfile ----------------------------------------------------
 
 def test_sock_methods_round_trip(loop):

@@ -1,7 +1,7 @@
-/* The loop's create_connection, create_unix_connection and
- * _create_connection_transport: base_events' and unix_events' coroutines
- * of those names, written in C (a ConnectCall is the coroutine each
- * returns).
+/* The loop's create_connection, create_unix_connection,
+ * connect_accepted_socket and _create_connection_transport: base_events'
+ * and unix_events' coroutines of those names, written in C (a ConnectCall
+ * is the coroutine each returns).
  *
  * create_connection resolves host and port -- a numeric address at once,
  * a name through the loop's _ensure_resolved, as stdlib -- and tries the
@@ -15,7 +15,8 @@
  * patch's are used, as in stdlib.
  *
  * create_unix_connection makes one attempt, on a Unix socket connected to
- * path, and lets its error through.
+ * path, and lets its error through. connect_accepted_socket checks its
+ * arguments and makes the server side's transport.
  *
  * happy_eyeballs_delay and interleave go to stdlib's create_connection,
  * whose staggered_race runs the attempts as parallel Tasks. */
@@ -35,12 +36,14 @@ typedef enum {
 typedef enum {
     CONNECT_TCP,        /* create_connection */
     CONNECT_UNIX,       /* create_unix_connection */
+    CONNECT_ACCEPTED,   /* connect_accepted_socket */
     CONNECT_TRANSPORT,  /* _create_connection_transport */
 } connect_kind_t;
 
 static const char *const qualnames[] = {
     [CONNECT_TCP] = "Loop.create_connection",
     [CONNECT_UNIX] = "Loop.create_unix_connection",
+    [CONNECT_ACCEPTED] = "Loop.connect_accepted_socket",
     [CONNECT_TRANSPORT] = "Loop._create_connection_transport",
 };
 
@@ -204,16 +207,24 @@ transport_failed(ConnectCallObject *self)
 static PySendResult
 connected(ConnectCallObject *self, PyObject **result)
 {
-    if (self->loop->debug && self->kind == CONNECT_TCP) {
+    if (self->loop->debug &&
+        (self->kind == CONNECT_TCP || self->kind == CONNECT_ACCEPTED)) {
         /* The transport's socket: a TLS transport's differs from sock. */
         cio_state *st = self->loop->state;
         PyObject *key = CIO_NAME(st, socket);
         PyObject *sock = cio_call_method(st, self->transport,
                                          CIO_NAME_get_extra_info, &key, 1);
-        PyObject *res = sock == NULL ? NULL : PyObject_CallMethod(
-            self->loop->state->logger, "debug", "sOOOOO",
-            "%r connected to %s:%r: (%r, %r)", sock, self->host, self->port,
-            self->transport, self->protocol);
+        PyObject *res = sock == NULL ? NULL
+                        : self->kind == CONNECT_TCP
+                            ? PyObject_CallMethod(
+                                  st->logger, "debug", "sOOOOO",
+                                  "%r connected to %s:%r: (%r, %r)", sock,
+                                  self->host, self->port, self->transport,
+                                  self->protocol)
+                            : PyObject_CallMethod(
+                                  st->logger, "debug", "sOOO",
+                                  "%r handled: (%r, %r)", sock,
+                                  self->transport, self->protocol);
         Py_XDECREF(sock);
         if (res == NULL) {
             return PYGEN_ERROR;
@@ -863,6 +874,40 @@ start_unix(ConnectCallObject *self, PyObject **result)
     return await_then(self, connect, STEP_CONNECTING, result);
 }
 
+/* connect_accepted_socket's checks, in stdlib's order, then the
+ * transport. */
+static PySendResult
+start_accepted(ConnectCallObject *self, PyObject **result)
+{
+    int ssl, wrong = differs(self->sock, "type", SOCK_STREAM);
+
+    if (wrong != 0) {
+        if (wrong > 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "A Stream Socket was expected, got %R", self->sock);
+        }
+        return PYGEN_ERROR;
+    }
+    ssl = PyObject_IsTrue(self->ssl);
+    if (ssl < 0) {
+        return PYGEN_ERROR;
+    }
+    /* server_hostname is still None here, so only the timeouts count. */
+    if (!ssl && refuse_tls_options(self) < 0) {
+        return PYGEN_ERROR;
+    }
+    if (self->sock != Py_None &&
+        cio_check_not_ssl_socket(self->loop->state, self->sock) < 0) {
+        return PYGEN_ERROR;
+    }
+    /* What stdlib passes _create_connection_transport as the name. */
+    Py_SETREF(self->server_hostname, PyUnicode_New(0, 0));
+    if (self->server_hostname == NULL) {
+        return PYGEN_ERROR;
+    }
+    return make_transport(self, result);
+}
+
 static PySendResult
 start(ConnectCallObject *self, PyObject **result)
 {
@@ -871,6 +916,8 @@ start(ConnectCallObject *self, PyObject **result)
         return start_tcp(self, result);
     case CONNECT_UNIX:
         return start_unix(self, result);
+    case CONNECT_ACCEPTED:
+        return start_accepted(self, result);
     default:
         return make_transport(self, result);
     }
@@ -1286,6 +1333,37 @@ loop_create_unix_connection(LoopObject *self, PyObject *args,
     return (PyObject *)call;
 }
 
+/* connect_accepted_socket(protocol_factory, sock, *, ssl=None,
+ *     ssl_handshake_timeout=None, ssl_shutdown_timeout=None) */
+static PyObject *
+loop_connect_accepted_socket(LoopObject *self, PyObject *args,
+                             PyObject *kwargs)
+{
+    static char *kwlist[] = {"protocol_factory", "sock", "ssl",
+                             "ssl_handshake_timeout", "ssl_shutdown_timeout",
+                             NULL};
+    PyObject *factory, *sock, *ssl = Py_None;
+    PyObject *handshake_timeout = Py_None, *shutdown_timeout = Py_None;
+    ConnectCallObject *call;
+
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "OO|$OOO:connect_accepted_socket", kwlist,
+            &factory, &sock, &ssl, &handshake_timeout, &shutdown_timeout)) {
+        return NULL;
+    }
+    call = connect_call_new(self, CONNECT_ACCEPTED, factory);
+    if (call == NULL) {
+        return NULL;
+    }
+    call->sock = Py_NewRef(sock);
+    call->ssl = Py_NewRef(ssl);
+    call->server_hostname = Py_NewRef(Py_None);
+    call->server_side = Py_NewRef(Py_True);
+    call->handshake_timeout = Py_NewRef(handshake_timeout);
+    call->shutdown_timeout = Py_NewRef(shutdown_timeout);
+    return (PyObject *)call;
+}
+
 /* _create_connection_transport(sock, protocol_factory, ssl,
  *     server_hostname, server_side=False, ssl_handshake_timeout=None,
  *     ssl_shutdown_timeout=None) */
@@ -1336,6 +1414,13 @@ PyMethodDef cio_loop_connect_methods[] = {
      "ssl=None, sock=None, server_hostname=None, "
      "ssl_handshake_timeout=None, ssl_shutdown_timeout=None)\n--\n\n"
      "Coroutine: connect to a Unix socket; return (transport, protocol)."},
+    {"connect_accepted_socket",
+     (PyCFunction)(void (*)(void))loop_connect_accepted_socket,
+     METH_VARARGS | METH_KEYWORDS,
+     "connect_accepted_socket($self, protocol_factory, sock, *, ssl=None, "
+     "ssl_handshake_timeout=None, ssl_shutdown_timeout=None)\n--\n\n"
+     "Coroutine: wrap an accepted connection; return (transport, "
+     "protocol)."},
     {"_create_connection_transport",
      (PyCFunction)(void (*)(void))loop_create_connection_transport,
      METH_VARARGS | METH_KEYWORDS,
