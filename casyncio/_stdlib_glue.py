@@ -1,16 +1,20 @@
-"""The once-per-call parts of the loop, taken from stdlib.
+"""The once-per-call parts of the loop that are still stdlib's.
 
 casyncio's C code moves the bytes (TLS records and sock_sendfile
-included), watches the fds, signals and child processes, and answers
-getaddrinfo and getnameinfo. What runs once per connection or per call --
-trying a name's addresses in order (happy eyeballs), building
-``asyncio.Server`` objects, Unix socket paths, the TLS handshake through
-``sslproto``, ``loop.sendfile``'s set-up and sock_sendfile's fallback -- is
-the running interpreter's own asyncio code, bound to the casyncio loop. It therefore behaves, errors
-included, exactly as that Python version's loop does. These functions call
-only public loop methods and the private ones the C loop provides
-(``_make_socket_transport``, ``_start_serving``, ``_add_reader``,
-``_spawn_subprocess`` and friends).
+included), watches the fds, signals and child processes, answers
+getaddrinfo and getnameinfo, connects (create_connection,
+create_unix_connection, connect_accepted_socket) and listens
+(create_server, create_unix_server and their Server). What is left here
+runs once per call: happy eyeballs' parallel connection attempts, the
+name resolution behind them and behind create_server
+(``_ensure_resolved``), the TLS handshake through ``sslproto``
+(``start_tls``), ``loop.sendfile``'s set-up and the sendfile fallbacks,
+datagram endpoint and pipe set-up, and subprocess argument checks. It is
+the running interpreter's own asyncio code, bound to the casyncio loop,
+so it behaves, errors included, exactly as that Python version's loop
+does. These functions call only public loop methods and the private ones
+the C loop provides (``_make_socket_transport``, ``_start_serving``,
+``_add_reader``, ``_spawn_subprocess`` and friends).
 """
 import sys
 from asyncio import base_events, events, unix_events
@@ -21,8 +25,7 @@ _UNIX = unix_events._UnixSelectorEventLoop
 _BORROWED = {
     _BASE: (
         "_getaddrinfo_debug",
-        "_ensure_resolved", "_connect_sock", "create_server",
-        "_create_server_getaddrinfo",
+        "_ensure_resolved", "_connect_sock", "_create_server_getaddrinfo",
         "start_tls", "sendfile", "_sendfile_fallback",
         "_sock_sendfile_fallback", "_check_sendfile_params",
         "create_datagram_endpoint",
@@ -30,7 +33,6 @@ _BORROWED = {
         "connect_read_pipe", "connect_write_pipe",
     ),
     _UNIX: (
-        "create_unix_server",
         "_sock_sendfile_native", "_sock_sendfile_native_impl",
         "_sock_sendfile_update_filepos", "_sock_add_cancellation_callback",
         "_child_watcher_callback",

@@ -541,6 +541,75 @@ def test_create_connection_paths_keep_memory_and_fds_flat(full_listener):
         listener.close()
 
 
+def test_server_paths_keep_memory_and_fds_flat(tmp_path):
+    """create_server (numeric, by name, on a given socket, failing to
+    bind, cancelled while resolving) and create_unix_server (a path, a
+    stale file, failing), each Server served, connected to, then closed
+    through serve_forever's cancellation, wait_closed and async with; and
+    create_unix_connection connected and refused."""
+    path = str(tmp_path / "server.sock")
+    busy = socket.create_server(("127.0.0.1", 0))
+
+    async def connect_and_close(server):
+        address = server.sockets[0].getsockname()
+        if server.sockets[0].family == socket.AF_UNIX:
+            transport, _ = await asyncio.get_running_loop(
+            ).create_unix_connection(asyncio.Protocol, address)
+        else:
+            transport, _ = await asyncio.get_running_loop(
+            ).create_connection(asyncio.Protocol, *address[:2])
+        transport.close()
+
+    async def cycle(loop):
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        await connect_and_close(server)
+        task = asyncio.ensure_future(server.serve_forever())
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        async with await loop.create_server(
+                asyncio.Protocol, ["127.0.0.1", "localhost"], 0,
+                start_serving=False) as server:
+            await server.start_serving()
+        sock = socket.create_server(("127.0.0.1", 0))
+        server = await loop.create_server(asyncio.Protocol, sock=sock)
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(OSError):
+            await loop.create_server(asyncio.Protocol, "127.0.0.1",
+                                     busy.getsockname()[1],
+                                     reuse_address=False)
+        task = asyncio.ensure_future(loop.create_server(
+            asyncio.Protocol, "localhost", 0))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        server = await loop.create_unix_server(asyncio.Protocol, path)
+        await connect_and_close(server)
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(OSError):
+            await loop.create_unix_server(asyncio.Protocol, str(tmp_path))
+        if os.path.exists(path):
+            os.unlink(path)
+        with pytest.raises(FileNotFoundError):
+            await loop.create_unix_connection(asyncio.Protocol, path)
+        await asyncio.sleep(0)
+
+    async def cycles(n):
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            await cycle(loop)
+
+    loop = casyncio.new_event_loop()
+    try:
+        assert_cycles_flat(loop, cycles, 50, 500)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        busy.close()
+
+
 def tls_contexts(tmp_path):
     """A server context with a fresh self-signed certificate, and a client
     context that accepts it."""

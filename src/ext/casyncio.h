@@ -20,7 +20,8 @@ typedef struct HandleObject HandleObject;
  * be created, hashed and then miss the type's method cache, which keys on
  * the name object: several times the cost of the lookup itself. */
 #define CIO_NAMES(X)                                                        \
-    X(_attach) X(_call_connection_lost) X(_detach) X(_ensure_resolved)      \
+    X(_attach) X(_call_connection_lost) X(_create_server_getaddrinfo)     \
+    X(_detach) X(_ensure_resolved)                                          \
     X(_make_socket_transport) X(_make_ssl_transport) X(_read_ready)        \
     X(_sendto_ready) X(_start_reading) X(_write_ready) X(bind) X(close)    \
     X(connection_lost) X(connection_made) X(create_future) X(eof_received) \
@@ -50,6 +51,8 @@ typedef struct {
     PyTypeObject *write_pipe_transport_type;
     PyTypeObject *sock_call_type;
     PyTypeObject *connect_call_type;
+    PyTypeObject *step_coro_type;
+    PyTypeObject *server_type;       /* see server.c */
     PyTypeObject *subprocess_transport_type;
     PyTypeObject *subprocess_pipe_protocol_type;
 
@@ -80,6 +83,9 @@ typedef struct {
     PyObject *subprocess_transport_abc;  /* asyncio.SubprocessTransport */
     PyObject *protocol_abc;           /* asyncio.Protocol */
     PyObject *subprocess_module;
+    PyObject *cancelled_error;        /* asyncio.CancelledError */
+    PyObject *base_events_module;     /* their `socket` is looked up per */
+    PyObject *unix_events_module;     /* call, as the tests patch it */
     PyObject *datagram_transport_abc; /* asyncio.DatagramTransport */
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
@@ -358,6 +364,43 @@ PySendResult cio_coro_throw_into(PyObject *iter, PyObject *const *args,
 /* The RuntimeWarning of a coroutine that was never awaited. */
 void cio_coro_warn_unawaited(PyObject *coro, const char *qualname);
 
+/* A StepCoroutine is an `async def` written as one C step function: the
+ * function runs when the coroutine starts (value None) and again each
+ * time what it awaited finishes, with that outcome: value (borrowed), or
+ * NULL with the exception set, as it would be raised at the await. It
+ * returns CIO_STEP_AWAIT with *out a new reference to the next awaitable,
+ * CIO_STEP_YIELD with *out the object to yield to the Task (a bare
+ * `yield`, as asyncio.sleep(0) does; the next send() is the value),
+ * CIO_STEP_RETURN with *out the result, or CIO_STEP_ERROR with an
+ * exception. state and vars (owned, cleared when the coroutine finishes)
+ * are the function's to keep its place and its locals in. */
+typedef enum {
+    CIO_STEP_ERROR = -1,
+    CIO_STEP_RETURN,
+    CIO_STEP_AWAIT,
+    CIO_STEP_YIELD,
+} cio_step_t;
+
+#define CIO_STEP_VARS 3
+
+typedef struct CioStepCoroObject CioStepCoroObject;
+typedef cio_step_t (*cio_step_fn)(CioStepCoroObject *coro, PyObject *value,
+                                  PyObject **out);
+
+struct CioStepCoroObject {
+    PyObject_HEAD
+    cio_step_fn step;
+    const char *qualname;        /* static: "Server.serve_forever" */
+    PyObject *awaiting;          /* the iterator being awaited */
+    PyObject *vars[CIO_STEP_VARS];
+    int state;
+    char started, done, yielded;
+};
+
+extern PyType_Spec cio_step_coro_spec;
+CioStepCoroObject *cio_step_coro_new(cio_state *st, const char *qualname,
+                                     cio_step_fn step);
+
 /* loop_sock.c: sock_recv and the other sock_* coroutines */
 extern PyType_Spec cio_sock_call_spec;
 extern PyMethodDef cio_loop_sock_methods[];
@@ -380,6 +423,22 @@ int cio_check_not_ssl_socket(cio_state *st, PyObject *sock);
  * _create_connection_transport */
 extern PyType_Spec cio_connect_call_spec;
 extern PyMethodDef cio_loop_connect_methods[];
+
+/* server.c: the Server create_server and create_unix_server return */
+extern PyType_Spec cio_server_base_spec;
+/* Makes casyncio._casyncio.Server (st->server_type) from ServerBase and
+ * asyncio.AbstractServer. */
+int cio_server_type_init(PyObject *module, cio_state *st,
+                         PyObject *server_base);
+/* Server(loop, sockets, protocol_factory, ssl_context, backlog,
+ *     ssl_handshake_timeout, ssl_shutdown_timeout), sockets a list. */
+PyObject *cio_server_new(LoopObject *loop, PyObject *sockets,
+                         PyObject *factory, PyObject *ssl_context,
+                         PyObject *backlog, PyObject *handshake_timeout,
+                         PyObject *shutdown_timeout);
+
+/* loop_listen.c: create_server, create_unix_server */
+extern PyMethodDef cio_loop_listen_methods[];
 
 /* loop_signals.c */
 extern PyMethodDef cio_loop_signal_methods[];

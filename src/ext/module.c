@@ -339,6 +339,7 @@ state_import(cio_state *st)
     IMPORT(task_type, "asyncio", "Task");
     IMPORT(ensure_future, "asyncio", "ensure_future");
     IMPORT(gather, "asyncio", "gather");
+    IMPORT(cancelled_error, "asyncio", "CancelledError");
     IMPORT(isfuture, "asyncio", "isfuture");
     IMPORT(wrap_future, "asyncio", "wrap_future");
     IMPORT(set_result_unless_cancelled, "asyncio.futures",
@@ -416,13 +417,17 @@ state_import(cio_state *st)
     st->os_module = PyImport_ImportModule("os");
     st->signal_module = PyImport_ImportModule("signal");
     st->events_module = PyImport_ImportModule("asyncio.events");
+    st->base_events_module = PyImport_ImportModule("asyncio.base_events");
+    st->unix_events_module = PyImport_ImportModule("asyncio.unix_events");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     st->kwnames_debug = Py_BuildValue("(s)", "debug");
     st->kwnames_socket = Py_BuildValue("(sss)", "family", "type", "proto");
     st->empty_tuple = PyTuple_New(0);
     if (!st->sys_module || !st->subprocess_module || !st->socket_module ||
         !st->os_module ||
-        !st->signal_module || !st->events_module || !st->kwnames_loop ||
+        !st->signal_module || !st->events_module ||
+        !st->base_events_module || !st->unix_events_module ||
+        !st->kwnames_loop ||
         !st->kwnames_debug || !st->kwnames_socket || !st->empty_tuple) {
         return -1;
     }
@@ -509,8 +514,21 @@ casyncio_exec(PyObject *module)
     if (add_type(module, &cio_sock_call_spec, NULL,
                  &st->sock_call_type) < 0 ||
         add_type(module, &cio_connect_call_spec, NULL,
-                 &st->connect_call_type) < 0) {
+                 &st->connect_call_type) < 0 ||
+        add_type(module, &cio_step_coro_spec, NULL,
+                 &st->step_coro_type) < 0) {
         return -1;
+    }
+    {
+        PyTypeObject *server_base;
+        if (add_type(module, &cio_server_base_spec, NULL, &server_base) < 0) {
+            return -1;
+        }
+        rc = cio_server_type_init(module, st, (PyObject *)server_base);
+        Py_DECREF(server_base);
+        if (rc < 0) {
+            return -1;
+        }
     }
     if (cio_transport_check_base(
             (PyTypeObject *)st->read_transport_type) < 0 ||
@@ -559,7 +577,8 @@ casyncio_exec(PyObject *module)
     X(str_ssl_closed) X(os_module) X(sendfile_not_available)                 \
     X(unsupported_operation) X(connect_call_type)                          \
     X(stdlib_create_connection) X(af_inet) X(af_inet6) X(af_unix)     \
-    X(sock_stream) X(ipproto_tcp)
+    X(sock_stream) X(ipproto_tcp) X(cancelled_error) X(step_coro_type)      \
+    X(server_type) X(base_events_module) X(unix_events_module)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

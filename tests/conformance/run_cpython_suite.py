@@ -51,6 +51,11 @@ MIXINS = {
     "test_sendfile": [("SockSendfileMixin", "SendfileMixin")],
     "test_subprocess": [("SubprocessMixin",)],
 }
+# Classes whose setUp makes an asyncio.SelectorEventLoop() and whose tests
+# are not about that loop's internals: run with the target loop instead.
+REBOUND_SETUP = {
+    "test_unix_events": ("SelectorEventLoopUnixSocketTests",),
+}
 # Classes that pin a stdlib selector loop themselves: skipped, as the
 # bound mixins above run the same tests on the target loop.
 PINNED = re.compile(r"(Select|EPoll|Poll|Kqueue|Proactor)EventLoopTests|"
@@ -90,6 +95,24 @@ def patch_policy(factory):
     policy = asyncio.DefaultEventLoopPolicy
     policy._loop_factory = staticmethod(factory)
     asyncio.set_event_loop_policy(None)
+
+
+def rebind_setup(module, factory):
+    """REBOUND_SETUP's classes of module, their loop replaced by factory's
+    right after their own setUp made it."""
+    classes = []
+    for name in REBOUND_SETUP.get(module.__name__.rsplit(".", 1)[1], ()):
+        base = getattr(module, name, None)
+        if base is None:
+            continue
+
+        def setUp(self, base=base):
+            base.setUp(self)
+            self.loop.close()
+            self.loop = factory()
+            self.set_event_loop(self.loop)
+        classes.append(type("Target" + name, (base,), {"setUp": setUp}))
+    return classes
 
 
 def bind_mixins(module, factory):
@@ -202,7 +225,7 @@ def run_module(name, kind, verbose):
                 suite.addTests(loader.loadTestsFromTestCase(bound))
         elif not PINNED.search(cls.__name__):
             suite.addTest(test)
-    for cls in bind_mixins(module, factory):
+    for cls in bind_mixins(module, factory) + rebind_setup(module, factory):
         suite.addTests(loader.loadTestsFromTestCase(cls))
     result = CountingResult(verbose)
     # Module-level fixtures (setUpModule/tearDownModule) run via the suite.
