@@ -38,6 +38,15 @@ def loop_factory(request):
 
 
 @pytest.fixture
+def sockets():
+    """Sockets a test makes; closed after it."""
+    made = []
+    yield made
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
 def closed_port():
     """A loopback TCP port nothing listens on: connecting is refused."""
     with socket.socket() as s:

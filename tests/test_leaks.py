@@ -41,6 +41,22 @@ def assert_cycles_flat(loop, cycles, warm_up, rounds):
     assert len(gc.get_objects()) - tracked < 100
 
 
+def assert_cycle_flat(cycle, warm_up, rounds):
+    """assert_cycles_flat for await cycle(loop), once per round, on a new
+    casyncio loop."""
+    async def cycles(n):
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            await cycle(loop)
+
+    loop = casyncio.new_event_loop()
+    try:
+        assert_cycles_flat(loop, cycles, warm_up, rounds)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
 def exercise(loop, cb, arg):
     """Every Handle/TimerHandle path that holds cb and arg."""
     for _ in range(100):
@@ -266,16 +282,7 @@ def test_subprocess_cycles_keep_memory_and_fds_flat():
         with pytest.raises(asyncio.CancelledError):
             await creating
 
-    async def cycles(n):
-        loop = asyncio.get_running_loop()
-        for _ in range(n):
-            await paths(loop)
-
-    loop = casyncio.new_event_loop()
-    try:
-        assert_cycles_flat(loop, cycles, 20, 200)
-    finally:
-        loop.close()
+    assert_cycle_flat(paths, 20, 200)
 
 
 def test_pipe_transport_cycles_keep_memory_and_fds_flat():
@@ -528,16 +535,9 @@ def test_create_connection_paths_keep_memory_and_fds_flat(full_listener):
         client.close()
         await asyncio.sleep(0)
 
-    async def cycles(n):
-        loop = asyncio.get_running_loop()
-        for _ in range(n):
-            await cycle(loop)
-
-    loop = casyncio.new_event_loop()
     try:
-        assert_cycles_flat(loop, cycles, 100, 1000)
+        assert_cycle_flat(cycle, 100, 1000)
     finally:
-        loop.close()
         listener.close()
 
 
@@ -596,17 +596,9 @@ def test_server_paths_keep_memory_and_fds_flat(tmp_path):
             await loop.create_unix_connection(asyncio.Protocol, path)
         await asyncio.sleep(0)
 
-    async def cycles(n):
-        loop = asyncio.get_running_loop()
-        for _ in range(n):
-            await cycle(loop)
-
-    loop = casyncio.new_event_loop()
     try:
-        assert_cycles_flat(loop, cycles, 50, 500)
+        assert_cycle_flat(cycle, 50, 500)
     finally:
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
         busy.close()
 
 

@@ -17,6 +17,7 @@ import warnings
 import pytest
 
 import casyncio
+from parity import on_stdlib
 
 PY312 = sys.version_info >= (3, 12)
 HAS_IPV6 = socket.has_ipv6
@@ -828,21 +829,7 @@ def outcome(loop, make_call):
 
 def stdlib_outcome(loop, make_call):
     """outcome() on a fresh stdlib loop, debug as loop's: the reference."""
-    reference = asyncio.SelectorEventLoop()
-    reference.set_debug(loop.get_debug())
-    try:
-        return outcome(reference, make_call)
-    finally:
-        reference.close()
-
-
-@pytest.fixture
-def sockets():
-    """Sockets a test makes; closed after it."""
-    made = []
-    yield made
-    for s in made:
-        s.close()
+    return on_stdlib(loop, outcome, make_call)
 
 
 def made(sockets, *args, **kwargs):

@@ -12,6 +12,7 @@ import sys
 import warnings
 
 import pytest
+from parity import on_stdlib
 
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
@@ -45,23 +46,6 @@ def outcome(loop, make_call):
         return families
 
     return loop.run_until_complete(main())
-
-
-def stdlib_outcome(loop, make_call):
-    reference = asyncio.SelectorEventLoop()
-    reference.set_debug(loop.get_debug())
-    try:
-        return outcome(reference, make_call)
-    finally:
-        reference.close()
-
-
-@pytest.fixture
-def sockets():
-    made = []
-    yield made
-    for s in made:
-        s.close()
 
 
 @pytest.fixture
@@ -114,7 +98,7 @@ def test_create_server_errors(loop, sockets, busy_port, case):
         return loop.create_server(asyncio.Protocol, **kwargs)
 
     got = outcome(loop, call)
-    assert got == stdlib_outcome(loop, call)
+    assert got == on_stdlib(loop, outcome, call)
     assert isinstance(got, tuple)
 
 
@@ -137,7 +121,7 @@ def test_create_server_binds_each_distinct_address_once(loop, hosts):
         return loop.create_server(asyncio.Protocol, hosts, port)
 
     got = outcome(loop, call)
-    assert got == stdlib_outcome(loop, call)
+    assert got == on_stdlib(loop, outcome, call)
     assert isinstance(got, list) and got
 
 
@@ -171,11 +155,7 @@ def test_create_server_socket_options(loop, host, kwargs):
         await server.wait_closed()
         return facts
 
-    reference = asyncio.SelectorEventLoop()
-    try:
-        expected = reference.run_until_complete(main(reference))
-    finally:
-        reference.close()
+    expected = on_stdlib(loop, lambda ref: ref.run_until_complete(main(ref)))
     assert loop.run_until_complete(main(loop)) == expected
 
 
@@ -444,7 +424,7 @@ def test_create_unix_server_errors(loop, sockets, tmp_path, case):
         # stdlib leaves the socket of an empty path to the GC.
         warnings.simplefilter("ignore", ResourceWarning)
         got = outcome(loop, call)
-        expected = stdlib_outcome(loop, call)
+        expected = on_stdlib(loop, outcome, call)
         gc.collect()
     assert got == expected
     assert isinstance(got, tuple)

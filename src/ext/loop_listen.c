@@ -386,7 +386,7 @@ set_listen_options(CioStepCoroObject *coro, PyObject *sock, long af)
 }
 
 /* The OSError stdlib raises `from None` when bind() fails: 'error while
- * attempting to bind on address ...'. 1 when (3.12+) the address is not
+ * attempting to bind on address ...'. 1 when (3.13+) the address is not
  * available and is to be skipped, the message logged in debug mode; -1
  * with the error raised otherwise. */
 static int
@@ -396,7 +396,7 @@ bind_failed(LoopObject *loop, PyObject *sockaddr)
     PyObject *exc;
 
     errnum = PyObject_GetAttrString(err, "errno");
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030D0000
     reason = errnum ? PyObject_Str(err) : NULL;
 #else
     reason = errnum ? PyObject_GetAttrString(err, "strerror") : NULL;
@@ -412,7 +412,7 @@ bind_failed(LoopObject *loop, PyObject *sockaddr)
         Py_XDECREF(errnum);
         return -1;
     }
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030D0000
     /* The family is likely not enabled (bpo-30945). */
     if (PyLong_Check(errnum) && PyLong_AsLong(errnum) == EADDRNOTAVAIL) {
         int rc = loop->debug ? cio_log(loop->state, "warning", msg, Py_False)
@@ -436,7 +436,7 @@ bind_failed(LoopObject *loop, PyObject *sockaddr)
 }
 
 /* A listening socket for one address, appended to sockets; 0 also when
- * the address is skipped (the socket cannot be made, or, 3.12+, the
+ * the address is skipped (the socket cannot be made, or, 3.13+, the
  * address is not available). */
 static int
 listen_on(CioStepCoroObject *coro, PyObject *info, PyObject *sockets)
@@ -577,7 +577,7 @@ bind_all(CioStepCoroObject *coro, PyObject *results)
     if (PyErr_Occurred()) {
         goto fail;
     }
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030D0000
     if (PyList_GET_SIZE(sockets) == 0) {
         PyObject *addresses = PyList_New(0);
         iter = addresses ? PyObject_GetIter(infos) : NULL;
