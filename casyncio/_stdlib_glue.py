@@ -3,13 +3,13 @@
 casyncio's C code moves the bytes (TLS records and sock_sendfile
 included), watches the fds, signals and child processes, answers
 getaddrinfo and getnameinfo, connects (create_connection,
-create_unix_connection, connect_accepted_socket) and listens
-(create_server, create_unix_server and their Server). What is left here
+create_unix_connection, connect_accepted_socket), listens (create_server,
+create_unix_server and their Server) and makes datagram endpoints. What is left here
 runs once per call: happy eyeballs' parallel connection attempts, the
 name resolution behind them and behind create_server
 (``_ensure_resolved``), the TLS handshake through ``sslproto``
 (``start_tls``), ``loop.sendfile``'s set-up and the sendfile fallbacks,
-datagram endpoint and pipe set-up, and subprocess argument checks. It is
+pipe set-up, and subprocess argument checks. It is
 the running interpreter's own asyncio code, bound to the casyncio loop,
 so it behaves, errors included, exactly as that Python version's loop
 does. These functions call only public loop methods and the private ones
@@ -28,7 +28,6 @@ _BORROWED = {
         "_ensure_resolved", "_connect_sock", "_create_server_getaddrinfo",
         "start_tls", "sendfile", "_sendfile_fallback",
         "_sock_sendfile_fallback", "_check_sendfile_params",
-        "create_datagram_endpoint",
         "subprocess_exec", "subprocess_shell", "_log_subprocess",
         "connect_read_pipe", "connect_write_pipe",
     ),

@@ -602,6 +602,50 @@ def test_server_paths_keep_memory_and_fds_flat(tmp_path):
         busy.close()
 
 
+def test_datagram_endpoint_set_up_paths_keep_memory_and_fds_flat(tmp_path):
+    """create_datagram_endpoint's set-up on every path: by name, over a
+    given socket, broadcast, a Unix path (stale file removed), refused, no
+    usable (family, proto) pair, argument errors, cancelled while
+    resolving, closed while suspended."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    path = str(tmp_path / "endpoint")
+
+    async def made(loop, **kwargs):
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, **kwargs)
+        transport.close()
+
+    async def cycle(loop):
+        await made(loop, local_addr=("localhost", 0), family=socket.AF_INET)
+        await made(loop, sock=socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        await made(loop, local_addr=("127.0.0.1", 0),
+                   remote_addr=peer.getsockname(), allow_broadcast=True)
+        await made(loop, local_addr=path, family=socket.AF_UNIX)
+        with pytest.raises(FileNotFoundError):
+            await made(loop, remote_addr=str(tmp_path / "nobody"),
+                       family=socket.AF_UNIX)
+        with pytest.raises(ValueError):
+            await made(loop, local_addr=("127.0.0.1", 0),
+                       remote_addr=("::1", 1))
+        with pytest.raises(TypeError):
+            await made(loop, local_addr="127.0.0.1")
+        task = asyncio.ensure_future(made(loop, local_addr=("localhost", 0)))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        coro = loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                             local_addr=("localhost", 0))
+        coro.send(None)
+        coro.close()
+        await asyncio.sleep(0)
+
+    try:
+        assert_cycle_flat(cycle, 50, 500)
+    finally:
+        peer.close()
+
+
 def tls_contexts(tmp_path):
     """A server context with a fresh self-signed certificate, and a client
     context that accepts it."""

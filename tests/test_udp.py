@@ -1,9 +1,14 @@
 """Parity tests: datagram endpoints (UDP and Unix datagram) on both loops."""
 import asyncio
+import gc
+import logging
 import os
+import re
 import socket
+import warnings
 
 import pytest
+from parity import on_stdlib
 
 
 class Collect(asyncio.DatagramProtocol):
@@ -222,3 +227,149 @@ def test_sendto_takes_keywords(loop):
     got, errors = run(loop, main())
     assert sorted(got) == [b"kw", b"mixed", b"positional"]
     assert errors == [TypeError] * 3
+
+
+# ---- create_datagram_endpoint's set-up, compared with stdlib's -------------
+
+def endpoint_outcome(loop, make_call):
+    """What awaiting make_call(loop) gives: the exception's type and
+    message (fd numbers left out), or the endpoint's socket facts."""
+    async def main():
+        try:
+            transport, _ = await make_call(loop)
+        except Exception as exc:
+            return type(exc), re.sub(r"fd=\d+", "fd=N", str(exc))
+        sock = transport.get_extra_info("socket")
+        peer = transport.get_extra_info("peername")
+        facts = (sock.family, sock.type, sock.gettimeout(),
+                 bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST)),
+                 bool(sock.getsockopt(socket.SOL_SOCKET,
+                                      socket.SO_REUSEPORT)),
+                 peer is not None)
+        transport.close()
+        await asyncio.sleep(0)
+        return facts
+
+    return loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("case", [
+    "sock-stream", "sock-with-modifiers", "no-address-no-family",
+    "address-not-a-pair", "unix-not-a-str", "remote-refused-unix",
+    "bound-and-connected", "remote-only", "family-only", "broadcast",
+    "reuse-port", "by-name", "given-sock", "unix-local", "family-mismatch",
+    "no-address-information",
+])
+def test_create_datagram_endpoint_matches_stdlib(loop, sockets, tmp_path,
+                                                 case):
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    sockets.append(peer)
+    peer_addr = peer.getsockname()
+
+    def call(loop):
+        def sock(*args):
+            s = socket.socket(*args)
+            sockets.append(s)
+            return s
+
+        kwargs = {
+            "sock-stream": lambda: {"sock": sock()},
+            "sock-with-modifiers": lambda: {
+                "sock": sock(socket.AF_INET, socket.SOCK_DGRAM),
+                "local_addr": ("127.0.0.1", 0), "family": socket.AF_INET,
+                "reuse_port": True},
+            "no-address-no-family": lambda: {},
+            "address-not-a-pair": lambda: {"local_addr": "127.0.0.1"},
+            "unix-not-a-str": lambda: {"family": socket.AF_UNIX,
+                                       "remote_addr": ("127.0.0.1", 1)},
+            "remote-refused-unix": lambda: {
+                "family": socket.AF_UNIX,
+                "remote_addr": str(tmp_path / "nobody")},
+            "bound-and-connected": lambda: {"local_addr": ("127.0.0.1", 0),
+                                            "remote_addr": peer_addr},
+            "remote-only": lambda: {"remote_addr": peer_addr},
+            "family-only": lambda: {"family": socket.AF_INET},
+            "broadcast": lambda: {"local_addr": ("127.0.0.1", 0),
+                                  "remote_addr": peer_addr,
+                                  "allow_broadcast": True},
+            "reuse-port": lambda: {"local_addr": ("127.0.0.1", 0),
+                                   "reuse_port": True},
+            "by-name": lambda: {"local_addr": ("localhost", 0),
+                                "family": socket.AF_INET},
+            "given-sock": lambda: {
+                "sock": sock(socket.AF_INET, socket.SOCK_DGRAM)},
+            "unix-local": lambda: {"family": socket.AF_UNIX,
+                                   "local_addr": str(tmp_path / f"u{id(loop)}")},
+            "family-mismatch": lambda: {"local_addr": ("127.0.0.1", 0),
+                                        "family": socket.AF_INET6},
+            "no-address-information": lambda: {
+                "local_addr": ("127.0.0.1", 0),
+                "remote_addr": ("::1", peer_addr[1])},
+        }[case]()
+        return loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                             **kwargs)
+
+    got = endpoint_outcome(loop, call)
+    assert got == on_stdlib(loop, endpoint_outcome, call)
+
+
+def test_create_datagram_endpoint_removes_a_stale_socket_file(loop, tmp_path):
+    path = str(tmp_path / "stale")
+
+    async def main():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.bind(path)  # the file stays after the socket closes
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=path, family=socket.AF_UNIX)
+        name = transport.get_extra_info("sockname")
+        transport.close()
+        await asyncio.sleep(0)
+        return name
+
+    assert loop.run_until_complete(main()) == path
+
+
+def test_create_datagram_endpoint_logs_in_debug_mode(loop, caplog):
+    async def main():
+        for kwargs in ({"local_addr": ("127.0.0.1", 0)},
+                       {"family": socket.AF_INET}):
+            transport, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, **kwargs)
+            transport.close()
+        await asyncio.sleep(0)
+
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        loop.run_until_complete(main())
+    logged = [(r.levelname, r.msg.split(" created")[0]) for r in caplog.records
+              if r.msg.startswith("Datagram endpoint")]
+    assert logged == ([
+        ("INFO", "Datagram endpoint local_addr=%r remote_addr=%r"),
+        ("DEBUG", "Datagram endpoint remote_addr=%r")]
+        if loop.get_debug() else [])
+
+
+def test_create_datagram_endpoint_is_a_coroutine(loop):
+    coro = loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                         local_addr=("127.0.0.1", 0))
+    assert asyncio.iscoroutine(coro)
+    with pytest.warns(RuntimeWarning, match="was never awaited"):
+        del coro
+        gc.collect()
+
+
+def test_create_datagram_endpoint_cancelled_while_resolving(loop):
+    async def main():
+        task = asyncio.ensure_future(loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("localhost", 0)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    fds = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loop.run_until_complete(main())
+        gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == fds

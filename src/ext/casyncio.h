@@ -21,7 +21,7 @@ typedef struct HandleObject HandleObject;
  * the name object: several times the cost of the lookup itself. */
 #define CIO_NAMES(X)                                                        \
     X(_attach) X(_call_connection_lost) X(_create_server_getaddrinfo)     \
-    X(_detach) X(_ensure_resolved)                                          \
+    X(_detach) X(_ensure_resolved) X(_make_datagram_transport)              \
     X(_make_socket_transport) X(_make_ssl_transport) X(_read_ready)        \
     X(_sendto_ready) X(_start_reading) X(_write_ready) X(bind) X(close)    \
     X(connection_lost) X(connection_made) X(create_future) X(eof_received) \
@@ -372,8 +372,8 @@ void cio_coro_warn_unawaited(PyObject *coro, const char *qualname);
  * CIO_STEP_YIELD with *out the object to yield to the Task (a bare
  * `yield`, as asyncio.sleep(0) does; the next send() is the value),
  * CIO_STEP_RETURN with *out the result, or CIO_STEP_ERROR with an
- * exception. state and vars (owned, cleared when the coroutine finishes)
- * are the function's to keep its place and its locals in. */
+ * exception. state, index and vars (owned, cleared when the coroutine
+ * finishes) are the function's to keep its place and its locals in. */
 typedef enum {
     CIO_STEP_ERROR = -1,
     CIO_STEP_RETURN,
@@ -381,7 +381,7 @@ typedef enum {
     CIO_STEP_YIELD,
 } cio_step_t;
 
-#define CIO_STEP_VARS 3
+#define CIO_STEP_VARS 8
 
 typedef struct CioStepCoroObject CioStepCoroObject;
 typedef cio_step_t (*cio_step_fn)(CioStepCoroObject *coro, PyObject *value,
@@ -393,6 +393,7 @@ struct CioStepCoroObject {
     const char *qualname;        /* static: "Server.serve_forever" */
     PyObject *awaiting;          /* the iterator being awaited */
     PyObject *vars[CIO_STEP_VARS];
+    Py_ssize_t index;            /* the step function's loop counter */
     int state;
     char started, done, yielded;
 };
@@ -437,8 +438,30 @@ PyObject *cio_server_new(LoopObject *loop, PyObject *sockets,
                          PyObject *backlog, PyObject *handshake_timeout,
                          PyObject *shutdown_timeout);
 
-/* loop_listen.c: create_server, create_unix_server */
+/* loop_listen.c: create_server, create_unix_server, and helpers the
+ * endpoint set-up shares (loop_datagram.c) */
 extern PyMethodDef cio_loop_listen_methods[];
+/* socket.socket as stdlib_module's code calls it: through that module's
+ * global `socket`, which asyncio's tests replace. A new reference. */
+PyObject *cio_stdlib_socket_constructor(cio_state *st,
+                                        PyObject *stdlib_module);
+/* sock.setsockopt(level, option, value); value -1 passes True. */
+int cio_set_int_option(cio_state *st, PyObject *sock, int level, int option,
+                       int value);
+/* base_events._set_reuseport: SO_REUSEPORT, or stdlib's ValueError. */
+int cio_set_reuse_port(cio_state *st, PyObject *sock);
+/* Whether a Unix socket address (str or bytes) is in the abstract
+ * namespace (first character NUL): 1, 0, or -1 with stdlib's IndexError
+ * for an empty one. */
+int cio_is_abstract_unix_address(PyObject *path);
+/* Removes a stale socket file at path so that bind() can make a new one;
+ * other files stay, and a failure to look is logged, as in stdlib. */
+int cio_remove_stale_unix_socket(cio_state *st, PyObject *path);
+/* A tuple of a[i], or of the int defaults[i] where a[i] is NULL. */
+PyObject *cio_args_tuple(PyObject *const *a, int n, const long *defaults);
+
+/* loop_datagram.c: create_datagram_endpoint */
+extern PyMethodDef cio_loop_datagram_methods[];
 
 /* loop_signals.c */
 extern PyMethodDef cio_loop_signal_methods[];

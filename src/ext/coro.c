@@ -445,6 +445,7 @@ cio_step_coro_new(cio_state *st, const char *qualname, cio_step_fn step)
         self->vars[i] = NULL;
     }
     self->state = 0;
+    self->index = 0;
     self->started = self->done = self->yielded = 0;
     PyObject_GC_Track(self);
     return self;

@@ -1091,6 +1091,7 @@ loop_all_methods(void)
                              cio_loop_sock_methods,
                              cio_loop_connect_methods,
                              cio_loop_listen_methods,
+                             cio_loop_datagram_methods,
                              cio_loop_pipe_methods,
                              cio_loop_subprocess_methods,
                              cio_loop_signal_methods,

@@ -80,8 +80,8 @@ check_tls_arguments(PyObject *ssl, int any_ssl, PyObject *handshake_timeout,
 
 /* socket.socket as the stdlib module's code would call it: through that
  * module's global `socket`, which asyncio's tests replace. */
-static PyObject *
-socket_constructor(cio_state *st, PyObject *stdlib_module)
+PyObject *
+cio_stdlib_socket_constructor(cio_state *st, PyObject *stdlib_module)
 {
     PyObject *socket_module = PyObject_GetAttr(stdlib_module,
                                                CIO_NAME(st, socket));
@@ -176,8 +176,8 @@ make_server(CioStepCoroObject *coro, PyObject *sockets, PyObject *factory,
 
 /* The coroutine's argument tuple: a[i], or the int defaults[i] where
  * a[i] is NULL (not given). */
-static PyObject *
-args_tuple(PyObject *const *a, int n, const long *defaults)
+PyObject *
+cio_args_tuple(PyObject *const *a, int n, const long *defaults)
 {
     PyObject *args = PyTuple_New(n);
 
@@ -311,9 +311,9 @@ resolve_hosts(CioStepCoroObject *coro, PyObject *hosts, int *awaitable)
     return gathered;
 }
 
-/* sock.setsockopt(level, option, value) with C ints. */
-static int
-set_option(cio_state *st, PyObject *sock, int level, int option, int value)
+int
+cio_set_int_option(cio_state *st, PyObject *sock, int level, int option,
+                   int value)
 {
     PyObject *args[3] = {PyLong_FromLong(level), PyLong_FromLong(option),
                          value == -1 ? Py_NewRef(Py_True)
@@ -331,11 +331,11 @@ set_option(cio_state *st, PyObject *sock, int level, int option, int value)
 }
 
 /* base_events._set_reuseport. */
-static int
-set_reuse_port(cio_state *st, PyObject *sock)
+int
+cio_set_reuse_port(cio_state *st, PyObject *sock)
 {
 #ifdef SO_REUSEPORT
-    if (set_option(st, sock, SOL_SOCKET, SO_REUSEPORT, 1) == 0) {
+    if (cio_set_int_option(st, sock, SOL_SOCKET, SO_REUSEPORT, 1) == 0) {
         return 0;
     }
     if (!PyErr_ExceptionMatches(PyExc_OSError)) {
@@ -357,29 +357,29 @@ static int
 set_listen_options(CioStepCoroObject *coro, PyObject *sock, long af)
 {
     cio_state *st = CORO_LOOP(coro)->state;
-    int reuse_address = PyObject_IsTrue(CORO_ARG(coro, ARG_REUSE_ADDRESS));
-    int reuse_port = reuse_address < 0
-                         ? -1 : PyObject_IsTrue(CORO_ARG(coro, ARG_REUSE_PORT));
-    int keep_alive = reuse_port < 0
-                         ? -1 : PyObject_IsTrue(CORO_ARG(coro, ARG_KEEP_ALIVE));
+    int reuse_address, reuse_port, keep_alive;
 
-    if (keep_alive < 0) {
+    if ((reuse_address = PyObject_IsTrue(
+             CORO_ARG(coro, ARG_REUSE_ADDRESS))) < 0 ||
+        (reuse_port = PyObject_IsTrue(CORO_ARG(coro, ARG_REUSE_PORT))) < 0 ||
+        (keep_alive = PyObject_IsTrue(CORO_ARG(coro, ARG_KEEP_ALIVE))) < 0) {
         return -1;
     }
     if (reuse_address &&
-        set_option(st, sock, SOL_SOCKET, SO_REUSEADDR, -1) < 0) {
+        cio_set_int_option(st, sock, SOL_SOCKET, SO_REUSEADDR, -1) < 0) {
         return -1;
     }
-    if (reuse_port && set_reuse_port(st, sock) < 0) {
+    if (reuse_port && cio_set_reuse_port(st, sock) < 0) {
         return -1;
     }
-    if (keep_alive && set_option(st, sock, SOL_SOCKET, SO_KEEPALIVE, -1) < 0) {
+    if (keep_alive &&
+        cio_set_int_option(st, sock, SOL_SOCKET, SO_KEEPALIVE, -1) < 0) {
         return -1;
     }
     /* IPv6 sockets would take IPv4 connections too (Linux's default),
      * and clash with the IPv4 socket for the same port. */
     if (af == AF_INET6 &&
-        set_option(st, sock, IPPROTO_IPV6, IPV6_V6ONLY, -1) < 0) {
+        cio_set_int_option(st, sock, IPPROTO_IPV6, IPV6_V6ONLY, -1) < 0) {
         return -1;
     }
     return 0;
@@ -455,7 +455,7 @@ listen_on(CioStepCoroObject *coro, PyObject *info, PyObject *sockets)
     type = PyTuple_GET_ITEM(info, 1);
     proto = PyTuple_GET_ITEM(info, 2);
     sockaddr = PyTuple_GET_ITEM(info, 4);
-    ctor = socket_constructor(st, st->base_events_module);
+    ctor = cio_stdlib_socket_constructor(st, st->base_events_module);
     if (ctor == NULL) {
         return -1;
     }
@@ -793,7 +793,7 @@ loop_create_server(LoopObject *self, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     coro->vars[VAR_LOOP] = Py_NewRef(self);
-    coro->vars[VAR_ARGS] = args_tuple(a, ARG_COUNT, defaults);
+    coro->vars[VAR_ARGS] = cio_args_tuple(a, ARG_COUNT, defaults);
     if (coro->vars[VAR_ARGS] == NULL) {
         Py_DECREF(coro);
         return NULL;
@@ -825,8 +825,8 @@ enum {
 /* Whether a Unix socket address (str or bytes) names the abstract
  * namespace: its first character is NUL. IndexError for an empty one,
  * as stdlib's path[0]. */
-static int
-is_abstract(PyObject *path)
+int
+cio_is_abstract_unix_address(PyObject *path)
 {
     PyObject *first = PySequence_GetItem(path, 0);
     int abstract;
@@ -844,8 +844,8 @@ is_abstract(PyObject *path)
 
 /* A stale socket file at path goes, so that bind() can make a new one;
  * other files stay, and a failure to look is logged, as in stdlib. */
-static int
-remove_stale_socket(cio_state *st, PyObject *path)
+int
+cio_remove_stale_unix_socket(cio_state *st, PyObject *path)
 {
     PyObject *bytes, *msg, *exc;
     struct stat info;
@@ -918,12 +918,12 @@ static PyObject *
 unix_listening_socket(cio_state *st, PyObject *path)
 {
     PyObject *ctor, *sock;
-    int abstract = is_abstract(path);
+    int abstract = cio_is_abstract_unix_address(path);
 
     if (abstract < 0) {
         return NULL;
     }
-    ctor = socket_constructor(st, st->unix_events_module);
+    ctor = cio_stdlib_socket_constructor(st, st->unix_events_module);
     sock = ctor ? PyObject_CallFunctionObjArgs(ctor, st->af_unix,
                                                st->sock_stream, NULL)
                 : NULL;
@@ -931,7 +931,7 @@ unix_listening_socket(cio_state *st, PyObject *path)
     if (sock == NULL) {
         return NULL;
     }
-    if (!abstract && remove_stale_socket(st, path) < 0) {
+    if (!abstract && cio_remove_stale_unix_socket(st, path) < 0) {
         close_sockets(st, sock);
         Py_DECREF(sock);
         return NULL;
@@ -953,7 +953,7 @@ note_socket_file(LoopObject *loop, PyObject *sock)
     PyObject *path = cio_call_method(st, sock, CIO_NAME_getsockname, NULL, 0);
     PyObject *bytes = NULL, *inode;
     struct stat info;
-    int abstract = path ? is_abstract(path) : -1, rc = -1;
+    int abstract = path ? cio_is_abstract_unix_address(path) : -1, rc = -1;
 
     if (abstract != 0) {
         Py_XDECREF(path);
@@ -1114,7 +1114,7 @@ loop_create_unix_server(LoopObject *self, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     coro->vars[VAR_LOOP] = Py_NewRef(self);
-    coro->vars[VAR_ARGS] = args_tuple(a, UARG_COUNT, defaults);
+    coro->vars[VAR_ARGS] = cio_args_tuple(a, UARG_COUNT, defaults);
     if (coro->vars[VAR_ARGS] == NULL) {
         Py_DECREF(coro);
         return NULL;
