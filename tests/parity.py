@@ -1,5 +1,10 @@
 """Helpers the parity tests share (the fixtures are in conftest.py)."""
 import asyncio
+import gc
+import os
+import warnings
+
+import pytest
 
 
 def on_stdlib(loop, run, *args):
@@ -11,3 +16,22 @@ def on_stdlib(loop, run, *args):
         return run(reference, *args)
     finally:
         reference.close()
+
+
+def assert_cancelled_call_leaves_nothing(loop, make_call):
+    """Cancelling the Task of make_call(loop) right after it starts (while
+    it resolves a name) raises CancelledError and leaves no fd open and
+    no ResourceWarning."""
+    async def main():
+        task = asyncio.ensure_future(make_call(loop))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    fds = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loop.run_until_complete(main())
+        gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == fds

@@ -12,7 +12,7 @@ import sys
 import warnings
 
 import pytest
-from parity import on_stdlib
+from parity import assert_cancelled_call_leaves_nothing, on_stdlib
 
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
@@ -223,20 +223,9 @@ def test_create_server_is_a_coroutine(loop):
 
 
 def test_create_server_cancelled_while_resolving_closes_nothing(loop):
-    async def main():
-        task = asyncio.ensure_future(
-            loop.create_server(asyncio.Protocol, "localhost", 0))
-        await asyncio.sleep(0)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    fds = len(os.listdir("/proc/self/fd"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        loop.run_until_complete(main())
-        gc.collect()
-    assert len(os.listdir("/proc/self/fd")) == fds
+    assert_cancelled_call_leaves_nothing(
+        loop, lambda loop: loop.create_server(asyncio.Protocol, "localhost",
+                                              0))
 
 
 # ---- the Server -------------------------------------------------------------

@@ -5,10 +5,9 @@ import logging
 import os
 import re
 import socket
-import warnings
 
 import pytest
-from parity import on_stdlib
+from parity import assert_cancelled_call_leaves_nothing, on_stdlib
 
 
 class Collect(asyncio.DatagramProtocol):
@@ -359,17 +358,6 @@ def test_create_datagram_endpoint_is_a_coroutine(loop):
 
 
 def test_create_datagram_endpoint_cancelled_while_resolving(loop):
-    async def main():
-        task = asyncio.ensure_future(loop.create_datagram_endpoint(
+    assert_cancelled_call_leaves_nothing(
+        loop, lambda loop: loop.create_datagram_endpoint(
             asyncio.DatagramProtocol, local_addr=("localhost", 0)))
-        await asyncio.sleep(0)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    fds = len(os.listdir("/proc/self/fd"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        loop.run_until_complete(main())
-        gc.collect()
-    assert len(os.listdir("/proc/self/fd")) == fds

@@ -457,8 +457,13 @@ int cio_is_abstract_unix_address(PyObject *path);
 /* Removes a stale socket file at path so that bind() can make a new one;
  * other files stay, and a failure to look is logged, as in stdlib. */
 int cio_remove_stale_unix_socket(cio_state *st, PyObject *path);
-/* A tuple of a[i], or of the int defaults[i] where a[i] is NULL. */
-PyObject *cio_args_tuple(PyObject *const *a, int n, const long *defaults);
+/* A StepCoroutine for a loop method: vars[0] the loop, vars[1] a tuple
+ * of its n arguments a[i], or the int defaults[i] where a[i] is NULL. */
+CioStepCoroObject *cio_loop_call_coro_new(LoopObject *loop,
+                                          const char *qualname,
+                                          cio_step_fn step,
+                                          PyObject *const *a, int n,
+                                          const long *defaults);
 
 /* loop_datagram.c: create_datagram_endpoint */
 extern PyMethodDef cio_loop_datagram_methods[];

@@ -651,8 +651,6 @@ loop_create_datagram_endpoint(LoopObject *self, PyObject *args,
         "flags", "reuse_port", "allow_broadcast", "sock", NULL};
     long defaults[ARG_COUNT] = {0};
     PyObject *a[ARG_COUNT];
-    CioStepCoroObject *coro;
-
     for (int i = 0; i < ARG_COUNT; i++) {
         a[i] = Py_None;
     }
@@ -664,18 +662,9 @@ loop_create_datagram_endpoint(LoopObject *self, PyObject *args,
             &a[ARG_ALLOW_BROADCAST], &a[ARG_SOCK])) {
         return NULL;
     }
-    coro = cio_step_coro_new(self->state, "Loop.create_datagram_endpoint",
-                             datagram_step);
-    if (coro == NULL) {
-        return NULL;
-    }
-    coro->vars[VAR_LOOP] = Py_NewRef(self);
-    coro->vars[VAR_ARGS] = cio_args_tuple(a, ARG_COUNT, defaults);
-    if (coro->vars[VAR_ARGS] == NULL) {
-        Py_DECREF(coro);
-        return NULL;
-    }
-    return (PyObject *)coro;
+    return (PyObject *)cio_loop_call_coro_new(
+        self, "Loop.create_datagram_endpoint", datagram_step, a, ARG_COUNT,
+        defaults);
 }
 
 PyMethodDef cio_loop_datagram_methods[] = {

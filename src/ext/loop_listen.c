@@ -176,8 +176,8 @@ make_server(CioStepCoroObject *coro, PyObject *sockets, PyObject *factory,
 
 /* The coroutine's argument tuple: a[i], or the int defaults[i] where
  * a[i] is NULL (not given). */
-PyObject *
-cio_args_tuple(PyObject *const *a, int n, const long *defaults)
+static PyObject *
+args_tuple(PyObject *const *a, int n, const long *defaults)
 {
     PyObject *args = PyTuple_New(n);
 
@@ -190,6 +190,25 @@ cio_args_tuple(PyObject *const *a, int n, const long *defaults)
         PyTuple_SET_ITEM(args, i, v);
     }
     return args;
+}
+
+CioStepCoroObject *
+cio_loop_call_coro_new(LoopObject *loop, const char *qualname,
+                       cio_step_fn step, PyObject *const *a, int n,
+                       const long *defaults)
+{
+    CioStepCoroObject *coro = cio_step_coro_new(loop->state, qualname, step);
+
+    if (coro == NULL) {
+        return NULL;
+    }
+    coro->vars[0] = Py_NewRef(loop);
+    coro->vars[1] = args_tuple(a, n, defaults);
+    if (coro->vars[1] == NULL) {
+        Py_DECREF(coro);
+        return NULL;
+    }
+    return coro;
 }
 
 /* ---- create_server ------------------------------------------------------ */
@@ -787,15 +806,10 @@ loop_create_server(LoopObject *self, PyObject *args, PyObject *kwargs)
             &a[ARG_START_SERVING])) {
         return NULL;
     }
-    coro = cio_step_coro_new(self->state, "Loop.create_server",
-                             create_server_step);
+    coro = cio_loop_call_coro_new(self, "Loop.create_server",
+                                  create_server_step, a, ARG_COUNT,
+                                  defaults);
     if (coro == NULL) {
-        return NULL;
-    }
-    coro->vars[VAR_LOOP] = Py_NewRef(self);
-    coro->vars[VAR_ARGS] = cio_args_tuple(a, ARG_COUNT, defaults);
-    if (coro->vars[VAR_ARGS] == NULL) {
-        Py_DECREF(coro);
         return NULL;
     }
     /* reuse_address=None means SO_REUSEADDR on POSIX. */
@@ -1085,7 +1099,6 @@ loop_create_unix_server(LoopObject *self, PyObject *args, PyObject *kwargs)
         NULL};
     long defaults[UARG_COUNT] = {[UARG_BACKLOG] = 100};
     PyObject *a[UARG_COUNT];
-    CioStepCoroObject *coro;
 
     for (int i = 0; i < UARG_COUNT; i++) {
         a[i] = Py_None;
@@ -1108,18 +1121,9 @@ loop_create_unix_server(LoopObject *self, PyObject *args, PyObject *kwargs)
             )) {
         return NULL;
     }
-    coro = cio_step_coro_new(self->state, "Loop.create_unix_server",
-                             create_unix_server_step);
-    if (coro == NULL) {
-        return NULL;
-    }
-    coro->vars[VAR_LOOP] = Py_NewRef(self);
-    coro->vars[VAR_ARGS] = cio_args_tuple(a, UARG_COUNT, defaults);
-    if (coro->vars[VAR_ARGS] == NULL) {
-        Py_DECREF(coro);
-        return NULL;
-    }
-    return (PyObject *)coro;
+    return (PyObject *)cio_loop_call_coro_new(
+        self, "Loop.create_unix_server", create_unix_server_step, a,
+        UARG_COUNT, defaults);
 }
 
 PyMethodDef cio_loop_listen_methods[] = {
