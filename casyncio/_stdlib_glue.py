@@ -7,8 +7,7 @@ create_unix_connection, connect_accepted_socket), listens (create_server,
 create_unix_server and their Server) and makes datagram endpoints. What is left here
 runs once per call: happy eyeballs' parallel connection attempts, the
 name resolution behind them and behind create_server
-(``_ensure_resolved``), the TLS handshake through ``sslproto``
-(``start_tls``), ``loop.sendfile``'s set-up and the sendfile fallbacks,
+(``_ensure_resolved``), ``loop.sendfile``'s set-up and the sendfile fallbacks,
 pipe set-up, and subprocess argument checks. It is
 the running interpreter's own asyncio code, bound to the casyncio loop,
 so it behaves, errors included, exactly as that Python version's loop
@@ -26,7 +25,7 @@ _BORROWED = {
     _BASE: (
         "_getaddrinfo_debug",
         "_ensure_resolved", "_connect_sock", "_create_server_getaddrinfo",
-        "start_tls", "sendfile", "_sendfile_fallback",
+        "sendfile", "_sendfile_fallback",
         "_sock_sendfile_fallback", "_check_sendfile_params",
         "subprocess_exec", "subprocess_shell", "_log_subprocess",
         "connect_read_pipe", "connect_write_pipe",

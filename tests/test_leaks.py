@@ -716,6 +716,44 @@ def test_tls_record_path_keeps_memory_flat(tmp_path):
     assert objects < 100
 
 
+def test_start_tls_paths_keep_memory_and_fds_flat(tmp_path):
+    """start_tls upgrading a plain connection on both ends, refusing a
+    bad context, and cancelled during the handshake."""
+    server_ctx, client_ctx = tls_contexts(tmp_path)
+
+    async def upgrade(reader, writer):
+        try:
+            await writer.start_tls(server_ctx)
+            writer.write(await reader.readexactly(5))
+            await writer.drain()
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        writer.close()
+
+    async def cycle(loop):
+        server = await asyncio.start_server(upgrade, "127.0.0.1", 0)
+        address = server.sockets[0].getsockname()
+        reader, writer = await asyncio.open_connection(*address)
+        await writer.start_tls(client_ctx)
+        writer.write(b"hello")
+        assert await reader.readexactly(5) == b"hello"
+        writer.close()
+        await writer.wait_closed()
+        transport, protocol = await loop.create_connection(asyncio.Protocol,
+                                                           *address)
+        with pytest.raises(TypeError):
+            await loop.start_tls(transport, protocol, object())
+        task = asyncio.ensure_future(loop.start_tls(transport, protocol,
+                                                    client_ctx))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        server.close()
+        await server.wait_closed()
+
+    assert_cycle_flat(cycle, 100, 300)
+
+
 def test_tls_connections_share_one_read_buffer(tmp_path):
     """stdlib's SSLProtocol zero-fills a 256 KiB read buffer per
     connection (over 500 KiB per client/server pair in one process);

@@ -7,11 +7,13 @@ import asyncio
 import hashlib
 import os
 import random
+import re
 import socket
 import ssl
 import subprocess
 
 import pytest
+from parity import on_stdlib
 
 TIMEOUT = 30
 
@@ -448,6 +450,131 @@ def test_start_tls_upgrades_both_sides(loop, certs):
         await server.wait_closed()
         return answer, tls
     assert run(loop, main()) == (b"SECRET\n", True)
+
+
+class Collect(asyncio.Protocol):
+    def __init__(self):
+        self.data = bytearray()
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data):
+        self.data += data
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+async def plain_pair(loop):
+    """A plain TCP connection: (client transport, its protocol, the server
+    end's asyncio stream pair future, the server)."""
+    accepted = loop.create_future()
+    server = await asyncio.start_server(
+        lambda r, w: accepted.set_result((r, w)), "127.0.0.1", 0)
+    transport, protocol = await loop.create_connection(
+        Collect, *server.sockets[0].getsockname())
+    return transport, protocol, accepted, server
+
+
+@pytest.mark.parametrize("case", ["not-a-context", "incompatible"])
+def test_start_tls_argument_errors(loop, certs, case):
+    async def main(loop):
+        transport, protocol, accepted, server = await plain_pair(loop)
+        given = transport
+        if case == "incompatible":
+            rsock, wsock = socket.socketpair()
+            given, _ = await loop.connect_read_pipe(asyncio.Protocol,
+                                                    rsock.makefile("rb"))
+        context = (client_context(certs) if case == "incompatible"
+                   else object())
+        try:
+            await loop.start_tls(given, protocol, context)
+        except TypeError as exc:
+            error = re.sub(r"0x[0-9a-f]+|fd=\d+", "", str(exc))
+            error = re.sub(r"<[\w.]+Transport", "<Transport", error)
+        if case == "incompatible":
+            given.close()
+            rsock.close()
+            wsock.close()
+        transport.close()
+        (await accepted)[1].close()
+        server.close()
+        await server.wait_closed()
+        return error
+
+    got = loop.run_until_complete(main(loop))
+    assert got == on_stdlib(loop, lambda ref: ref.run_until_complete(
+        main(ref)))
+    assert got.startswith(("sslcontext is expected", "transport <"))
+
+
+def test_start_tls_failed_handshake_closes_the_transport(loop, certs):
+    """A client whose peer never answers the handshake: the timeout
+    raises from start_tls and the plain transport is closed."""
+    async def main():
+        transport, protocol, accepted, server = await plain_pair(loop)
+        with pytest.raises((TimeoutError, ConnectionAbortedError,
+                            asyncio.TimeoutError)):
+            await loop.start_tls(transport, protocol, client_context(certs),
+                                 server_hostname="localhost",
+                                 ssl_handshake_timeout=0.2)
+        reader, writer = await accepted
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0)
+        return transport.is_closing()
+
+    assert run(loop, main()) is True
+
+
+def test_start_tls_cancelled_closes_the_transport(loop, certs):
+    async def main():
+        transport, protocol, accepted, server = await plain_pair(loop)
+        task = asyncio.ensure_future(loop.start_tls(
+            transport, protocol, client_context(certs),
+            server_hostname="localhost"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        reader, writer = await accepted
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return transport.is_closing()
+
+    assert run(loop, main()) is True
+
+
+def test_start_tls_upgrades_onto_casyncios_record_path(loop, certs):
+    """The app transport start_tls returns carries data both ways; on
+    casyncio its SSLProtocol is casyncio's (the C record path)."""
+    async def main():
+        async def upgrade(reader, writer):
+            await writer.start_tls(server_context(certs))
+            writer.write((await reader.readexactly(5)).upper())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(upgrade, "127.0.0.1", 0)
+        transport, protocol = await loop.create_connection(
+            Collect, *server.sockets[0].getsockname())
+        tls = await loop.start_tls(transport, protocol,
+                                   client_context(certs),
+                                   server_hostname="localhost")
+        tls.write(b"hello")
+        await protocol.lost
+        kind = type(tls._ssl_protocol).__module__
+        tls.close()
+        server.close()
+        await server.wait_closed()
+        return bytes(protocol.data), kind
+
+    data, kind = run(loop, main())
+    assert data == b"HELLO"
+    assert kind == ("casyncio._casyncio" if loop.kind == "casyncio"
+                    else "asyncio.sslproto")
 
 
 def test_64_mib_with_random_chunks(loop_factory, certs):

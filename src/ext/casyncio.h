@@ -220,6 +220,10 @@ PyObject *cio_call_method(cio_state *st, PyObject *obj, cio_name_t name,
 /* Calls logger.<level>(msg, exc_info=exc_info) on asyncio's logger. */
 int cio_log(cio_state *st, const char *level, PyObject *msg,
             PyObject *exc_info);
+/* obj.<method>() while an exception is being raised, as `except:
+ * obj.close(); raise` does: the exception stays raised, or the method's
+ * own replaces it with it as context. Always returns -1. */
+int cio_call_while_raising(PyObject *obj, const char *method);
 /* If dict has key, moves its value (a new reference) to *value and
  * deletes it; *value is left alone otherwise. */
 int cio_dict_pop(PyObject *dict, const char *key, PyObject **value);

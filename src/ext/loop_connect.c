@@ -187,18 +187,7 @@ make_transport(ConnectCallObject *self, PyObject **result)
 static PySendResult
 transport_failed(ConnectCallObject *self)
 {
-    PyObject *exc = cio_fetch_exception();
-    PyObject *res = cio_call_method(self->loop->state, self->transport,
-                                    CIO_NAME_close, NULL, 0);
-
-    if (res == NULL) {
-        PyObject *close_exc = cio_fetch_exception();
-        PyException_SetContext(close_exc, exc);  /* steals exc */
-        cio_restore_exception(close_exc);
-        return PYGEN_ERROR;
-    }
-    Py_DECREF(res);
-    cio_restore_exception(exc);
+    cio_call_while_raising(self->transport, "close");
     return PYGEN_ERROR;
 }
 

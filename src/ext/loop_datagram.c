@@ -583,27 +583,6 @@ make_transport(CioStepCoroObject *coro, PyObject **out)
     return CIO_STEP_AWAIT;
 }
 
-/* The waiter failed or the wait was interrupted: the transport is closed
- * and the error goes on (stdlib's bare except). */
-static cio_step_t
-transport_failed(CioStepCoroObject *coro)
-{
-    PyObject *exc = cio_fetch_exception();
-    PyObject *res = cio_call_method(CORO_LOOP(coro)->state,
-                                    coro->vars[VAR_TRANSPORT],
-                                    CIO_NAME_close, NULL, 0);
-
-    if (res == NULL) {
-        PyObject *close_exc = cio_fetch_exception();
-        PyException_SetContext(close_exc, exc);  /* steals exc */
-        cio_restore_exception(close_exc);
-        return CIO_STEP_ERROR;
-    }
-    Py_DECREF(res);
-    cio_restore_exception(exc);
-    return CIO_STEP_ERROR;
-}
-
 static cio_step_t
 datagram_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
 {
@@ -630,8 +609,9 @@ datagram_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
         return value == NULL ? attempt_failed(coro, out)
                              : make_transport(coro, out);
     default:  /* DGRAM_WAITING */
-        if (value == NULL) {
-            return transport_failed(coro);
+        if (value == NULL) {  /* stdlib's bare except: closed, raised */
+            cio_call_while_raising(coro->vars[VAR_TRANSPORT], "close");
+            return CIO_STEP_ERROR;
         }
         *out = PyTuple_Pack(2, coro->vars[VAR_TRANSPORT],
                             coro->vars[VAR_PROTOCOL]);

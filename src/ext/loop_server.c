@@ -1,6 +1,7 @@
-/* The loop's transport factory and accept loop: the private methods that
- * stdlib's connection set-up code (create_connection, create_server,
- * base_events.Server) calls on the loop.
+/* The loop's transport factories and accept loop: the private methods
+ * that the connection set-up code (create_connection, create_server, the
+ * Server) calls on the loop, and start_tls, which puts casyncio's
+ * SSLProtocol (tls_records.c) on an open transport.
  *
  * The accept loop follows selector_events._accept_connection: up to
  * backlog accepts per wake-up, and running out of fds pauses accepting
@@ -560,6 +561,202 @@ loop_make_datagram_transport(LoopObject *self, PyObject *args,
                                       extra);
 }
 
+/* ---- start_tls ---------------------------------------------------------- */
+
+/* vars of a start_tls coroutine (0 and 1 as cio_loop_call_coro_new) */
+enum {
+    TLS_ARG_TRANSPORT,
+    TLS_ARG_PROTOCOL,
+    TLS_ARG_SSLCONTEXT,
+    TLS_ARG_SERVER_SIDE,
+    TLS_ARG_SERVER_HOSTNAME,
+    TLS_ARG_HANDSHAKE_TIMEOUT,
+    TLS_ARG_SHUTDOWN_TIMEOUT,
+    TLS_ARG_COUNT,
+};
+enum { TLS_VAR_SSL_PROTOCOL = 2, TLS_VAR_CONMADE, TLS_VAR_RESUME };
+
+#define TLS_LOOP(coro) ((LoopObject *)(coro)->vars[0])
+#define TLS_ARG(coro, i) PyTuple_GET_ITEM((coro)->vars[1], (i))
+
+/* start_tls's checks, in stdlib's order. */
+static int
+check_start_tls(CioStepCoroObject *coro)
+{
+    PyObject *sslcontext = TLS_ARG(coro, TLS_ARG_SSLCONTEXT);
+    PyObject *transport = TLS_ARG(coro, TLS_ARG_TRANSPORT);
+    PyObject *ssl, *context_type, *compatible;
+    int is_context, ok;
+
+    ssl = TLS_LOOP(coro)->state->ssl_socket_type
+              ? PyImport_ImportModule("ssl") : NULL;
+    if (ssl == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "Python ssl module is not available");
+        }
+        return -1;
+    }
+    context_type = PyObject_GetAttrString(ssl, "SSLContext");
+    Py_DECREF(ssl);
+    is_context = context_type ? PyObject_IsInstance(sslcontext, context_type)
+                              : -1;
+    Py_XDECREF(context_type);
+    if (is_context <= 0) {
+        if (is_context == 0) {
+            PyErr_Format(PyExc_TypeError, "sslcontext is expected to be an "
+                         "instance of ssl.SSLContext, got %R", sslcontext);
+        }
+        return -1;
+    }
+    /* getattr(transport, '_start_tls_compatible', False) */
+    compatible = PyObject_GetAttrString(transport, "_start_tls_compatible");
+    if (compatible == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    ok = compatible ? PyObject_IsTrue(compatible) : 0;
+    Py_XDECREF(compatible);
+    if (ok == 0) {
+        PyErr_Format(PyExc_TypeError,
+                     "transport %R is not supported by start_tls()",
+                     transport);
+    }
+    return ok > 0 ? 0 : -1;
+}
+
+/* loop.call_soon(callback, *args), the Handle in *handle. */
+static int
+schedule(LoopObject *loop, PyObject **handle, PyObject *callback,
+         PyObject *arg)
+{
+    *handle = PyObject_CallMethod((PyObject *)loop, "call_soon",
+                                  arg ? "OO" : "O", callback, arg);
+    return *handle ? 0 : -1;
+}
+
+/* Puts casyncio's SSLProtocol between transport and protocol, and waits
+ * for the handshake: stdlib's steps, with the loop's shared TLS read
+ * buffer. */
+static cio_step_t
+start_tls_begin(CioStepCoroObject *coro, PyObject **out)
+{
+    LoopObject *loop = TLS_LOOP(coro);
+    PyObject *transport = TLS_ARG(coro, TLS_ARG_TRANSPORT);
+    PyObject *waiter, *ssl_protocol, *res, *method;
+    PyObject *args[7], *kwargs;
+    int rc;
+
+    if (check_start_tls(coro) < 0) {
+        return CIO_STEP_ERROR;
+    }
+    waiter = cio_loop_create_future(loop);
+    if (waiter == NULL) {
+        return CIO_STEP_ERROR;
+    }
+    args[0] = (PyObject *)loop;
+    args[1] = TLS_ARG(coro, TLS_ARG_PROTOCOL);
+    args[2] = TLS_ARG(coro, TLS_ARG_SSLCONTEXT);
+    args[3] = waiter;
+    args[4] = TLS_ARG(coro, TLS_ARG_SERVER_SIDE);
+    args[5] = TLS_ARG(coro, TLS_ARG_SERVER_HOSTNAME);
+    kwargs = Py_BuildValue("{sOsOsO}", "ssl_handshake_timeout",
+                           TLS_ARG(coro, TLS_ARG_HANDSHAKE_TIMEOUT),
+                           "ssl_shutdown_timeout",
+                           TLS_ARG(coro, TLS_ARG_SHUTDOWN_TIMEOUT),
+                           "call_connection_made", Py_False);
+    ssl_protocol = kwargs ? PyObject_VectorcallDict(
+                                loop->state->ssl_protocol_type, args, 6,
+                                kwargs)
+                          : NULL;
+    Py_XDECREF(kwargs);
+    coro->vars[TLS_VAR_SSL_PROTOCOL] = ssl_protocol;
+    if (ssl_protocol == NULL || give_ssl_read_buffer(loop, ssl_protocol) < 0) {
+        Py_DECREF(waiter);
+        return CIO_STEP_ERROR;
+    }
+    /* Paused first, so that no data reaches the SSLProtocol before its
+     * connection_made(). */
+    res = PyObject_CallMethod(transport, "pause_reading", NULL);
+    Py_XDECREF(res);
+    if (res != NULL) {
+        res = PyObject_CallMethod(transport, "set_protocol", "O",
+                                  ssl_protocol);
+        Py_XDECREF(res);
+    }
+    method = res ? PyObject_GetAttrString(ssl_protocol, "connection_made")
+                 : NULL;
+    rc = method ? schedule(loop, &coro->vars[TLS_VAR_CONMADE], method,
+                           transport)
+                : -1;
+    Py_XDECREF(method);
+    method = rc == 0 ? PyObject_GetAttrString(transport, "resume_reading")
+                     : NULL;
+    rc = method ? schedule(loop, &coro->vars[TLS_VAR_RESUME], method, NULL)
+                : -1;
+    Py_XDECREF(method);
+    if (rc < 0) {
+        Py_DECREF(waiter);
+        return CIO_STEP_ERROR;
+    }
+    coro->state = 1;
+    *out = waiter;
+    return CIO_STEP_AWAIT;
+}
+
+/* The handshake failed or the wait was interrupted: the transport is
+ * closed, the scheduled calls cancelled, and the error goes on. */
+static cio_step_t
+start_tls_failed(CioStepCoroObject *coro)
+{
+    cio_call_while_raising(TLS_ARG(coro, TLS_ARG_TRANSPORT), "close");
+    cio_call_while_raising(coro->vars[TLS_VAR_CONMADE], "cancel");
+    cio_call_while_raising(coro->vars[TLS_VAR_RESUME], "cancel");
+    return CIO_STEP_ERROR;
+}
+
+static cio_step_t
+start_tls_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
+{
+    if (coro->state == 0) {
+        return start_tls_begin(coro, out);
+    }
+    if (value == NULL) {
+        return start_tls_failed(coro);
+    }
+    *out = PyObject_GetAttrString(coro->vars[TLS_VAR_SSL_PROTOCOL],
+                                  "_app_transport");
+    return *out ? CIO_STEP_RETURN : CIO_STEP_ERROR;
+}
+
+/* start_tls(transport, protocol, sslcontext, *, server_side=False,
+ *     server_hostname=None, ssl_handshake_timeout=None,
+ *     ssl_shutdown_timeout=None) */
+static PyObject *
+loop_start_tls(LoopObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {
+        "transport", "protocol", "sslcontext", "server_side",
+        "server_hostname", "ssl_handshake_timeout", "ssl_shutdown_timeout",
+        NULL};
+    PyObject *a[TLS_ARG_COUNT] = {NULL, NULL, NULL, Py_False, Py_None,
+                                  Py_None, Py_None};
+
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "OOO|$OOOO:start_tls", kwlist,
+            &a[TLS_ARG_TRANSPORT], &a[TLS_ARG_PROTOCOL],
+            &a[TLS_ARG_SSLCONTEXT], &a[TLS_ARG_SERVER_SIDE],
+            &a[TLS_ARG_SERVER_HOSTNAME], &a[TLS_ARG_HANDSHAKE_TIMEOUT],
+            &a[TLS_ARG_SHUTDOWN_TIMEOUT])) {
+        return NULL;
+    }
+    return (PyObject *)cio_loop_call_coro_new(self, "Loop.start_tls",
+                                              start_tls_step, a,
+                                              TLS_ARG_COUNT, NULL);
+}
+
 PyMethodDef cio_loop_server_methods[] = {
     {"_make_datagram_transport",
      (PyCFunction)(void (*)(void))loop_make_datagram_transport,
@@ -573,6 +770,12 @@ PyMethodDef cio_loop_server_methods[] = {
     {"_start_serving", (PyCFunction)(void (*)(void))loop_start_serving,
      METH_FASTCALL, NULL},
     {"_stop_serving", (PyCFunction)loop_stop_serving, METH_O, NULL},
+    {"start_tls", (PyCFunction)(void (*)(void))loop_start_tls,
+     METH_VARARGS | METH_KEYWORDS,
+     "start_tls($self, transport, protocol, sslcontext, *, "
+     "server_side=False, server_hostname=None, ssl_handshake_timeout=None, "
+     "ssl_shutdown_timeout=None)\n--\n\n"
+     "Coroutine: upgrade transport to TLS; return the new transport."},
     {"_accept_connection",
      (PyCFunction)(void (*)(void))loop_accept_connection, METH_FASTCALL,
      NULL},

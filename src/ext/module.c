@@ -228,6 +228,23 @@ cio_dict_pop(PyObject *dict, const char *key, PyObject **value)
 }
 
 int
+cio_call_while_raising(PyObject *obj, const char *method)
+{
+    PyObject *exc = cio_fetch_exception();
+    PyObject *res = PyObject_CallMethod(obj, method, NULL);
+
+    if (res == NULL) {
+        PyObject *method_exc = cio_fetch_exception();
+        PyException_SetContext(method_exc, exc);  /* steals exc */
+        cio_restore_exception(method_exc);
+        return -1;
+    }
+    Py_DECREF(res);
+    cio_restore_exception(exc);
+    return -1;
+}
+
+int
 cio_dealloc_begin(PyObject *self, PyObject **weakreflist)
 {
     if (PyObject_CallFinalizerFromDealloc(self) < 0) {
