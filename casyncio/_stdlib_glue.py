@@ -3,20 +3,22 @@
 casyncio's C code moves the bytes (TLS records and sock_sendfile
 included), watches the fds, signals and child processes, answers
 getaddrinfo and getnameinfo, connects (create_connection,
-create_unix_connection, connect_accepted_socket), listens (create_server,
-create_unix_server and their Server) and makes datagram endpoints. What is left here
-runs once per call: happy eyeballs' parallel connection attempts, the
-name resolution behind them and behind create_server
-(``_ensure_resolved``), ``loop.sendfile``'s set-up and the sendfile fallbacks,
-pipe set-up, and subprocess argument checks. It is
-the running interpreter's own asyncio code, bound to the casyncio loop,
-so it behaves, errors included, exactly as that Python version's loop
-does. These functions call only public loop methods and the private ones
-the C loop provides (``_make_socket_transport``, ``_start_serving``,
-``_add_reader``, ``_spawn_subprocess`` and friends).
+create_unix_connection, connect_accepted_socket, connect_read_pipe,
+connect_write_pipe, start_tls), listens (create_server, create_unix_server
+and their Server) and makes datagram endpoints. What is left here runs
+once per call: happy eyeballs' parallel connection attempts, the name
+resolution behind them and behind create_server (``_ensure_resolved``),
+``loop.sendfile``'s set-up and the sendfile fallbacks, and subprocess
+argument checks. It is the running interpreter's own asyncio code, bound
+to the casyncio loop, so it behaves, errors included, exactly as that
+Python version's loop does. These functions call only public loop methods
+and the private ones the C loop provides (``_make_socket_transport``,
+``_start_serving``, ``_add_reader``, ``_spawn_subprocess`` and friends).
 """
 import sys
 from asyncio import base_events, events, unix_events
+
+from . import _casyncio
 
 _BASE = base_events.BaseEventLoop
 _UNIX = unix_events._UnixSelectorEventLoop
@@ -28,7 +30,6 @@ _BORROWED = {
         "sendfile", "_sendfile_fallback",
         "_sock_sendfile_fallback", "_check_sendfile_params",
         "subprocess_exec", "subprocess_shell", "_log_subprocess",
-        "connect_read_pipe", "connect_write_pipe",
     ),
     _UNIX: (
         "_sock_sendfile_native", "_sock_sendfile_native_impl",
@@ -56,8 +57,8 @@ def _pipe_connects_replaced(loop):
     """Whether connect_read_pipe or connect_write_pipe is replaced on the
     loop (asyncio's tests patch them) or in a subclass: stdlib connects a
     child's pipes through them, so its transport is used then."""
-    return any(getattr(getattr(loop, name), "__func__", None)
-               is not getattr(_BASE, name)
+    return any(name in vars(loop) or
+               getattr(type(loop), name) is not getattr(_casyncio.Loop, name)
                for name in ("connect_read_pipe", "connect_write_pipe"))
 
 

@@ -1,6 +1,7 @@
 """Parity tests: signals, subprocesses and pipes on both loops."""
 import asyncio
 import gc
+import logging
 import os
 import signal
 import subprocess
@@ -709,3 +710,40 @@ def test_write_pipe_refuses_text_as_stdlib_asserts(loop):
             transport.close()
             os.close(r)
     run(loop, main())
+
+
+@pytest.mark.parametrize("side", ["read", "write"])
+def test_connect_pipe_logs_in_debug_mode(loop, caplog, side):
+    async def main():
+        r, w = os.pipe()
+        pipe = os.fdopen(r if side == "read" else w,
+                         "rb" if side == "read" else "wb")
+        other = w if side == "read" else r
+        connect = getattr(loop, f"connect_{side}_pipe")
+        transport, _ = await connect(asyncio.Protocol, pipe)
+        transport.close()
+        os.close(other)
+        await asyncio.sleep(0)
+
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        loop.run_until_complete(main())
+    logged = [r.msg for r in caplog.records if " pipe %r connected" in r.msg]
+    assert logged == ([f"{side.capitalize()} pipe %r connected: (%r, %r)"]
+                      if loop.get_debug() else [])
+
+
+@pytest.mark.parametrize("side", ["read", "write"])
+def test_connect_pipe_failure_and_coroutine_protocol(loop, tmp_path, side):
+    """A file that is no pipe fails from the awaited call, as stdlib's
+    transport does; the call is a coroutine that warns if never awaited."""
+    connect = getattr(loop, f"connect_{side}_pipe")
+    path = tmp_path / "file"
+    path.write_bytes(b"")
+    with open(path, "rb" if side == "read" else "wb") as f:
+        with pytest.raises(ValueError, match="Pipe transport is"):
+            loop.run_until_complete(connect(asyncio.Protocol, f))
+    coro = connect(asyncio.Protocol, None)
+    assert asyncio.iscoroutine(coro)
+    with pytest.warns(RuntimeWarning, match="was never awaited"):
+        del coro
+        gc.collect()

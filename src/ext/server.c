@@ -330,14 +330,13 @@ server_get_sockets(ServerObject *self, void *Py_UNUSED(closure))
 static PyObject *
 server_repr(ServerObject *self)
 {
-    PyObject *sockets = server_get_sockets(self, NULL), *repr;
+    PyObject *sockets = server_get_sockets(self, NULL), *name, *repr;
 
-    if (sockets == NULL) {
-        return NULL;
-    }
-    repr = PyUnicode_FromFormat("<%s sockets=%R>", _PyType_Name(Py_TYPE(self)),
-                                sockets);
-    Py_DECREF(sockets);
+    name = sockets ? PyType_GetName(Py_TYPE(self)) : NULL;
+    repr = name ? PyUnicode_FromFormat("<%U sockets=%R>", name, sockets)
+                : NULL;
+    Py_XDECREF(name);
+    Py_XDECREF(sockets);
     return repr;
 }
 

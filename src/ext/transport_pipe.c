@@ -1136,7 +1136,139 @@ loop_make_write_pipe_transport(LoopObject *self, PyObject *args,
                                cio_write_pipe_transport_new);
 }
 
+/* ---- connect_read_pipe, connect_write_pipe ---------------------------- */
+
+/* vars of their coroutine (0 and 1 as cio_loop_call_coro_new): */
+enum { PIPE_ARG_FACTORY, PIPE_ARG_PIPE, PIPE_ARG_COUNT };
+enum { PIPE_VAR_TRANSPORT = 2, PIPE_VAR_PROTOCOL };
+
+#define PIPE_LOOP(coro) ((LoopObject *)(coro)->vars[0])
+#define PIPE_ARG(coro, i) PyTuple_GET_ITEM((coro)->vars[1], (i))
+
+/* The protocol, the transport the loop's factory method (by name, as
+ * stdlib calls it) makes, and the wait for its waiter. */
+static cio_step_t
+pipe_connect_begin(CioStepCoroObject *coro, const char *factory_method,
+                   PyObject **out)
+{
+    LoopObject *loop = PIPE_LOOP(coro);
+    PyObject *waiter;
+
+    coro->vars[PIPE_VAR_PROTOCOL] = PyObject_CallNoArgs(
+        PIPE_ARG(coro, PIPE_ARG_FACTORY));
+    waiter = coro->vars[PIPE_VAR_PROTOCOL] ? cio_loop_create_future(loop)
+                                           : NULL;
+    if (waiter == NULL) {
+        return CIO_STEP_ERROR;
+    }
+    coro->vars[PIPE_VAR_TRANSPORT] = PyObject_CallMethod(
+        (PyObject *)loop, factory_method, "OOO",
+        PIPE_ARG(coro, PIPE_ARG_PIPE), coro->vars[PIPE_VAR_PROTOCOL],
+        waiter);
+    if (coro->vars[PIPE_VAR_TRANSPORT] == NULL) {
+        Py_DECREF(waiter);
+        return CIO_STEP_ERROR;
+    }
+    coro->state = 1;
+    *out = waiter;
+    return CIO_STEP_AWAIT;
+}
+
+/* Connected: the debug log, then (transport, protocol). */
+static cio_step_t
+pipe_connected(CioStepCoroObject *coro, const char *log_format,
+               PyObject **out)
+{
+    LoopObject *loop = PIPE_LOOP(coro);
+
+    if (loop->debug) {
+        PyObject *fd = PyObject_CallMethod(PIPE_ARG(coro, PIPE_ARG_PIPE),
+                                           "fileno", NULL);
+        PyObject *res = fd ? PyObject_CallMethod(
+                                 loop->state->logger, "debug", "sOOO",
+                                 log_format, fd,
+                                 coro->vars[PIPE_VAR_TRANSPORT],
+                                 coro->vars[PIPE_VAR_PROTOCOL])
+                           : NULL;
+        Py_XDECREF(fd);
+        Py_XDECREF(res);
+        if (res == NULL) {
+            return CIO_STEP_ERROR;
+        }
+    }
+    *out = PyTuple_Pack(2, coro->vars[PIPE_VAR_TRANSPORT],
+                        coro->vars[PIPE_VAR_PROTOCOL]);
+    return *out ? CIO_STEP_RETURN : CIO_STEP_ERROR;
+}
+
+static cio_step_t
+pipe_connect_step(CioStepCoroObject *coro, PyObject *value, PyObject **out,
+                  const char *factory_method, const char *log_format)
+{
+    if (coro->state == 0) {
+        return pipe_connect_begin(coro, factory_method, out);
+    }
+    if (value == NULL) {  /* stdlib's bare except: closed, raised */
+        cio_call_while_raising(coro->vars[PIPE_VAR_TRANSPORT], "close");
+        return CIO_STEP_ERROR;
+    }
+    return pipe_connected(coro, log_format, out);
+}
+
+static cio_step_t
+read_pipe_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
+{
+    return pipe_connect_step(coro, value, out, "_make_read_pipe_transport",
+                             "Read pipe %r connected: (%r, %r)");
+}
+
+static cio_step_t
+write_pipe_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
+{
+    return pipe_connect_step(coro, value, out, "_make_write_pipe_transport",
+                             "Write pipe %r connected: (%r, %r)");
+}
+
+static PyObject *
+pipe_connect(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+             const char *name, const char *qualname, cio_step_fn step)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes 2 positional arguments "
+                     "but %zd were given", name, nargs);
+        return NULL;
+    }
+    return (PyObject *)cio_loop_call_coro_new(self, qualname, step, args,
+                                              PIPE_ARG_COUNT, NULL);
+}
+
+/* connect_read_pipe(protocol_factory, pipe) */
+static PyObject *
+loop_connect_read_pipe(LoopObject *self, PyObject *const *args,
+                       Py_ssize_t nargs)
+{
+    return pipe_connect(self, args, nargs, "connect_read_pipe",
+                        "Loop.connect_read_pipe", read_pipe_step);
+}
+
+/* connect_write_pipe(protocol_factory, pipe) */
+static PyObject *
+loop_connect_write_pipe(LoopObject *self, PyObject *const *args,
+                        Py_ssize_t nargs)
+{
+    return pipe_connect(self, args, nargs, "connect_write_pipe",
+                        "Loop.connect_write_pipe", write_pipe_step);
+}
+
 PyMethodDef cio_loop_pipe_methods[] = {
+    {"connect_read_pipe", (PyCFunction)(void (*)(void))loop_connect_read_pipe,
+     METH_FASTCALL,
+     "connect_read_pipe($self, protocol_factory, pipe, /)\n--\n\n"
+     "Coroutine: read from pipe; return (transport, protocol)."},
+    {"connect_write_pipe",
+     (PyCFunction)(void (*)(void))loop_connect_write_pipe, METH_FASTCALL,
+     "connect_write_pipe($self, protocol_factory, pipe, /)\n--\n\n"
+     "Coroutine: write to pipe; return (transport, protocol)."},
     {"_make_read_pipe_transport",
      (PyCFunction)(void (*)(void))loop_make_read_pipe_transport,
      METH_VARARGS | METH_KEYWORDS, NULL},
