@@ -365,6 +365,11 @@ PyObject *cio_coro_await_iter(PyObject *awaitable);
  * PYGEN_ERROR when the exception (or another) comes out of it. */
 PySendResult cio_coro_throw_into(PyObject *iter, PyObject *const *args,
                                  Py_ssize_t nargs, PyObject **result);
+/* send(value), __next__() and __await__() of a C coroutine type, the
+ * first two through the type's am_send. */
+PyObject *cio_coro_send(PyObject *self, PyObject *value);
+PyObject *cio_coro_next(PyObject *self);
+PyObject *cio_coro_self(PyObject *self);
 /* The RuntimeWarning of a coroutine that was never awaited. */
 void cio_coro_warn_unawaited(PyObject *coro, const char *qualname);
 

@@ -143,6 +143,28 @@ cio_coro_warn_unawaited(PyObject *coro, const char *qualname)
     cio_restore_exception(exc);
 }
 
+PyObject *
+cio_coro_send(PyObject *self, PyObject *value)
+{
+    PyObject *result;
+    PySendResult rc = Py_TYPE(self)->tp_as_async->am_send(self, value,
+                                                          &result);
+
+    return cio_coro_return(rc, result);
+}
+
+PyObject *
+cio_coro_next(PyObject *self)
+{
+    return cio_coro_send(self, Py_None);
+}
+
+PyObject *
+cio_coro_self(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
 /* ---- StepCoroutine: a coroutine written as a C step function ---------- */
 
 /* What await does with the awaitable a step returned: iterates it until
@@ -252,21 +274,6 @@ step_coro_am_send(CioStepCoroObject *self, PyObject *value,
     return sent;
 }
 
-static PyObject *
-step_coro_send(CioStepCoroObject *self, PyObject *value)
-{
-    PyObject *result;
-    PySendResult rc = step_coro_am_send(self, value, &result);
-
-    return cio_coro_return(rc, result);
-}
-
-static PyObject *
-step_coro_iternext(CioStepCoroObject *self)
-{
-    return step_coro_send(self, Py_None);
-}
-
 /* throw(): passed on to what the coroutine awaits, as `await` does; what
  * comes out of it reaches the step function, as at an await. Thrown into
  * a coroutine that never started, it finishes it unrun. */
@@ -340,12 +347,6 @@ step_coro_close(CioStepCoroObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     return NULL;
-}
-
-static PyObject *
-step_coro_await(CioStepCoroObject *self)
-{
-    return Py_NewRef(self);
 }
 
 static PyObject *
@@ -452,7 +453,7 @@ cio_step_coro_new(cio_state *st, const char *qualname, cio_step_fn step)
 }
 
 static PyMethodDef step_coro_methods[] = {
-    {"send", (PyCFunction)step_coro_send, METH_O,
+    {"send", (PyCFunction)cio_coro_send, METH_O,
      "send($self, value, /)\n--\n\nResume the coroutine."},
     {"throw", (PyCFunction)(void (*)(void))step_coro_throw, METH_FASTCALL,
      "throw($self, exc, /)\n--\n\nRaise exc at the suspension point."},
@@ -470,9 +471,9 @@ static PyGetSetDef step_coro_getset[] = {
 };
 
 static PyType_Slot step_coro_slots[] = {
-    {Py_am_await, step_coro_await},
+    {Py_am_await, cio_coro_self},
     {Py_am_send, step_coro_am_send},
-    {Py_tp_iternext, step_coro_iternext},
+    {Py_tp_iternext, cio_coro_next},
     {Py_tp_repr, step_coro_repr},
     {Py_tp_methods, step_coro_methods},
     {Py_tp_getset, step_coro_getset},

@@ -963,21 +963,6 @@ connect_call_am_send(ConnectCallObject *self, PyObject *value,
     return rc;
 }
 
-static PyObject *
-connect_call_send(ConnectCallObject *self, PyObject *value)
-{
-    PyObject *result;
-    PySendResult rc = connect_call_am_send(self, value, &result);
-
-    return cio_coro_return(rc, result);
-}
-
-static PyObject *
-connect_call_iternext(ConnectCallObject *self)
-{
-    return connect_call_send(self, Py_None);
-}
-
 /* throw(): passed on to what the call awaits, as `await` does; what comes
  * out of it is raised at the await, where the step's clean-up runs. */
 static PyObject *
@@ -1039,12 +1024,6 @@ connect_call_close(ConnectCallObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     return NULL;
-}
-
-static PyObject *
-connect_call_await(ConnectCallObject *self)
-{
-    return Py_NewRef(self);
 }
 
 static PyObject *
@@ -1131,7 +1110,7 @@ connect_call_dealloc(ConnectCallObject *self)
 }
 
 static PyMethodDef connect_call_methods[] = {
-    {"send", (PyCFunction)connect_call_send, METH_O,
+    {"send", (PyCFunction)cio_coro_send, METH_O,
      "send($self, value, /)\n--\n\nResume the call."},
     {"throw", (PyCFunction)(void (*)(void))connect_call_throw, METH_FASTCALL,
      "throw($self, exc, /)\n--\n\nRaise exc at the suspension point."},
@@ -1149,9 +1128,9 @@ static PyGetSetDef connect_call_getset[] = {
 };
 
 static PyType_Slot connect_call_slots[] = {
-    {Py_am_await, connect_call_await},
+    {Py_am_await, cio_coro_self},
     {Py_am_send, connect_call_am_send},
-    {Py_tp_iternext, connect_call_iternext},
+    {Py_tp_iternext, cio_coro_next},
     {Py_tp_repr, connect_call_repr},
     {Py_tp_methods, connect_call_methods},
     {Py_tp_getset, connect_call_getset},

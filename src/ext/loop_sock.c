@@ -1148,21 +1148,6 @@ sock_call_am_send(SockCallObject *self, PyObject *value, PyObject **result)
     }
 }
 
-static PyObject *
-sock_call_send(SockCallObject *self, PyObject *value)
-{
-    PyObject *result;
-    PySendResult rc = sock_call_am_send(self, value, &result);
-
-    return cio_coro_return(rc, result);
-}
-
-static PyObject *
-sock_call_iternext(SockCallObject *self)
-{
-    return sock_call_send(self, Py_None);
-}
-
 /* throw(exc) or the legacy throw(type, value=None, traceback=None): the
  * exception is raised at the await, which does not catch it. */
 static PyObject *
@@ -1191,12 +1176,6 @@ sock_call_close(SockCallObject *self, PyObject *Py_UNUSED(ignored))
     self->state = CALL_DONE;
     Py_CLEAR(self->fut_iter);
     Py_RETURN_NONE;
-}
-
-static PyObject *
-sock_call_await(SockCallObject *self)
-{
-    return Py_NewRef(self);
 }
 
 static PyObject *
@@ -1278,7 +1257,7 @@ sock_call_dealloc(SockCallObject *self)
 }
 
 static PyMethodDef sock_call_methods[] = {
-    {"send", (PyCFunction)sock_call_send, METH_O,
+    {"send", (PyCFunction)cio_coro_send, METH_O,
      "send($self, value, /)\n--\n\nResume the call; a value other than "
      "None is refused before it starts."},
     {"throw", (PyCFunction)(void (*)(void))sock_call_throw, METH_FASTCALL,
@@ -1297,9 +1276,9 @@ static PyGetSetDef sock_call_getset[] = {
 };
 
 static PyType_Slot sock_call_slots[] = {
-    {Py_am_await, sock_call_await},
+    {Py_am_await, cio_coro_self},
     {Py_am_send, sock_call_am_send},
-    {Py_tp_iternext, sock_call_iternext},
+    {Py_tp_iternext, cio_coro_next},
     {Py_tp_repr, sock_call_repr},
     {Py_tp_methods, sock_call_methods},
     {Py_tp_getset, sock_call_getset},
