@@ -2,9 +2,20 @@
 import asyncio
 import gc
 import os
+import socket
 import warnings
 
 import pytest
+
+
+def ipv6_loopback_works():
+    """Whether this machine can bind IPv6's loopback address."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def on_stdlib(loop, run, *args):

@@ -17,7 +17,7 @@ import warnings
 import pytest
 
 import casyncio
-from parity import on_stdlib
+from parity import ipv6_loopback_works, on_stdlib
 
 PY312 = sys.version_info >= (3, 12)
 HAS_IPV6 = socket.has_ipv6
@@ -29,15 +29,6 @@ def warnings_as_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         yield
-
-
-def ipv6_loopback_works():
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 class RecordingProtocol(asyncio.Protocol):

@@ -12,19 +12,11 @@ import sys
 import warnings
 
 import pytest
-from parity import assert_cancelled_call_leaves_nothing, on_stdlib
+from parity import (assert_cancelled_call_leaves_nothing,
+                    ipv6_loopback_works, on_stdlib)
 
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
-
-
-def ipv6_loopback_works():
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 HAS_IPV6 = ipv6_loopback_works()

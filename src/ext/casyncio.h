@@ -425,6 +425,13 @@ int cio_sock_names_init(cio_state *st);
 PyObject *cio_numeric_sockaddr(PyObject *address, const long ints[3],
                                int *af_out);
 
+/* _ipaddr_info's answer for a numeric sockaddr of family af, as a
+ * one-entry list: [(family, type, proto, '', sockaddr)], family as asked
+ * unless AF_UNSPEC (then socket's AF_INET or AF_INET6), type and proto a
+ * stream's (SOCK_STREAM, IPPROTO_TCP) or, with datagram, UDP's. */
+PyObject *cio_numeric_infos(cio_state *st, PyObject *family, int af,
+                            int datagram, PyObject *sockaddr);
+
 /* sock.__class__ is not ssl.SSLSocket (base_events._check_ssl_socket):
  * 0, or -1 with TypeError. */
 int cio_check_not_ssl_socket(cio_state *st, PyObject *sock);

@@ -241,34 +241,6 @@ stream_ints(ConnectCallObject *self, long ints[3])
     return ints[0] != -1 && ints[2] != -1;
 }
 
-/* _ipaddr_info's one-entry list for a numeric address: (family, type,
- * proto, '', address) with socket's own constants, as stdlib builds it. */
-static PyObject *
-numeric_infos(ConnectCallObject *self, PyObject *sockaddr, int af)
-{
-    cio_state *st = self->loop->state;
-    PyObject *family = self->family, *empty, *info, *infos;
-
-    if (PyLong_AsLong(family) == AF_UNSPEC) {
-        family = af == AF_INET ? st->af_inet : st->af_inet6;
-    }
-    empty = PyUnicode_New(0, 0);
-    info = empty ? PyTuple_Pack(5, family, st->sock_stream, st->ipproto_tcp,
-                                empty, sockaddr)
-                 : NULL;
-    Py_XDECREF(empty);
-    if (info == NULL) {
-        return NULL;
-    }
-    infos = PyList_New(1);
-    if (infos == NULL) {
-        Py_DECREF(info);
-        return NULL;
-    }
-    PyList_SET_ITEM(infos, 0, info);
-    return infos;
-}
-
 /* self._ensure_resolved(address, family=family, type=SOCK_STREAM,
  * proto=proto, flags=flags, loop=self), the coroutine. */
 static PyObject *
@@ -312,7 +284,8 @@ resolve(ConnectCallObject *self, PyObject *address, connect_step_t step,
         return await_then(self, ensure_resolved(self, address), step,
                           result);
     }
-    infos = numeric_infos(self, sockaddr, af);
+    infos = cio_numeric_infos(self->loop->state, self->family, af, 0,
+                              sockaddr);
     Py_DECREF(sockaddr);
     self->step = step;
     return advance(self, infos ? PYGEN_RETURN : PYGEN_ERROR, infos, result);

@@ -205,11 +205,7 @@ numeric_infos(CioStepCoroObject *coro, PyObject *address)
     if (sockaddr == NULL || sockaddr == Py_None) {
         return sockaddr;
     }
-    if (ints[0] == AF_UNSPEC) {
-        family = af == AF_INET ? st->af_inet : st->af_inet6;
-    }
-    infos = Py_BuildValue("[(OiisO)]", family, SOCK_DGRAM, IPPROTO_UDP, "",
-                          sockaddr);
+    infos = cio_numeric_infos(st, family, af, 1, sockaddr);
     Py_DECREF(sockaddr);
     return infos;
 }

@@ -221,7 +221,7 @@ numeric_host_infos(cio_state *st, PyObject *host, PyObject *port,
 {
     long ints[3] = {PyLong_Check(family) ? PyLong_AsLong(family) : -1,
                     SOCK_STREAM, 0};
-    PyObject *address, *sockaddr, *af_obj, *info, *empty;
+    PyObject *address, *sockaddr, *infos;
     int af = 0;
 
     if (ints[0] == -1) {
@@ -240,18 +240,9 @@ numeric_host_infos(cio_state *st, PyObject *host, PyObject *port,
     if (sockaddr == NULL || sockaddr == Py_None) {
         return sockaddr;
     }
-    /* As _ipaddr_info builds it, with socket's own constants. */
-    af_obj = af == AF_INET ? st->af_inet : st->af_inet6;
-    empty = PyUnicode_New(0, 0);
-    info = empty ? PyTuple_Pack(5, af_obj, st->sock_stream, st->ipproto_tcp,
-                                empty, sockaddr)
-                 : NULL;
-    Py_XDECREF(empty);
+    infos = cio_numeric_infos(st, family, af, 0, sockaddr);
     Py_DECREF(sockaddr);
-    if (info == NULL) {
-        return NULL;
-    }
-    return Py_BuildValue("[N]", info);
+    return infos;
 }
 
 /* stdlib's list of hosts: [None] for '', [host] for a str or a

@@ -832,6 +832,27 @@ cio_numeric_sockaddr(PyObject *address, const long ints[3], int *af_out)
     return address;
 }
 
+PyObject *
+cio_numeric_infos(cio_state *st, PyObject *family, int af, int datagram,
+                  PyObject *sockaddr)
+{
+    PyObject *type, *proto, *infos = NULL;
+
+    if (PyLong_Check(family) && PyLong_AsLong(family) == AF_UNSPEC) {
+        family = af == AF_INET ? st->af_inet : st->af_inet6;
+    }
+    type = datagram ? PyLong_FromLong(SOCK_DGRAM) : Py_NewRef(st->sock_stream);
+    proto = datagram ? PyLong_FromLong(IPPROTO_UDP)
+                     : Py_NewRef(st->ipproto_tcp);
+    if (type != NULL && proto != NULL) {
+        infos = Py_BuildValue("[(OOOsO)]", family, type, proto, "",
+                              sockaddr);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(proto);
+    return infos;
+}
+
 /* ---- the resolvers ------------------------------------------------------ */
 
 /* None, or an IPv4 or IPv6 address in numeric form (str or bytes). */
