@@ -1,15 +1,15 @@
 """The once-per-call parts of the loop that are still stdlib's.
 
-casyncio's C code moves the bytes (TLS records and sock_sendfile
-included), watches the fds, signals and child processes, answers
-getaddrinfo and getnameinfo, connects (create_connection,
+casyncio's C code moves the bytes (TLS records, sendfile and
+sock_sendfile included), watches the fds, signals and child processes,
+answers getaddrinfo and getnameinfo, connects (create_connection,
 create_unix_connection, connect_accepted_socket, connect_read_pipe,
 connect_write_pipe, start_tls), listens (create_server, create_unix_server
 and their Server) and makes datagram endpoints. What is left here runs
 once per call: happy eyeballs' parallel connection attempts, the name
 resolution behind them and behind create_server (``_ensure_resolved``),
-``loop.sendfile``'s set-up and the sendfile fallbacks, and subprocess
-argument checks. It is the running interpreter's own asyncio code, bound
+and subprocess argument checks; unix_events' private sendfile helpers
+stay reachable for code that calls them directly. It is the running interpreter's own asyncio code, bound
 to the casyncio loop, so it behaves, errors included, exactly as that
 Python version's loop does. These functions call only public loop methods
 and the private ones the C loop provides (``_make_socket_transport``,
@@ -27,8 +27,6 @@ _BORROWED = {
     _BASE: (
         "_getaddrinfo_debug",
         "_ensure_resolved", "_connect_sock", "_create_server_getaddrinfo",
-        "sendfile", "_sendfile_fallback",
-        "_sock_sendfile_fallback", "_check_sendfile_params",
         "subprocess_exec", "subprocess_shell", "_log_subprocess",
     ),
     _UNIX: (
@@ -95,30 +93,11 @@ async def _make_subprocess_transport(self, protocol, args, shell,
     return transp
 
 
-async def _sendfile_native(self, transp, file, offset, count):
-    # selector_events' version: the transport steps aside (reading paused,
-    # its queue drained, its fd released for sock_sendfile's add_writer)
-    # while os.sendfile() writes the file straight to its socket.
-    transp._release_fd()
-    resume_reading = transp.is_reading()
-    transp.pause_reading()
-    await transp._make_empty_waiter()
-    try:
-        return await self.sock_sendfile(transp._sock, file, offset, count,
-                                        fallback=False)
-    finally:
-        transp._reset_empty_waiter()
-        if resume_reading:
-            transp.resume_reading()
-        transp._reclaim_fd()
-
-
 StdlibGlue = type(
     "StdlibGlue", (),
-    {"__doc__": "Mixin: the stdlib methods named above, "
-                "_make_subprocess_transport and _sendfile_native.",
+    {"__doc__": "Mixin: the stdlib methods named above and "
+                "_make_subprocess_transport.",
      "__module__": __name__,
      "_make_subprocess_transport": _make_subprocess_transport,
-     "_sendfile_native": _sendfile_native,
      **{name: getattr(cls, name)
         for cls, names in _BORROWED.items() for name in names}})

@@ -228,6 +228,53 @@ def test_sendfile_over_a_transport_keeps_memory_and_fds_flat(tmp_path):
     finally:
         loop.close()
 
+
+def test_sendfile_fallbacks_keep_objects_flat():
+    """loop.sendfile()'s fallback by reads (the stand-in protocol, the
+    executor reads, each block written), cancelled on the way and failing
+    at its checks; and sock_sendfile's fallback."""
+    payload = bytes(50000)
+
+    async def sink(reader, writer):
+        while await reader.read(1 << 20):
+            pass
+        writer.close()
+
+    async def cycles(n):
+        loop = asyncio.get_running_loop()
+        server = await asyncio.start_server(sink, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol,
+                                                    "127.0.0.1", port)
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        for _ in range(n):
+            assert await loop.sendfile(transport, io.BytesIO(payload),
+                                       10, 30000) == 30000
+            sending = asyncio.ensure_future(
+                loop.sendfile(transport, io.BytesIO(payload)))
+            await asyncio.sleep(0)
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sending
+            with pytest.raises(ValueError):
+                await loop.sendfile(transport, io.BytesIO(payload), 0, -1)
+            assert await loop.sock_sendfile(a, io.BytesIO(b"s" * 300)) == 300
+            assert len(await loop.sock_recv(b, 1000)) == 300
+        transport.close()
+        a.close()
+        b.close()
+        server.close()
+        await server.wait_closed()
+
+    loop = casyncio.new_event_loop()
+    try:
+        assert_cycles_flat(loop, cycles, 20, 400)
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
 def test_signal_handler_paths_do_not_leak_references():
     """add/replace/remove handlers and deliver signals many times: the
     callback and its argument are referenced by nothing afterwards."""

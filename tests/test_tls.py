@@ -692,3 +692,63 @@ def test_thousand_tls_connections(loop_factory, certs):
     finally:
         loop.close()
     assert answers == [b"%d\n" % i for i in range(1000)]
+
+
+# ---- loop.sendfile over TLS: the fallback by reads --------------------------
+
+async def sendfile_over_tls(loop, certs, source, *args, **kwargs):
+    """loop.sendfile(client transport, source, *args, **kwargs) to a TLS
+    server that collects the plaintext: (result or the exception's type
+    and message, received bytes, source position)."""
+    received = bytearray()
+
+    async def collect(reader, writer):
+        received.extend(await reader.read())
+        writer.close()
+
+    server = await asyncio.start_server(collect, "127.0.0.1", 0,
+                                        ssl=server_context(certs))
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await open_client(port, certs)
+    try:
+        result = await loop.sendfile(writer.transport, source, *args,
+                                     **kwargs)
+    except Exception as exc:
+        result = (type(exc), re.sub(r"<.*>", "<transport>", str(exc)))
+    writer.close()
+    await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
+    return result, bytes(received), source.tell()
+
+
+@pytest.mark.parametrize("args", [
+    (), (0, None), (1000,), (1000, 200_000), (0, 10**9), (True, True),
+    (0, -1), (0, 1.5), (0, "many"), (0.5, None),
+])
+def test_sendfile_over_tls_falls_back_to_reads(loop, certs, tmp_path, args):
+    """TLS transports can only fall back; arguments the native path would
+    check go straight into stdlib's arithmetic, and fail as it does."""
+    path = tmp_path / "data"
+    payload = os.urandom(300_000)
+    path.write_bytes(payload)
+
+    def attempt(lp):
+        with open(path, "rb") as f:
+            return run(lp, sendfile_over_tls(lp, certs, f, *args))
+
+    result = attempt(loop)
+    assert result == on_stdlib(loop, attempt)
+    if isinstance(result[0], int) and result[0] > 1:
+        offset = args[0] if args else 0
+        assert result[1] == payload[offset:offset + result[0]]
+
+
+def test_sendfile_over_tls_without_fallback(loop, certs, tmp_path):
+    path = tmp_path / "data"
+    path.write_bytes(b"x" * 100)
+    with open(path, "rb") as f:
+        result = run(loop, sendfile_over_tls(loop, certs, f, fallback=False))
+    assert result == ((RuntimeError, "fallback is disabled and native "
+                       "sendfile is not supported for transport "
+                       "<transport>"), b"", 0)

@@ -104,6 +104,11 @@ typedef struct {
     PyObject *socket_module;
     PyObject *os_module;
     PyObject *sendfile_not_available; /* SendfileNotAvailableError */
+    PyObject *sendfile_mode_unsupported;  /* constants._SendfileMode's */
+    PyObject *sendfile_mode_try_native;
+    PyObject *constants_module;       /* asyncio.constants: sizes read per
+                                         call, as the tests patch them */
+    PyTypeObject *sendfile_fallback_protocol_type;
     PyObject *unsupported_operation;  /* io.UnsupportedOperation */
     PyObject *socket_int_members;     /* _socket.socket's family, type and
                                          proto member descriptors */
@@ -224,6 +229,11 @@ int cio_log(cio_state *st, const char *level, PyObject *msg,
  * obj.close(); raise` does: the exception stays raised, or the method's
  * own replaces it with it as context. Always returns -1. */
 int cio_call_while_raising(PyObject *obj, const char *method);
+/* The end of a `finally:` block that ran with exc (owned; NULL if none)
+ * taken off the thread: exc is raised again, unless the block raised its
+ * own exception, which then gets exc as its context. Returns 0 when
+ * nothing is raised, else -1. */
+int cio_finally_end(PyObject *exc);
 /* If dict has key, moves its value (a new reference) to *value and
  * deletes it; *value is left alone otherwise. */
 int cio_dict_pop(PyObject *dict, const char *key, PyObject **value);
@@ -435,6 +445,15 @@ PyObject *cio_numeric_infos(cio_state *st, PyObject *family, int af,
 /* sock.__class__ is not ssl.SSLSocket (base_events._check_ssl_socket):
  * 0, or -1 with TypeError. */
 int cio_check_not_ssl_socket(cio_state *st, PyObject *sock);
+
+/* loop_sendfile.c: loop.sendfile, its native and fallback paths, and
+ * sock_sendfile's fallback */
+extern PyType_Spec cio_sendfile_fallback_protocol_spec;
+extern PyMethodDef cio_loop_sendfile_methods[];
+/* base_events._check_sendfile_params: 0, or -1 with stdlib's ValueError
+ * or TypeError for a bad argument. */
+int cio_check_sendfile_params(cio_state *st, PyObject *sock, PyObject *file,
+                              PyObject *offset, PyObject *count);
 
 /* loop_connect.c: create_connection, create_unix_connection,
  * _create_connection_transport */

@@ -20,8 +20,8 @@
  *
  * sock_sendfile calls os.sendfile each time the socket is writable, as
  * unix_events' _sock_sendfile_native does, and where that is not
- * available delegates to stdlib's _sock_sendfile_fallback coroutine
- * (reads and sock_sendall). */
+ * available delegates to the loop's _sock_sendfile_fallback coroutine
+ * (reads and sock_sendall; loop_sendfile.c). */
 #include "casyncio.h"
 
 #include <arpa/inet.h>
@@ -107,16 +107,14 @@ typedef enum {
     M_RECV, M_RECV_INTO, M_RECVFROM, M_RECVFROM_INTO, M_SEND, M_SENDTO,
     M_CONNECT, M_CONNECT_EX, M_GETSOCKOPT, M_FILENO, M_GETTIMEOUT, M_DONE,
     M_SET_RESULT, M_SET_EXCEPTION, M_ADD_DONE_CALLBACK, M_ENSURE_RESOLVED,
-    M_RUN_IN_EXECUTOR, M_GETADDRINFO_DEBUG, M_CHECK_SENDFILE_PARAMS,
-    M_SENDFILE_FALLBACK, M_COUNT
+    M_RUN_IN_EXECUTOR, M_GETADDRINFO_DEBUG, M_SENDFILE_FALLBACK, M_COUNT
 } method_t;
 
 static const char *const method_names[M_COUNT] = {
     "recv", "recv_into", "recvfrom", "recvfrom_into", "send", "sendto",
     "connect", "connect_ex", "getsockopt", "fileno", "gettimeout", "done",
     "set_result", "set_exception", "add_done_callback", "_ensure_resolved",
-    "run_in_executor", "_getaddrinfo_debug", "_check_sendfile_params",
-    "_sock_sendfile_fallback"};
+    "run_in_executor", "_getaddrinfo_debug", "_sock_sendfile_fallback"};
 
 int
 cio_sock_names_init(cio_state *st)
@@ -1002,8 +1000,8 @@ resolve_start(SockCallObject *self, PyObject **result)
 
 /* ---- sock_sendfile ------------------------------------------------------ */
 
-/* SendfileNotAvailableError is set: with fallback=True, delegate to
- * stdlib's _sock_sendfile_fallback; otherwise let it propagate. */
+/* SendfileNotAvailableError is set: with fallback=True, delegate to the
+ * loop's _sock_sendfile_fallback; otherwise let it propagate. */
 static PySendResult
 sendfile_fall_back(SockCallObject *self, PyObject **result)
 {
@@ -1084,19 +1082,15 @@ not_a_file:
 static PySendResult
 sendfile_start(SockCallObject *self, PyObject **result)
 {
-    PyObject *stack[5] = {(PyObject *)self->loop}, *r;
-    PyObject *name = PyTuple_GET_ITEM(self->loop->state->sock_method_names,
-                                      M_CHECK_SENDFILE_PARAMS);
     PySendResult rc;
 
-    for (int i = 0; i < 4; i++) {
-        stack[1 + i] = PyTuple_GET_ITEM(self->sendfile_args, i);
-    }
-    r = PyObject_VectorcallMethod(name, stack, 5, NULL);
-    if (r == NULL) {
+    if (cio_check_sendfile_params(
+            self->loop->state, self->sock,
+            PyTuple_GET_ITEM(self->sendfile_args, 1),
+            PyTuple_GET_ITEM(self->sendfile_args, 2),
+            PyTuple_GET_ITEM(self->sendfile_args, 3)) < 0) {
         return PYGEN_ERROR;
     }
-    Py_DECREF(r);
     switch (sendfile_prepare(self)) {
     case 0:
         *result = PyLong_FromLong(0);  /* an empty file */

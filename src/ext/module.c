@@ -228,19 +228,36 @@ cio_dict_pop(PyObject *dict, const char *key, PyObject **value)
 }
 
 int
+cio_finally_end(PyObject *exc)
+{
+    PyObject *own;
+
+    if (!PyErr_Occurred()) {
+        if (exc == NULL) {
+            return 0;
+        }
+        cio_restore_exception(exc);
+        return -1;
+    }
+    own = cio_fetch_exception();
+    if (exc != NULL && exc != own) {
+        PyException_SetContext(own, exc);  /* steals exc */
+    }
+    else {
+        Py_XDECREF(exc);
+    }
+    cio_restore_exception(own);
+    return -1;
+}
+
+int
 cio_call_while_raising(PyObject *obj, const char *method)
 {
     PyObject *exc = cio_fetch_exception();
     PyObject *res = PyObject_CallMethod(obj, method, NULL);
 
-    if (res == NULL) {
-        PyObject *method_exc = cio_fetch_exception();
-        PyException_SetContext(method_exc, exc);  /* steals exc */
-        cio_restore_exception(method_exc);
-        return -1;
-    }
-    Py_DECREF(res);
-    cio_restore_exception(exc);
+    Py_XDECREF(res);
+    cio_finally_end(exc);
     return -1;
 }
 
@@ -266,17 +283,24 @@ cio_dealloc_end(PyObject *self)
     Py_DECREF(tp);
 }
 
+/* module_name's attribute attr, which may be a dotted path into it. */
 static PyObject *
 import_attr(const char *module_name, const char *attr)
 {
-    PyObject *module = PyImport_ImportModule(module_name);
-    PyObject *value;
+    PyObject *value = PyImport_ImportModule(module_name);
+    char part[64];
 
-    if (module == NULL) {
-        return NULL;
+    while (value != NULL && *attr) {
+        size_t len = strcspn(attr, ".");
+
+        if (len >= sizeof(part)) {
+            Py_FatalError("import_attr: attribute name too long");
+        }
+        memcpy(part, attr, len);
+        part[len] = '\0';
+        Py_SETREF(value, PyObject_GetAttrString(value, part));
+        attr += len + (attr[len] == '.');
     }
-    value = PyObject_GetAttrString(module, attr);
-    Py_DECREF(module);
     return value;
 }
 
@@ -386,6 +410,10 @@ state_import(cio_state *st)
     IMPORT(protocol_abc, "asyncio.protocols", "Protocol");
     IMPORT(sendfile_not_available, "asyncio.exceptions",
            "SendfileNotAvailableError");
+    IMPORT(sendfile_mode_unsupported, "asyncio.constants",
+           "_SendfileMode.UNSUPPORTED");
+    IMPORT(sendfile_mode_try_native, "asyncio.constants",
+           "_SendfileMode.TRY_NATIVE");
     IMPORT(unsupported_operation, "io", "UnsupportedOperation");
     IMPORT(datagram_transport_abc, "asyncio.transports", "DatagramTransport");
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
@@ -434,6 +462,7 @@ state_import(cio_state *st)
     st->os_module = PyImport_ImportModule("os");
     st->signal_module = PyImport_ImportModule("signal");
     st->events_module = PyImport_ImportModule("asyncio.events");
+    st->constants_module = PyImport_ImportModule("asyncio.constants");
     st->base_events_module = PyImport_ImportModule("asyncio.base_events");
     st->unix_events_module = PyImport_ImportModule("asyncio.unix_events");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
@@ -442,7 +471,7 @@ state_import(cio_state *st)
     st->empty_tuple = PyTuple_New(0);
     if (!st->sys_module || !st->subprocess_module || !st->socket_module ||
         !st->os_module ||
-        !st->signal_module || !st->events_module ||
+        !st->signal_module || !st->events_module || !st->constants_module ||
         !st->base_events_module || !st->unix_events_module ||
         !st->kwnames_loop ||
         !st->kwnames_debug || !st->kwnames_socket || !st->empty_tuple) {
@@ -469,21 +498,14 @@ add_type(PyObject *module, PyType_Spec *spec, PyObject *base,
  * refuses transports without _start_tls_compatible, and loop.sendfile()
  * tries the loop's zero-copy _sendfile_native for TRY_NATIVE. */
 static int
-set_stream_class_attributes(PyTypeObject *transport_type)
+set_stream_class_attributes(cio_state *st, PyTypeObject *transport_type)
 {
     PyObject *type = (PyObject *)transport_type;
-    PyObject *modes = import_attr("asyncio.constants", "_SendfileMode");
-    PyObject *native = modes ? PyObject_GetAttrString(modes, "TRY_NATIVE")
-                             : NULL;
-    int rc = native == NULL ||
-             PyObject_SetAttrString(type, "_sendfile_compatible",
-                                    native) < 0 ||
-             PyObject_SetAttrString(type, "_start_tls_compatible",
-                                    Py_True) < 0 ? -1 : 0;
 
-    Py_XDECREF(modes);
-    Py_XDECREF(native);
-    return rc;
+    return PyObject_SetAttrString(type, "_sendfile_compatible",
+                                  st->sendfile_mode_try_native) < 0 ||
+           PyObject_SetAttrString(type, "_start_tls_compatible",
+                                  Py_True) < 0 ? -1 : 0;
 }
 
 static int
@@ -516,7 +538,7 @@ casyncio_exec(PyObject *module)
         add_type(module, &cio_socket_transport_spec,
                  (PyObject *)st->socket_transport_base_type,
                  &st->socket_transport_type) < 0 ||
-        set_stream_class_attributes(st->socket_transport_type) < 0) {
+        set_stream_class_attributes(st, st->socket_transport_type) < 0) {
         return -1;
     }
     /* A DatagramTransport for isinstance(), like stdlib's since 3.12. */
@@ -564,7 +586,10 @@ casyncio_exec(PyObject *module)
                  &st->subprocess_transport_type) < 0 ||
         add_type(module, &cio_subprocess_pipe_protocol_spec,
                  st->protocol_abc,
-                 &st->subprocess_pipe_protocol_type) < 0) {
+                 &st->subprocess_pipe_protocol_type) < 0 ||
+        add_type(module, &cio_sendfile_fallback_protocol_spec,
+                 st->protocol_abc,
+                 &st->sendfile_fallback_protocol_type) < 0) {
         return -1;
     }
     return 0;
@@ -572,8 +597,9 @@ casyncio_exec(PyObject *module)
 
 #define STATE_FIELDS(X)                                                     \
     X(loop_type) X(handle_type) X(timer_handle_type) X(future_type)         \
-    X(task_type) X(ensure_future) X(isfuture) X(gather) X(wrap_future)                  \
-    X(set_result_unless_cancelled) X(events_module) X(is_debug_mode) X(iscoroutine)                     \
+    X(task_type) X(ensure_future) X(isfuture) X(gather) X(wrap_future)     \
+    X(set_result_unless_cancelled) X(events_module) X(is_debug_mode)       \
+    X(iscoroutine)                                                          \
     X(iscoroutinefunction) X(format_callback_source) X(extract_stack)       \
     X(format_list) X(logger) X(thread_pool_executor) X(thread_type)         \
     X(weakset_type) X(partial) X(sys_module) X(kwnames_loop)                \
@@ -595,7 +621,9 @@ casyncio_exec(PyObject *module)
     X(unsupported_operation) X(connect_call_type)                          \
     X(stdlib_create_connection) X(af_inet) X(af_inet6) X(af_unix)     \
     X(sock_stream) X(ipproto_tcp) X(cancelled_error) X(step_coro_type)      \
-    X(server_type) X(base_events_module) X(unix_events_module)
+    X(server_type) X(base_events_module) X(unix_events_module)             \
+    X(sendfile_mode_unsupported) X(sendfile_mode_try_native)                \
+    X(constants_module) X(sendfile_fallback_protocol_type)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)
