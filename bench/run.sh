@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: installs casyncio and uvloop into a fresh venv and prints
 # the side-by-side benchmark tables (casyncio vs asyncio vs uvloop): loop
-# micro-benchmarks, the parent's CPU time per subprocess, then the echo
-# server's CPU time per request, plain and over TLS.
+# micro-benchmarks, the parent's CPU time per subprocess, the sender's CPU
+# time per loop.sendfile(), then the echo server's CPU time per request,
+# plain and over TLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$(ls -d /root/.pyenv/versions/3.11.* 2>/dev/null | sort -V |
@@ -20,6 +21,8 @@ cd /tmp  # import the installed package, not the checkout
 taskset -c 0 "$VENV/bin/python" "$OLDPWD/bench/loop_bench.py" "$@"
 # Not pinned: the children need the other core.
 "$VENV/bin/python" "$OLDPWD/bench/process_bench.py"
+# The sender pins itself and its sink to cores of their own.
+"$VENV/bin/python" "$OLDPWD/bench/sendfile_bench.py"
 # The echo bench pins server and load generator to cores of their own.
 "$VENV/bin/python" "$OLDPWD/bench/echo_bench.py"
 exec "$VENV/bin/python" "$OLDPWD/bench/tls_bench.py"
