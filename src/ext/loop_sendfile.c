@@ -884,6 +884,7 @@ static cio_step_t
 sendfile_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
 {
     cio_state *st = LOOP(coro)->state;
+    PyObject *exc;
     int allowed;
 
     if (coro->state == SF_START) {
@@ -898,11 +899,13 @@ sendfile_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
         return CIO_STEP_ERROR;
     }
     /* except SendfileNotAvailableError: if not fallback: raise */
+    exc = cio_fetch_exception();
     allowed = PyObject_IsTrue(ARG(coro, SF_ARG_FALLBACK));
     if (allowed <= 0) {
+        cio_finally_end(exc);  /* exc, or the error of the test */
         return CIO_STEP_ERROR;
     }
-    PyErr_Clear();
+    Py_DECREF(exc);
     return sendfile_fall_back(coro, out);
 }
 
