@@ -6,7 +6,7 @@ As bench/echo_bench.py: the server is pinned to CPU 0, the C load generator
 user+system CPU time from /proc divided by the work done. The certificate
 is a throwaway P-256 one made by the openssl tool.
 
-    python bench/tls_bench.py [--seconds 5] [--connections 100]
+    python bench/tls_bench.py [--seconds 3] [--repeat 3] [--connections 100]
 """
 import argparse
 import asyncio
@@ -16,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 
-from echo_bench import (LOOPS, EchoProtocol, build, echo_stream,
-                        measure_server, new_loop, print_row)
+from echo_bench import (EchoProtocol, add_common_arguments, best_of, build,
+                        echo_stream, measure_server, new_loop, print_row)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = [("protocol", "echo", 1024), ("protocol", "echo", 65536),
@@ -58,9 +58,7 @@ def measure(kind, server_kind, mode, size, args):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve", nargs=4)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--connections", type=int, default=100)
-    parser.add_argument("--loadgen")
+    add_common_arguments(parser)
     args = parser.parse_args()
     if args.serve:
         return serve(*args.serve)
@@ -70,16 +68,18 @@ def main():
     with tempfile.TemporaryDirectory() as directory:
         args.cert, args.key = make_certificate(directory)
         print(f"Python {sys.version.split()[0]}, TLS, {args.connections} "
-              f"connections, {args.seconds:g}s each; server CPU µs per "
+              f"connections, {args.seconds:g}s each, best of {args.repeat}; "
+              f"server CPU µs per "
               f"request or handshake (lower is better), per second in "
               f"brackets")
         print(f"{'server':<20}{'casyncio':>18}{'asyncio':>18}{'uvloop':>18}"
               f"{'vs uvloop':>11}")
         for server_kind, mode, size in CASES:
             print_row("handshake" if mode == "handshake"
-                      else f"{server_kind} {size}B",
-                      {kind: measure(kind, server_kind, mode, size, args)
-                       for kind in LOOPS})
+                      else f"{server_kind} {size}B", best_of(
+                          args.repeat,
+                          lambda kind: measure(kind, server_kind, mode, size,
+                                               args)))
 
 
 if __name__ == "__main__":
