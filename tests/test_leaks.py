@@ -588,6 +588,56 @@ def test_create_connection_paths_keep_memory_and_fds_flat(full_listener):
         listener.close()
 
 
+def test_happy_eyeballs_paths_keep_memory_and_fds_flat(full_listener):
+    """The race: won by the second address after the first is refused,
+    won after the delay while the first hangs (the loser cancelled), lost
+    by every address, and cancelled while its attempts wait."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    live = server.getsockname()[1]
+    hanging = full_listener.getsockname()[1]
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused = closed.getsockname()[1]
+
+    def resolving_to(*ports):
+        async def getaddrinfo(*args, **kwargs):
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                     "", ("127.0.0.1", port)) for port in ports]
+        return getaddrinfo
+
+    async def race(loop, *ports, delay=0.001):
+        loop.getaddrinfo = resolving_to(*ports)
+        try:
+            return await loop.create_connection(
+                asyncio.Protocol, "x.example", 80,
+                happy_eyeballs_delay=delay)
+        finally:
+            del loop.getaddrinfo
+
+    async def won(loop, *ports):
+        transport, _ = await race(loop, *ports)
+        transport.close()
+        conn, _ = await loop.sock_accept(server)
+        conn.close()
+
+    async def cycle(loop):
+        await won(loop, refused, live)
+        await won(loop, hanging, live)
+        with pytest.raises(ConnectionRefusedError):  # one error, 3 times
+            await race(loop, refused, refused, refused)
+        task = asyncio.ensure_future(race(loop, hanging, hanging))
+        await asyncio.sleep(0.002)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)  # the cancelled attempts close their sockets
+
+    try:
+        assert_cycle_flat(cycle, 20, 300)
+    finally:
+        server.close()
+
+
 def test_server_paths_keep_memory_and_fds_flat(tmp_path):
     """create_server (numeric, by name, on a given socket, failing to
     bind, cancelled while resolving) and create_unix_server (a path, a

@@ -98,8 +98,6 @@ typedef struct {
     PyObject *str_ssl_closed;
     PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */
     PyObject *sock_method_names;      /* see loop_sock.c */
-    PyObject *stdlib_create_connection;  /* BaseEventLoop's, for happy
-                                            eyeballs (loop_connect.c) */
     PyObject *socket_type;            /* socket.socket */
     PyObject *socket_module;
     PyObject *os_module;
@@ -109,6 +107,7 @@ typedef struct {
     PyObject *constants_module;       /* asyncio.constants: sizes read per
                                          call, as the tests patch them */
     PyTypeObject *sendfile_fallback_protocol_type;
+    PyTypeObject *race_type;          /* see staggered.c */
     PyObject *unsupported_operation;  /* io.UnsupportedOperation */
     PyObject *socket_int_members;     /* _socket.socket's family, type and
                                          proto member descriptors */
@@ -225,6 +224,8 @@ PyObject *cio_call_method(cio_state *st, PyObject *obj, cio_name_t name,
 /* Calls logger.<level>(msg, exc_info=exc_info) on asyncio's logger. */
 int cio_log(cio_state *st, const char *level, PyObject *msg,
             PyObject *exc_info);
+/* obj.<method>(), its result dropped: 0, or -1 with its exception. */
+int cio_call_noargs(PyObject *obj, const char *method);
 /* obj.<method>() while an exception is being raised, as `except:
  * obj.close(); raise` does: the exception stays raised, or the method's
  * own replaces it with it as context. Always returns -1. */
@@ -454,6 +455,22 @@ extern PyMethodDef cio_loop_sendfile_methods[];
  * or TypeError for a bad argument. */
 int cio_check_sendfile_params(cio_state *st, PyObject *sock, PyObject *file,
                               PyObject *offset, PyObject *count);
+
+/* staggered.c: happy eyeballs' staggered race. start returns a new
+ * reference to the awaitable of attempt index (0, 1, ...), or NULL;
+ * discard disposes of the result of an attempt that succeeded after
+ * another had won. */
+typedef struct {
+    PyObject *(*start)(PyObject *ctx, Py_ssize_t index);
+    void (*discard)(PyObject *ctx, PyObject *result);
+} cio_race_ops_t;
+extern PyType_Spec cio_race_spec;
+/* Races n attempts, each started delay seconds (a number, or None for
+ * never) after the one before or as soon as that one fails. Returns a
+ * new reference to a Future of the first result, or of None when every
+ * attempt failed; cancelling it cancels the attempts. */
+PyObject *cio_race_start(LoopObject *loop, Py_ssize_t n, PyObject *delay,
+                         const cio_race_ops_t *ops, PyObject *ctx);
 
 /* loop_connect.c: create_connection, create_unix_connection,
  * _create_connection_transport */

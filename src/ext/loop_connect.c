@@ -18,8 +18,12 @@
  * path, and lets its error through. connect_accepted_socket checks its
  * arguments and makes the server side's transport.
  *
- * happy_eyeballs_delay and interleave go to stdlib's create_connection,
- * whose staggered_race runs the attempts as parallel Tasks. */
+ * With interleave the addresses are reordered by family first, as
+ * _interleave_addrinfos does. With happy_eyeballs_delay the attempts race
+ * (staggered.c): each is a ConnectCall of its own (the _connect_sock
+ * kind) in a Task, started delay seconds after the one before or as soon
+ * as that one fails; the first to connect wins and the others are
+ * cancelled. */
 #include "casyncio.h"
 
 #include <sys/socket.h>
@@ -29,6 +33,7 @@ typedef enum {
     STEP_RESOLVING,       /* awaiting _ensure_resolved((host, port)) */
     STEP_RESOLVING_LOCAL, /* awaiting _ensure_resolved(local_addr) */
     STEP_CONNECTING,      /* awaiting sock_connect(sock, address) */
+    STEP_RACING,          /* awaiting the happy eyeballs race */
     STEP_WAITING,         /* awaiting the transport's waiter */
     STEP_DONE,
 } connect_step_t;
@@ -38,6 +43,7 @@ typedef enum {
     CONNECT_UNIX,       /* create_unix_connection */
     CONNECT_ACCEPTED,   /* connect_accepted_socket */
     CONNECT_TRANSPORT,  /* _create_connection_transport */
+    CONNECT_ATTEMPT,    /* _connect_sock: one attempt of a race */
 } connect_kind_t;
 
 static const char *const qualnames[] = {
@@ -45,6 +51,7 @@ static const char *const qualnames[] = {
     [CONNECT_UNIX] = "Loop.create_unix_connection",
     [CONNECT_ACCEPTED] = "Loop.connect_accepted_socket",
     [CONNECT_TRANSPORT] = "Loop._create_connection_transport",
+    [CONNECT_ATTEMPT] = "Loop._connect_sock",
 };
 
 typedef struct {
@@ -63,6 +70,10 @@ typedef struct {
     PyObject *infos;              /* the addresses to try, a list */
     PyObject *local_infos;        /* local_addr's, a list; else NULL */
     PyObject *errors;             /* the OSErrors of the failed attempts */
+    PyObject *happy_delay;        /* happy_eyeballs_delay, interleave */
+    PyObject *interleave;
+    PyObject *race;               /* the race's Future while racing */
+    PyObject *attempt_errors;     /* each raced attempt's errors list */
     PyObject *protocol, *transport;
     PyObject *awaiting;           /* the iterator being awaited */
     Py_ssize_t next_info;         /* index in infos of the next attempt */
@@ -491,11 +502,11 @@ attempt_failed(ConnectCallObject *self)
     if (self->sock != NULL && close_attempt_socket(self) < 0) {
         return -1;
     }
-    if (next) {
+    if (next && self->kind != CONNECT_ATTEMPT) {
         PyErr_Clear();
         return 0;
     }
-    return -1;
+    return -1;  /* a raced attempt raises, as _connect_sock does */
 }
 
 /* Every address failed: all_errors' ExceptionGroup, the one error, or,
@@ -577,6 +588,195 @@ try_next(ConnectCallObject *self, PyObject **result)
     return raise_combined(self);
 }
 
+/* ---- happy eyeballs ---------------------------------------------------- */
+
+/* list.extend(items) for a list of items. */
+static int
+list_extend(PyObject *list, PyObject *items)
+{
+    Py_ssize_t end = PyList_GET_SIZE(list);
+
+    return PyList_SetSlice(list, end, end, items);
+}
+
+/* _interleave_addrinfos(infos, first_count): the addresses grouped by
+ * family in order of appearance, the first first_count - 1 of the first
+ * family kept in front, then one of each family in turn. The arithmetic
+ * is Python's on the objects given, as in stdlib. */
+static PyObject *
+interleave_infos(PyObject *infos, PyObject *first_count)
+{
+    PyObject *by_family = PyDict_New(), *zero = PyLong_FromLong(0);
+    PyObject *one = PyLong_FromLong(1), *lists = NULL, *reordered = NULL;
+    Py_ssize_t longest = 0;
+    int more;
+
+    if (by_family == NULL || zero == NULL || one == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(infos); i++) {
+        PyObject *info = PyList_GET_ITEM(infos, i);
+        PyObject *family = PyObject_GetItem(info, zero), *group;
+        int rc;
+
+        if (family == NULL) {
+            goto done;
+        }
+        group = PyDict_GetItemWithError(by_family, family);  /* borrowed */
+        if (group == NULL) {
+            group = PyErr_Occurred() ? NULL : PyList_New(0);
+            rc = group ? PyDict_SetItem(by_family, family, group) : -1;
+            Py_XDECREF(group);  /* the dict holds it */
+        }
+        else {
+            rc = 0;
+        }
+        Py_DECREF(family);
+        if (rc < 0 || PyList_Append(group, info) < 0) {
+            goto done;
+        }
+    }
+    lists = PyDict_Values(by_family);
+    reordered = lists ? PyList_New(0) : NULL;
+    more = reordered ? PyObject_RichCompareBool(first_count, one, Py_GT) : -1;
+    if (more > 0) {
+        PyObject *stop = PyNumber_Subtract(first_count, one);
+        PyObject *slice = stop ? PySlice_New(NULL, stop, NULL) : NULL;
+        PyObject *first = PyList_GET_ITEM(lists, 0);
+        PyObject *head = slice ? PyObject_GetItem(first, slice) : NULL;
+
+        more = head == NULL || list_extend(reordered, head) < 0 ||
+                       PyObject_DelItem(first, slice) < 0
+                   ? -1
+                   : 0;
+        Py_XDECREF(stop);
+        Py_XDECREF(slice);
+        Py_XDECREF(head);
+    }
+    if (more < 0) {
+        Py_CLEAR(reordered);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists); i++) {
+        Py_ssize_t len = PyList_GET_SIZE(PyList_GET_ITEM(lists, i));
+        longest = len > longest ? len : longest;
+    }
+    for (Py_ssize_t round = 0; round < longest; round++) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists); i++) {
+            PyObject *group = PyList_GET_ITEM(lists, i);
+            if (round < PyList_GET_SIZE(group) &&
+                PyList_Append(reordered, PyList_GET_ITEM(group, round)) < 0) {
+                Py_CLEAR(reordered);
+                goto done;
+            }
+        }
+    }
+done:
+    Py_XDECREF(by_family);
+    Py_XDECREF(zero);
+    Py_XDECREF(one);
+    Py_XDECREF(lists);
+    return reordered;
+}
+
+static ConnectCallObject *connect_call_new(LoopObject *loop,
+                                           connect_kind_t kind,
+                                           PyObject *factory);
+
+/* The race's attempt index: _connect_sock on infos[index], its errors
+ * noted in a list of its own, kept in the order the attempts start. */
+static PyObject *
+race_attempt_start(PyObject *ctx, Py_ssize_t index)
+{
+    ConnectCallObject *self = (ConnectCallObject *)ctx;
+    ConnectCallObject *attempt =
+        connect_call_new(self->loop, CONNECT_ATTEMPT, self->factory);
+
+    if (attempt == NULL) {
+        return NULL;
+    }
+    attempt->infos = PyList_GetSlice(self->infos, index, index + 1);
+    attempt->local_infos = Py_XNewRef(self->local_infos);
+    attempt->errors = PyList_New(0);
+    if (attempt->infos == NULL || attempt->errors == NULL ||
+        PyList_Append(self->attempt_errors, attempt->errors) < 0) {
+        Py_DECREF(attempt);
+        return NULL;
+    }
+    return (PyObject *)attempt;
+}
+
+/* A socket that connected after another attempt had won. */
+static void
+race_attempt_discard(PyObject *ctx, PyObject *sock)
+{
+    PyObject *res = cio_call_method(((ConnectCallObject *)ctx)->loop->state,
+                                    sock, CIO_NAME_close, NULL, 0);
+
+    if (res == NULL) {
+        PyErr_WriteUnraisable(sock);
+    }
+    Py_XDECREF(res);
+}
+
+static const cio_race_ops_t race_attempt_ops = {race_attempt_start,
+                                                race_attempt_discard};
+
+/* The resolved addresses, reordered if interleave asks, are tried one
+ * after another, or raced with happy_eyeballs_delay. */
+static PySendResult
+begin_attempts(ConnectCallObject *self, PyObject **result)
+{
+    int reorder = PyObject_IsTrue(self->interleave);
+
+    if (reorder < 0) {
+        return PYGEN_ERROR;
+    }
+    if (reorder) {
+        PyObject *infos = interleave_infos(self->infos, self->interleave);
+        if (infos == NULL) {
+            return PYGEN_ERROR;
+        }
+        Py_SETREF(self->infos, infos);
+    }
+    if (self->happy_delay == Py_None) {
+        return try_next(self, result);
+    }
+    self->attempt_errors = PyList_New(0);
+    if (self->attempt_errors == NULL) {
+        return PYGEN_ERROR;
+    }
+    self->race = cio_race_start(self->loop, PyList_GET_SIZE(self->infos),
+                                self->happy_delay, &race_attempt_ops,
+                                (PyObject *)self);
+    if (self->race == NULL) {
+        return PYGEN_ERROR;
+    }
+    return await_then(self, Py_NewRef(self->race), STEP_RACING, result);
+}
+
+/* The race is over: the winner's socket (value, taken) gets the
+ * transport; with none, every attempt's errors are raised together, in
+ * the order the attempts started. */
+static PySendResult
+race_over(ConnectCallObject *self, PyObject *value, PyObject **result)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(self->attempt_errors); i++) {
+        if (list_extend(self->errors,
+                        PyList_GET_ITEM(self->attempt_errors, i)) < 0) {
+            Py_DECREF(value);
+            return PYGEN_ERROR;
+        }
+    }
+    if (value == Py_None) {
+        Py_DECREF(value);
+        return raise_combined(self);
+    }
+    Py_XSETREF(self->sock, value);
+    self->own_sock = 1;  /* made non-blocking by its attempt */
+    return make_transport(self, result);
+}
+
 /* ---- the steps ---------------------------------------------------------- */
 
 /* A resolver's answer as a non-empty list. */
@@ -611,7 +811,7 @@ advance(ConnectCallObject *self, PySendResult rc, PyObject *value,
             return PYGEN_ERROR;
         }
     }
-    else if (rc == PYGEN_RETURN) {
+    else if (rc == PYGEN_RETURN && self->step != STEP_RACING) {
         Py_DECREF(value);
     }
     switch (self->step) {
@@ -624,14 +824,25 @@ advance(ConnectCallObject *self, PySendResult rc, PyObject *value,
             return resolve(self, self->local_addr, STEP_RESOLVING_LOCAL,
                            result);
         }
-        return try_next(self, result);
+        return begin_attempts(self, result);
     case STEP_RESOLVING_LOCAL:
         if (rc == PYGEN_ERROR) {
             return rc;
         }
         self->local_infos = list;
-        return try_next(self, result);
+        return begin_attempts(self, result);
+    case STEP_RACING:
+        if (rc == PYGEN_ERROR) {  /* stdlib's finally: the attempts stop */
+            cio_call_while_raising(self->race, "cancel");
+            return PYGEN_ERROR;
+        }
+        return race_over(self, value, result);
     case STEP_CONNECTING:
+        if (rc == PYGEN_RETURN && self->kind == CONNECT_ATTEMPT) {
+            *result = self->sock;  /* _connect_sock returns it */
+            self->sock = NULL;
+            return PYGEN_RETURN;
+        }
         if (rc == PYGEN_RETURN) {
             return make_transport(self, result);
         }
@@ -880,6 +1091,8 @@ start(ConnectCallObject *self, PyObject **result)
         return start_unix(self, result);
     case CONNECT_ACCEPTED:
         return start_accepted(self, result);
+    case CONNECT_ATTEMPT:
+        return try_next(self, result);
     default:
         return make_transport(self, result);
     }
@@ -899,6 +1112,8 @@ finish(ConnectCallObject *self)
     Py_CLEAR(self->infos);
     Py_CLEAR(self->local_infos);
     Py_CLEAR(self->errors);
+    Py_CLEAR(self->race);
+    Py_CLEAR(self->attempt_errors);
 }
 
 static PySendResult
@@ -1051,7 +1266,8 @@ connect_call_finalize(ConnectCallObject *self)
     X(loop) X(factory) X(host) X(port) X(ssl) X(server_hostname) X(family) \
     X(proto) X(flags) X(sock) X(local_addr) X(server_side)                 \
     X(handshake_timeout) X(shutdown_timeout) X(infos) X(local_infos)       \
-    X(errors) X(protocol) X(transport) X(awaiting)
+    X(errors) X(protocol) X(transport) X(awaiting) X(happy_delay)          \
+    X(interleave) X(race) X(attempt_errors)
 
 static int
 connect_call_traverse(ConnectCallObject *self, visitproc visit, void *arg)
@@ -1192,24 +1408,17 @@ loop_create_connection(LoopObject *self, PyObject *args, PyObject *kwargs)
             &all_errors)) {
         return NULL;
     }
-    if (NONE_OR(happy_eyeballs_delay) != Py_None ||
-        NONE_OR(interleave) != Py_None) {
-        PyObject *full = PyTuple_New(PyTuple_GET_SIZE(args) + 1), *coro;
-        if (full == NULL) {
-            return NULL;
-        }
-        PyTuple_SET_ITEM(full, 0, Py_NewRef(self));
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
-            PyTuple_SET_ITEM(full, i + 1,
-                             Py_NewRef(PyTuple_GET_ITEM(args, i)));
-        }
-        coro = PyObject_Call(self->state->stdlib_create_connection, full,
-                             kwargs);
-        Py_DECREF(full);
-        return coro;
-    }
     call = connect_call_new(self, CONNECT_TCP, factory);
-    zero = call ? PyLong_FromLong(0) : NULL;
+    if (call == NULL) {
+        return NULL;
+    }
+    call->happy_delay = Py_NewRef(NONE_OR(happy_eyeballs_delay));
+    /* Happy eyeballs interleaves by family unless told otherwise. */
+    call->interleave = NONE_OR(interleave) == Py_None &&
+                               call->happy_delay != Py_None
+                           ? PyLong_FromLong(1)
+                           : Py_NewRef(NONE_OR(interleave));
+    zero = call->interleave ? PyLong_FromLong(0) : NULL;
     if (zero == NULL) {
         Py_XDECREF(call);
         return NULL;

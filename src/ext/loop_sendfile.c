@@ -172,9 +172,9 @@ fallback_protocol_new(cio_state *st, PyObject *transp)
              PyObject_GetAttrString(transp, "_protocol_paused")) == NULL) {
         goto fail;
     }
-    res = PyObject_CallMethod(transp, "pause_reading", NULL);
-    Py_XDECREF(res);
-    res = res ? PyObject_CallMethod(transp, "set_protocol", "O", self) : NULL;
+    res = cio_call_noargs(transp, "pause_reading") == 0
+              ? PyObject_CallMethod(transp, "set_protocol", "O", self)
+              : NULL;
     Py_XDECREF(res);
     paused = res ? PyObject_IsTrue(self->should_resume_writing) : -1;
     if (paused < 0) {
@@ -214,18 +214,13 @@ fallback_protocol_drain(FallbackProtocolObject *self)
                                            : Py_None);
 }
 
+/* obj.<method>() if flag is true. */
 static int
 call_if_true(PyObject *flag, PyObject *obj, const char *method)
 {
     int yes = PyObject_IsTrue(flag);
-    PyObject *res;
 
-    if (yes <= 0) {
-        return yes;
-    }
-    res = PyObject_CallMethod(obj, method, NULL);
-    Py_XDECREF(res);
-    return res ? 0 : -1;
+    return yes <= 0 ? yes : cio_call_noargs(obj, method);
 }
 
 /* restore(), which never suspends in stdlib either: the transport's own
@@ -244,13 +239,10 @@ fallback_protocol_restore(FallbackProtocolObject *self)
                      "resume_reading") < 0) {
         return -1;
     }
-    if (self->write_ready_fut != NULL) {
-        /* Nothing waits on it any more; stdlib cancels it all the same. */
-        res = PyObject_CallMethod(self->write_ready_fut, "cancel", NULL);
-        if (res == NULL) {
-            return -1;
-        }
-        Py_DECREF(res);
+    /* Nothing waits on it any more; stdlib cancels it all the same. */
+    if (self->write_ready_fut != NULL &&
+        cio_call_noargs(self->write_ready_fut, "cancel") < 0) {
+        return -1;
     }
     return call_if_true(self->should_resume_writing, self->proto,
                         "resume_writing");
@@ -443,15 +435,6 @@ call_loop_method4(CioStepCoroObject *coro, const char *name)
     return PyObject_CallMethod((PyObject *)LOOP(coro), name, "OOOO",
                                ARG(coro, 0), ARG(coro, 1), ARG(coro, 2),
                                ARG(coro, 3));
-}
-
-static int
-call_noargs(PyObject *obj, const char *method)
-{
-    PyObject *res = PyObject_CallMethod(obj, method, NULL);
-
-    Py_XDECREF(res);
-    return res ? 0 : -1;
 }
 
 /* ---- _sendfile_fallback, _sock_sendfile_fallback ----------------------- */
@@ -737,13 +720,13 @@ native_begin(CioStepCoroObject *coro, PyObject **out)
 {
     PyObject *transp = ARG(coro, FB_TARGET);
 
-    if (call_noargs(transp, "_release_fd") < 0) {
+    if (cio_call_noargs(transp, "_release_fd") < 0) {
         return CIO_STEP_ERROR;
     }
     coro->vars[NATIVE_VAR_RESUME_READING] =
         PyObject_CallMethod(transp, "is_reading", NULL);
     if (coro->vars[NATIVE_VAR_RESUME_READING] == NULL ||
-        call_noargs(transp, "pause_reading") < 0) {
+        cio_call_noargs(transp, "pause_reading") < 0) {
         return CIO_STEP_ERROR;
     }
     *out = PyObject_CallMethod(transp, "_make_empty_waiter", NULL);
@@ -782,10 +765,10 @@ native_finally(CioStepCoroObject *coro, cio_step_t rc, PyObject **out)
     PyObject *exc = rc == CIO_STEP_ERROR ? cio_fetch_exception() : NULL;
     PyObject *transp = ARG(coro, FB_TARGET);
 
-    if (call_noargs(transp, "_reset_empty_waiter") == 0 &&
+    if (cio_call_noargs(transp, "_reset_empty_waiter") == 0 &&
         call_if_true(coro->vars[NATIVE_VAR_RESUME_READING], transp,
                      "resume_reading") == 0) {
-        call_noargs(transp, "_reclaim_fd");
+        cio_call_noargs(transp, "_reclaim_fd");
     }
     if (cio_finally_end(exc) < 0) {
         if (rc == CIO_STEP_RETURN) {

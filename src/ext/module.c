@@ -251,6 +251,15 @@ cio_finally_end(PyObject *exc)
 }
 
 int
+cio_call_noargs(PyObject *obj, const char *method)
+{
+    PyObject *res = PyObject_CallMethod(obj, method, NULL);
+
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
+int
 cio_call_while_raising(PyObject *obj, const char *method)
 {
     PyObject *exc = cio_fetch_exception();
@@ -374,8 +383,6 @@ intern_names(cio_state *st)
 static int
 state_import(cio_state *st)
 {
-    PyObject *base_loop;
-
     IMPORT(future_type, "asyncio", "Future");
     IMPORT(task_type, "asyncio", "Task");
     IMPORT(ensure_future, "asyncio", "ensure_future");
@@ -419,14 +426,6 @@ state_import(cio_state *st)
     IMPORT(buffered_protocol_type, "asyncio", "BufferedProtocol");
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
     IMPORT(socket_type, "socket", "socket");
-    base_loop = import_attr("asyncio.base_events", "BaseEventLoop");
-    st->stdlib_create_connection =
-        base_loop ? PyObject_GetAttrString(base_loop, "create_connection")
-                  : NULL;
-    Py_XDECREF(base_loop);
-    if (st->stdlib_create_connection == NULL) {
-        return -1;
-    }
     st->socket_int_members = import_socket_int_members();
     if (st->socket_int_members == NULL) {
         return -1;
@@ -555,7 +554,8 @@ casyncio_exec(PyObject *module)
         add_type(module, &cio_connect_call_spec, NULL,
                  &st->connect_call_type) < 0 ||
         add_type(module, &cio_step_coro_spec, NULL,
-                 &st->step_coro_type) < 0) {
+                 &st->step_coro_type) < 0 ||
+        add_type(module, &cio_race_spec, NULL, &st->race_type) < 0) {
         return -1;
     }
     {
@@ -619,11 +619,11 @@ casyncio_exec(PyObject *module)
     X(ssl_again_errors) X(tls_states) X(tls_names) X(str_ssl_fatal_error)   \
     X(str_ssl_closed) X(os_module) X(sendfile_not_available)                 \
     X(unsupported_operation) X(connect_call_type)                          \
-    X(stdlib_create_connection) X(af_inet) X(af_inet6) X(af_unix)     \
+    X(af_inet) X(af_inet6) X(af_unix)     \
     X(sock_stream) X(ipproto_tcp) X(cancelled_error) X(step_coro_type)      \
     X(server_type) X(base_events_module) X(unix_events_module)             \
     X(sendfile_mode_unsupported) X(sendfile_mode_try_native)                \
-    X(constants_module) X(sendfile_fallback_protocol_type)
+    X(constants_module) X(sendfile_fallback_protocol_type) X(race_type)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)
