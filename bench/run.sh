@@ -2,8 +2,8 @@
 # The main job: installs casyncio and uvloop into a fresh venv and prints
 # the side-by-side benchmark tables (casyncio vs asyncio vs uvloop): loop
 # micro-benchmarks, the parent's CPU time per subprocess, the sender's CPU
-# time per loop.sendfile(), then the echo server's CPU time per request,
-# plain and over TLS.
+# time per loop.sendfile(), then the echo server's CPU time and user-space
+# instructions per request, plain and (CPU time) over TLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$(ls -d /root/.pyenv/versions/3.11.* 2>/dev/null | sort -V |
@@ -25,4 +25,9 @@ taskset -c 0 "$VENV/bin/python" "$OLDPWD/bench/loop_bench.py" "$@"
 "$VENV/bin/python" "$OLDPWD/bench/sendfile_bench.py"
 # The echo bench pins server and load generator to cores of their own.
 "$VENV/bin/python" "$OLDPWD/bench/echo_bench.py"
+# The same servers' user-space instructions per request, which machine
+# noise does not move (valgrind: Debian's package).
+command -v valgrind >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq valgrind; }
+"$VENV/bin/python" "$OLDPWD/bench/echo_instructions.py"
 exec "$VENV/bin/python" "$OLDPWD/bench/tls_bench.py"
