@@ -182,8 +182,8 @@ race_attempt_done(RaceObject *self, PyObject *task)
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
-/* _future_done(future): a race cancelled from outside stops its
- * attempts, as stdlib's `finally:` does. */
+/* _future_done(future): once the race is decided, or cancelled from
+ * outside, no attempt goes on, as stdlib's `finally:` sees to. */
 static PyObject *
 race_future_done(RaceObject *self, PyObject *Py_UNUSED(future))
 {
