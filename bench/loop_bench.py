@@ -14,6 +14,20 @@ import sys
 import time
 
 
+def child_runs(script, names, repeat, scale):
+    """Runs `script --child NAME KIND` in a fresh process for every name
+    and loop, interleaved, repeat rounds; yields (name, kind, the JSON the
+    child printed) for each run."""
+    for _ in range(repeat):
+        for name in names:
+            for kind in LOOPS:
+                out = subprocess.run(
+                    [sys.executable, script, "--child", name, kind,
+                     "--scale", str(scale)],
+                    capture_output=True, text=True, check=True)
+                yield name, kind, json.loads(out.stdout)
+
+
 def make_loop(kind):
     if kind == "casyncio":
         import casyncio
@@ -150,15 +164,9 @@ def main():
         return child(*args.child, args.scale)
     names = [n for n in BENCHMARKS if not args.only or args.only in n]
     best = {}
-    for _ in range(args.repeat):
-        for name in names:
-            for kind in LOOPS:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", name, kind,
-                     "--scale", str(args.scale)],
-                    capture_output=True, text=True, check=True)
-                rate = json.loads(out.stdout)
-                best[name, kind] = max(best.get((name, kind), 0), rate)
+    for name, kind, rate in child_runs(__file__, names, args.repeat,
+                                       args.scale):
+        best[name, kind] = max(best.get((name, kind), 0), rate)
     print(f"Python {sys.version.split()[0]}, best of {args.repeat}, ops/s")
     print(f"{'benchmark':<22}{'casyncio':>12}{'asyncio':>12}{'uvloop':>12}"
           f"{'vs uvloop':>11}{'vs asyncio':>12}")

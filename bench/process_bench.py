@@ -14,11 +14,10 @@ import asyncio
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
-from loop_bench import make_loop
+from loop_bench import LOOPS, child_runs, make_loop
 
 PAYLOAD = os.urandom(1 << 20)
 CONCURRENCY = 4
@@ -26,7 +25,6 @@ BENCHMARKS = {
     "spawn+communicate true": (["true"], b"", 400),
     "spawn+communicate 1 MiB cat": (["cat"], PAYLOAD, 150),
 }
-LOOPS = ("casyncio", "asyncio", "uvloop")
 
 
 async def spawner(argv, data, n):
@@ -69,16 +67,10 @@ def main():
     if args.child:
         return child(*args.child, args.scale)
     cpu, rate = {}, {}
-    for _ in range(args.repeat):
-        for name in BENCHMARKS:
-            for kind in LOOPS:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", name, kind,
-                     "--scale", str(args.scale)],
-                    capture_output=True, text=True, check=True)
-                c, r = json.loads(out.stdout)
-                cpu[name, kind] = min(cpu.get((name, kind), c), c)
-                rate[name, kind] = max(rate.get((name, kind), 0), r)
+    for name, kind, (c, r) in child_runs(__file__, BENCHMARKS, args.repeat,
+                                         args.scale):
+        cpu[name, kind] = min(cpu.get((name, kind), c), c)
+        rate[name, kind] = max(rate.get((name, kind), 0), r)
     print(f"Python {sys.version.split()[0]}, {CONCURRENCY} children in "
           f"flight, best of {args.repeat}: parent CPU ms per child "
           f"(lower is better), children/s")

@@ -24,14 +24,13 @@ import subprocess
 import sys
 import tempfile
 
-from loop_bench import make_loop
+from loop_bench import LOOPS, child_runs, make_loop
 
 CASES = {  # name: (file size, regular file?, calls)
     "16 KiB file, os.sendfile": (16 << 10, True, 4000),
     "1 MiB file, os.sendfile": (1 << 20, True, 400),
     "1 MiB, fallback by reads": (1 << 20, False, 100),
 }
-LOOPS = ("casyncio", "asyncio", "uvloop")
 SINK = """
 import socket, sys
 listener = socket.socket()
@@ -99,15 +98,9 @@ def main():
     if args.child:
         return child(*args.child, args.scale)
     cpu = {}
-    for _ in range(args.repeat):
-        for name in CASES:
-            for kind in LOOPS:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", name, kind,
-                     "--scale", str(args.scale)],
-                    capture_output=True, text=True, check=True)
-                c = json.loads(out.stdout)
-                cpu[name, kind] = min(cpu.get((name, kind), c), c)
+    for name, kind, c in child_runs(__file__, CASES, args.repeat,
+                                    args.scale):
+        cpu[name, kind] = min(cpu.get((name, kind), c), c)
     print(f"Python {sys.version.split()[0]}, sender on core 0, sink on core "
           f"1, best of {args.repeat}: sender CPU µs per loop.sendfile() "
           f"call (lower is better; uvloop: the app's own read/write loop)")
