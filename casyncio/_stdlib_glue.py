@@ -2,15 +2,14 @@
 
 casyncio's C code moves the bytes (TLS records, sendfile and
 sock_sendfile included), watches the fds, signals and child processes,
-answers getaddrinfo and getnameinfo, connects (create_connection with its
+answers getaddrinfo and getnameinfo (and resolves the addresses the
+calls below are given), connects (create_connection with its
 happy eyeballs, create_unix_connection, connect_accepted_socket,
 connect_read_pipe, connect_write_pipe, start_tls), listens (create_server,
 create_unix_server and their Server) and makes datagram endpoints. What is
-left here runs once per call: the step from a host name to the loop's
-getaddrinfo (``_ensure_resolved``, ``_create_server_getaddrinfo``; numeric
-addresses are answered in C) and subprocess argument checks; unix_events'
-private sendfile helpers stay reachable for code that calls them
-directly. It is the running interpreter's own asyncio code, bound
+left here runs once per call: subprocess argument checks and logging;
+unix_events' private sendfile helpers stay reachable for code that calls
+them directly. It is the running interpreter's own asyncio code, bound
 to the casyncio loop, so it behaves, errors included, exactly as that
 Python version's loop does. These functions call only public loop methods
 and the private ones the C loop provides (``_make_socket_transport``,
@@ -26,8 +25,6 @@ _UNIX = unix_events._UnixSelectorEventLoop
 
 _BORROWED = {
     _BASE: (
-        "_getaddrinfo_debug",
-        "_ensure_resolved", "_create_server_getaddrinfo",
         "subprocess_exec", "subprocess_shell", "_log_subprocess",
     ),
     _UNIX: (

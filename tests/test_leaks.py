@@ -275,6 +275,41 @@ def test_sendfile_fallbacks_keep_objects_flat():
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
+def test_address_resolution_paths_keep_objects_flat(caplog):
+    """_ensure_resolved's conversions (numeric, looked up, refused),
+    _create_server_getaddrinfo with an empty answer, and the debug-mode
+    _getaddrinfo_debug; the host and port objects passed keep their
+    reference counts."""
+    host, port = b"127.0.0.1", "80"
+    name = "x.example"
+
+    async def nothing(*args, **kwargs):
+        return []
+
+    async def cycle(loop):
+        assert len(await loop._ensure_resolved((host, port), loop=loop)) == 1
+        assert len(await loop._ensure_resolved(("::1", 80.5, 1, 2),
+                                               loop=loop)) == 1
+        assert await loop._ensure_resolved((name, port), loop=fake) == []
+        for bad in ((host,), (host, port, 1, 2, 3), (b"\xff", port)):
+            with pytest.raises((ValueError, TypeError, UnicodeError)):
+                await loop._ensure_resolved(bad, loop=loop)
+        with pytest.raises(OSError, match="returned empty list"):
+            await fake._create_server_getaddrinfo(name, port, 0, 0)
+        assert loop._getaddrinfo_debug("::1", port, 0, 1, 0, 0)
+
+    fake = casyncio.new_event_loop()
+    fake.getaddrinfo = nothing
+    refs = sys.getrefcount(host), sys.getrefcount(port), sys.getrefcount(name)
+    try:
+        with caplog.at_level("CRITICAL", logger="asyncio"):
+            assert_cycle_flat(cycle, 100, 5000)
+    finally:
+        fake.close()
+    assert (sys.getrefcount(host), sys.getrefcount(port),
+            sys.getrefcount(name)) == refs
+
+
 def test_signal_handler_paths_do_not_leak_references():
     """add/replace/remove handlers and deliver signals many times: the
     callback and its argument are referenced by nothing afterwards."""

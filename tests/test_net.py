@@ -723,6 +723,116 @@ def test_unawaited_getaddrinfo_warns(loop):
         gc.collect()
 
 
+# The addresses create_connection, create_server, create_datagram_endpoint
+# and sock_connect resolve: the private coroutine they share, with every
+# kind of argument stdlib's _ipaddr_info converts or refuses.
+ENSURE_RESOLVED_CASES = [
+    (("127.0.0.1", 80), {}),
+    ((b"127.0.0.1", "80"), {}),
+    (("::1", 80.7), {}),
+    (("::1", 80, 1, 2), {}),
+    (("::1", 80, 1), {"family": socket.AF_INET6}),
+    (("127.0.0.1", 80), {"family": socket.AF_INET6}),
+    (("127.0.0.1", "http"), {}),
+    (("127.0.0.1", None), {"type": socket.SOCK_DGRAM}),
+    (("127.0.0.1", b""), {"type": 0}),
+    (("127.0.0.1", ""), {"proto": 99}),
+    (("127.0.0.1", 80), {"proto": 6.0}),
+    (("::1%lo", 80), {}),
+    (("localhost", 80), {"flags": socket.AI_CANONNAME}),
+    ((None, 80), {}),
+    ((5, 80), {}),
+    ((bytearray(b"1.2.3.4"), 80), {}),
+    ((b"\xff", 80), {}),
+    (("127.0.0.1", 80), {"proto": []}),
+    (("127.0.0.1", 80), {"family": "x"}),
+    (("127.0.0.1", 80), {"family": socket.AF_UNIX}),
+    (("1.2.3.4",), {}),
+    (("1.2.3.4", 1, 2, 3, 4), {}),
+    ("ab", {}),
+]
+
+
+def resolution(loop, make_call):
+    """The repr of what awaiting make_call(loop) returns, or the type and
+    message of what it raises."""
+    try:
+        return repr(loop.run_until_complete(make_call(loop)))
+    except Exception as exc:
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("address, kwargs", ENSURE_RESOLVED_CASES)
+def test_ensure_resolved_answers_as_stdlib(loop, address, kwargs):
+    def call(loop):
+        return loop._ensure_resolved(address, loop=loop, **kwargs)
+
+    assert resolution(loop, call) == on_stdlib(loop, resolution, call)
+
+
+def test_ensure_resolved_requires_the_loop_keyword(loop):
+    with pytest.raises(TypeError) as got:
+        loop._ensure_resolved(("127.0.0.1", 80))
+    assert str(got.value) == ("BaseEventLoop._ensure_resolved() missing 1 "
+                              "required keyword-only argument: 'loop'")
+
+
+@pytest.mark.parametrize("host, answer", [
+    ("localhost", None), ("127.0.0.1", None), (None, None),
+    ("x.example", []), ("x.example", [(socket.AF_INET, socket.SOCK_STREAM,
+                                       6, "", ("127.0.0.1", 80))]),
+])
+def test_create_server_getaddrinfo_as_stdlib(loop, host, answer):
+    def call(loop):
+        if answer is not None:
+            async def getaddrinfo(*args, **kwargs):
+                return answer
+            loop.getaddrinfo = getaddrinfo
+        return loop._create_server_getaddrinfo(host, 0, socket.AF_INET,
+                                               socket.AI_PASSIVE)
+
+    assert resolution(loop, call) == on_stdlib(loop, resolution, call)
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_getaddrinfo_debug_logs_as_stdlib(loop, caplog, slow):
+    """Debug mode logs each lookup before and after, at info level when it
+    took slow_callback_duration or more."""
+    def call(loop):
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0 if slow else 100
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="asyncio"):
+            loop.run_until_complete(loop.getaddrinfo(
+                "localhost", "http", family=socket.AF_INET, proto=6,
+                flags=socket.AI_CANONNAME))
+        return [(r.levelname, re.sub(r"took \d+\.\d{3}ms", "took Tms",
+                                     r.getMessage()))
+                for r in caplog.records
+                if "address info" in r.getMessage()]
+
+    got = call(loop)
+    assert len(got) == 2
+    assert got == on_stdlib(loop, call)
+
+
+def test_create_connection_converts_odd_address_types_as_stdlib(loop):
+    """A bytes host and a str port go through _ipaddr_info's conversions
+    rather than the numeric fast path."""
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, b"127.0.0.1", str(port))
+        peer = transport.get_extra_info("peername")
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return peer == ("127.0.0.1", port)
+
+    assert loop.run_until_complete(main())
+
+
 # ---- errors -----------------------------------------------------------------
 
 def test_connecting_to_a_closed_port_is_refused(loop, closed_port):

@@ -426,13 +426,17 @@ CioStepCoroObject *cio_step_coro_new(cio_state *st, const char *qualname,
 extern PyType_Spec cio_sock_call_spec;
 extern PyMethodDef cio_loop_sock_methods[];
 int cio_sock_names_init(cio_state *st);
+
+/* loop_resolve.c: _ensure_resolved, _create_server_getaddrinfo and
+ * _getaddrinfo_debug, and the callers' numeric fast path: */
+extern PyMethodDef cio_loop_resolve_methods[];
 /* base_events._ipaddr_info for what nearly every caller passes: address
  * a (host, port) or (host, port, flowinfo, scopeid) tuple with a str
  * host and an int or None port, and ints the family, type and proto
  * asked for. Returns a new reference to the address to connect to (and
  * its family in *af_out, when given) if host is a numeric IP address;
  * None when it is not, or when the arguments are of another kind, and
- * stdlib's _ensure_resolved is to decide; NULL on error. */
+ * the loop's _ensure_resolved is to decide; NULL on error. */
 PyObject *cio_numeric_sockaddr(PyObject *address, const long ints[3],
                                int *af_out);
 

@@ -1089,6 +1089,7 @@ loop_all_methods(void)
     PyMethodDef *tables[] = {loop_methods, cio_loop_fd_methods,
                              cio_loop_server_methods,
                              cio_loop_sock_methods,
+                             cio_loop_resolve_methods,
                              cio_loop_sendfile_methods,
                              cio_loop_connect_methods,
                              cio_loop_listen_methods,
