@@ -78,16 +78,19 @@ def serve(kind, server_kind):
 
 
 def cpu_seconds(pid):
+    """(user, system) CPU seconds of process pid."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15 (1-based) of the whole line.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def measure_server(server_args, loadgen_args, seconds):
     """Runs this script's --serve server_args on CPU 0 and the load
     generator (its argv with PORT for the port) on CPU 1; returns the
-    server's CPU µs per unit of work the generator reports, and units/s."""
+    server's CPU µs per unit of work the generator reports, units/s, and
+    the user-space part of those µs."""
     server = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, sys.argv[0], "--serve",
          *server_args], stdout=subprocess.PIPE, text=True)
@@ -104,7 +107,8 @@ def measure_server(server_args, loadgen_args, seconds):
         server.kill()
         server.wait()
     done = int(out.stdout)
-    return (cpu1 - cpu0) * 1e6 / done, done / seconds
+    user = (cpu1[0] - cpu0[0]) * 1e6 / done
+    return user + (cpu1[1] - cpu0[1]) * 1e6 / done, done / seconds, user
 
 
 def build(source, name, *libraries):
@@ -146,11 +150,25 @@ def add_common_arguments(parser):
     parser.add_argument("--loadgen")
 
 
+HEADER = ("server CPU µs per request (lower is better): total, its "
+          "user-space part after the slash, requests/s in brackets; the "
+          "ratios are casyncio's to uvloop's, total and user-space")
+
+
+def print_columns():
+    print(f"{'':<16}{'casyncio':>24}{'asyncio':>24}{'uvloop':>24}"
+          f"{'vs uvloop':>10}{'user':>7}")
+
+
 def print_row(label, results):
-    cells = "".join(f"{us:>8.1f} [{rps:>7,.0f}]"
-                    for us, rps in results.values())
-    ratio = results["casyncio"][0] / results["uvloop"][0]
-    print(f"{label:<20}{cells}{ratio:>10.2f}x")
+    """A row of best_of's results: total and user µs, requests/s, and the
+    ratios to uvloop. Past 64 KiB the kernel's copies are most of the
+    total and swing between runs, while the user-space part holds still."""
+    cells = "".join(f"{us:>8.1f}/{user:>5.1f} [{rps:>7,.0f}]"
+                    for us, rps, user in results.values())
+    total, user = (results["casyncio"][i] / results["uvloop"][i]
+                   for i in (0, 2))
+    print(f"{label:<16}{cells}{total:>9.2f}x{user:>6.2f}x")
 
 
 def main():
@@ -163,10 +181,8 @@ def main():
         return serve(*args.serve)
     args.loadgen = args.loadgen or build("loadgen.c", "casyncio-loadgen")
     print(f"Python {sys.version.split()[0]}, {args.connections} connections,"
-          f" {args.seconds:g}s each, best of {args.repeat}; server CPU µs per "
-          f"request (lower is better), requests/s in brackets")
-    print(f"{'server':<20}{'casyncio':>18}{'asyncio':>18}{'uvloop':>18}"
-          f"{'vs uvloop':>11}")
+          f" {args.seconds:g}s each, best of {args.repeat}; {HEADER}")
+    print_columns()
     for size in (int(s) for s in args.sizes.split(",")):
         for server_kind in SERVERS:
             print_row(f"{server_kind} {size}B", best_of(

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import tempfile
 
-from echo_bench import (EchoProtocol, add_common_arguments, best_of, build,
-                        echo_stream, measure_server, new_loop, print_row)
+from echo_bench import (HEADER, EchoProtocol, add_common_arguments, best_of,
+                        build, echo_stream, measure_server, new_loop,
+                        print_columns, print_row)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = [("protocol", "echo", 1024), ("protocol", "echo", 65536),
@@ -69,11 +70,8 @@ def main():
         args.cert, args.key = make_certificate(directory)
         print(f"Python {sys.version.split()[0]}, TLS, {args.connections} "
               f"connections, {args.seconds:g}s each, best of {args.repeat}; "
-              f"server CPU µs per "
-              f"request or handshake (lower is better), per second in "
-              f"brackets")
-        print(f"{'server':<20}{'casyncio':>18}{'asyncio':>18}{'uvloop':>18}"
-              f"{'vs uvloop':>11}")
+              f"per handshake for that row; {HEADER}")
+        print_columns()
         for server_kind, mode, size in CASES:
             print_row("handshake" if mode == "handshake"
                       else f"{server_kind} {size}B", best_of(
