@@ -14,7 +14,10 @@ buffers, and the page faults of fresh allocations (stdlib's Protocol path
 allocates 256 KiB per recv). The default cases are therefore the 1 KiB
 ones, where user space is what tells the loops apart.
 
-    python bench/echo_instructions.py [--cases protocol:1024,streams:1024]
+A case is SERVER:SIZE (echo of SIZE-byte messages) or SERVER:connect
+(a new connection per request: accept, one byte echoed, close).
+
+    python bench/echo_instructions.py [--cases protocol:1024,streams:connect]
 """
 import argparse
 import os
@@ -30,7 +33,8 @@ SHORT, LONG = 4, 12  # seconds of load per run
 
 
 def callgrind_run(kind, server_kind, size, seconds, loadgen, directory):
-    """(requests served, instructions executed) of one server run."""
+    """(requests served, instructions executed) of one server run; size
+    "connect" makes every request a new connection."""
     out = os.path.join(directory, f"{kind}.{server_kind}.{seconds}")
     server = subprocess.Popen(
         ["taskset", "-c", "0", "valgrind", "--tool=callgrind",
@@ -40,9 +44,11 @@ def callgrind_run(kind, server_kind, size, seconds, loadgen, directory):
     try:
         port = server.stdout.readline().strip()
         time.sleep(1)
+        load = (["connect", port, "1", "1"] if size == "connect"
+                else ["echo", port, "10", size])
         done = subprocess.run(
-            ["taskset", "-c", "1", loadgen, "echo", port, "10", str(size),
-             str(seconds)], capture_output=True, text=True, check=True)
+            ["taskset", "-c", "1", loadgen, *load, str(seconds)],
+            capture_output=True, text=True, check=True)
     finally:
         server.terminate()
         server.wait()
@@ -75,7 +81,8 @@ def main():
                                        loadgen, directory)
                 per[kind] = (i2 - i1) / (r2 - r1)
             c, a, u = (per[k] for k in LOOPS)
-            print(f"{server_kind + ' ' + size + 'B':<20}{c:>10,.0f}"
+            label = f"{server_kind} {size}{'' if size == 'connect' else 'B'}"
+            print(f"{label:<20}{c:>10,.0f}"
                   f"{a:>10,.0f}{u:>10,.0f}{c / u:>10.2f}x", flush=True)
 
 

@@ -509,6 +509,77 @@ def test_accepted_unix_connection_facts(loop, tmp_path, client_name):
         socket.AF_UNIX, socket.SOCK_STREAM, 0.0, False)
 
 
+def accepted_objects(loop):
+    """The accepted socket and its TransportSocket, as a server-side
+    transport and sock_accept hold them: their classes, slots, timeout,
+    repr (numbers left out) and a makefile() round trip."""
+    def describe(trsock, sock):
+        with sock.makefile("rb") as f:
+            opened = sock._io_refs
+        return (type(trsock), type(sock),
+                trsock is not None and trsock._sock is sock, opened,
+                sock._io_refs, sock._closed, sock.gettimeout(), sock.type,
+                re.sub(r"\d+", "N", repr(trsock)),
+                re.sub(r"\d+", "N", repr(sock)))
+
+    async def main():
+        accepted = loop.create_future()
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport):
+                accepted.set_result(transport)
+
+        server = await loop.create_server(Server, "127.0.0.1", 0)
+        listener = server.sockets[0]
+        client = await connect_from(listener)
+        transport = await accepted
+        trsock = transport.get_extra_info("socket")
+        facts = [describe(trsock, trsock._sock), describe(listener,
+                                                          listener._sock)]
+        transport.close()
+        client.close()
+        server.close()
+        await server.wait_closed()
+        with socket.socket() as raw:
+            raw.bind(("127.0.0.1", 0))
+            raw.listen()
+            raw.setblocking(False)
+            client = socket.socket()
+            client.connect(raw.getsockname())
+            conn, _ = await loop.sock_accept(raw)
+            facts.append(describe(None, conn)[1:])
+            conn.close()
+            client.close()
+        return facts
+
+    return loop.run_until_complete(main())
+
+
+def test_accepted_socket_objects_are_as_socket_py_makes_them(loop):
+    assert accepted_objects(loop) == on_stdlib(loop, accepted_objects)
+
+
+def test_accepted_sockets_use_a_patched_init(loop, monkeypatch):
+    """casyncio builds these objects without calling the classes while
+    their __init__ is the one it read at import: a patched __init__ is
+    called, as it would be on stdlib."""
+    calls = []
+
+    def patched(cls):
+        original = cls.__init__
+
+        def __init__(self, *args, **kwargs):
+            calls.append(cls.__name__)
+            original(self, *args, **kwargs)
+        monkeypatch.setattr(cls, "__init__", __init__)
+
+    patched(socket.socket)
+    patched(asyncio.trsock.TransportSocket)
+    accepted_objects(loop)
+    assert calls.count("socket") >= 2  # the server's and sock_accept's
+    assert "TransportSocket" in calls
+
+
 def test_server_on_a_socket_subclass_uses_its_accept(loop):
     """A listening socket of a socket.socket subclass is accepted through
     its own accept(), as stdlib does."""

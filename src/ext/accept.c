@@ -4,9 +4,10 @@
  *
  * A plain socket.socket of an IP or Unix family skips socket.py's Python
  * code: one accept4() (cio_socket_accept) makes the new socket
- * non-blocking and close-on-exec; its object is built with SOCK_NONBLOCK
- * in the type, which makes socket.socket() set a zero timeout without a
- * system call (and strip the flag from .type); and the peer address is
+ * non-blocking and close-on-exec; its object is built (cio_socket_from_fd)
+ * with SOCK_NONBLOCK in the type, which makes socket.socket() set a zero
+ * timeout without a system call (and strip the flag from .type); and the
+ * peer address is
  * formatted as socketmodule does (cio_sockaddr_object). Any other socket, a subclass that may
  * override accept() included, goes through its own accept() and
  * setblocking(False). */
@@ -28,7 +29,7 @@ cio_acceptor_init(cio_state *st, PyObject *sock, cio_acceptor_t *acceptor)
     if (!Py_IS_TYPE(sock, (PyTypeObject *)st->socket_type)) {
         return 0;
     }
-    acceptor->fd = PyObject_AsFileDescriptor(sock);
+    acceptor->fd = cio_socket_fd(st, sock);
     if (acceptor->fd < 0 || cio_socket_ints(st, sock, acceptor->ints) < 0) {
         return -1;
     }
@@ -52,8 +53,8 @@ accept_native(cio_state *st, const cio_acceptor_t *acceptor)
     if (conn_fd < 0) {
         return cio_raise_errno(conn_fd);
     }
-    conn = PyObject_CallFunction(st->socket_type, "llli", ints[0],
-                                 ints[1] | SOCK_NONBLOCK, ints[2], conn_fd);
+    conn = cio_socket_from_fd(st, ints[0], ints[1] | SOCK_NONBLOCK, ints[2],
+                              conn_fd);
     if (conn == NULL) {
         close(conn_fd);
         return NULL;

@@ -20,7 +20,7 @@ typedef struct HandleObject HandleObject;
  * be created, hashed and then miss the type's method cache, which keys on
  * the name object: several times the cost of the lookup itself. */
 #define CIO_NAMES(X)                                                        \
-    X(_attach) X(_call_connection_lost) X(_create_server_getaddrinfo)     \
+    X(__init__) X(_attach) X(_call_connection_lost) X(_create_server_getaddrinfo)     \
     X(_detach) X(_ensure_resolved) X(_make_datagram_transport)              \
     X(_make_socket_transport) X(_make_ssl_transport) X(_read_ready)        \
     X(_sendto_ready) X(_start_reading) X(_write_ready) X(bind) X(close)    \
@@ -109,6 +109,10 @@ typedef struct {
     PyTypeObject *sendfile_fallback_protocol_type;
     PyTypeObject *race_type;          /* see staggered.c */
     PyObject *unsupported_operation;  /* io.UnsupportedOperation */
+    PyObject *socket_fileno;          /* _socket.socket.fileno; these and */
+    PyObject *socket_init;            /* the next four: socket_objects.c */
+    PyObject *socket_io_refs, *socket_closed;
+    PyObject *transport_socket_init, *transport_socket_sock;
     PyObject *socket_int_members;     /* _socket.socket's family, type and
                                          proto member descriptors */
     PyObject *signal_module;
@@ -213,6 +217,17 @@ int cio_is_exit_exception(PyObject *exc);  /* SystemExit or KeyboardInterrupt */
  * they come from _socket.socket's own members, skipping the enum that
  * socket.socket's properties of the same names build each time. */
 int cio_socket_ints(cio_state *st, PyObject *sock, long ints[3]);
+/* socket_objects.c: the loop's socket objects, made as their classes'
+ * __init__ would make them. */
+int cio_socket_objects_init(cio_state *st);
+/* sock.fileno(), called directly for a socket object; -1 with an error. */
+int cio_socket_fd(cio_state *st, PyObject *sock);
+/* socket.socket(family, type, proto, fileno=fd); on error fd stays the
+ * caller's to close. */
+PyObject *cio_socket_from_fd(cio_state *st, long family, long type,
+                             long proto, int fd);
+/* asyncio.trsock.TransportSocket(sock) */
+PyObject *cio_transport_socket_new(cio_state *st, PyObject *sock);
 /* An IP or Unix socket address as socketmodule's makesockaddr makes it:
  * (host, port), (host, port, flowinfo, scope_id), a path or an abstract
  * name. addr must be zero-filled before the call that filled it. */

@@ -266,8 +266,7 @@ accept_pause(LoopObject *self, PyObject *exc, PyObject *const *a, int fd)
     PyObject *trsock, *context, *retry, *timer;
     int rc;
 
-    trsock = PyObject_CallOneArg(self->state->transport_socket_type,
-                                 a[SERVE_SOCK]);
+    trsock = cio_transport_socket_new(self->state, a[SERVE_SOCK]);
     if (trsock == NULL) {
         return -1;
     }
@@ -489,7 +488,11 @@ accept_one(LoopObject *self, PyObject *const *a, int fd,
         }
         Py_DECREF(res);
     }
-    extra = Py_BuildValue("{sO}", "peername", addr);
+    extra = PyDict_New();
+    if (extra != NULL &&
+        PyDict_SetItem(extra, self->state->str_peername, addr) < 0) {
+        Py_CLEAR(extra);
+    }
     is_tls = PyObject_IsTrue(a[SERVE_SSLCONTEXT]);
     if (extra == NULL || is_tls < 0) {
         rc = -1;
@@ -523,9 +526,12 @@ loop_accept_connection(LoopObject *self, PyObject *const *args,
     if (backlog == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    fd = PyObject_AsFileDescriptor(a[SERVE_SOCK]);
-    if (fd < 0 ||
-        cio_acceptor_init(self->state, a[SERVE_SOCK], &acceptor) < 0) {
+    if (cio_acceptor_init(self->state, a[SERVE_SOCK], &acceptor) < 0) {
+        return NULL;
+    }
+    fd = acceptor.native ? acceptor.fd
+                         : cio_socket_fd(self->state, a[SERVE_SOCK]);
+    if (fd < 0) {
         return NULL;
     }
     for (long i = 0; i < backlog; i++) {

@@ -427,7 +427,7 @@ state_import(cio_state *st)
     IMPORT(transport_socket_type, "asyncio.trsock", "TransportSocket");
     IMPORT(socket_type, "socket", "socket");
     st->socket_int_members = import_socket_int_members();
-    if (st->socket_int_members == NULL) {
+    if (st->socket_int_members == NULL || cio_socket_objects_init(st) < 0) {
         return -1;
     }
     /* asyncio runs without the ssl module; so does sock_recv's check. */
@@ -613,6 +613,8 @@ casyncio_exec(PyObject *module)
     X(datagram_transport_type) X(datagram_transport_abc)                    \
     X(str_datagram_received) X(sock_call_type) X(ssl_socket_type)          \
     X(sock_method_names) X(socket_type) X(socket_int_members)              \
+    X(socket_fileno) X(socket_init) X(socket_io_refs) X(socket_closed)      \
+    X(transport_socket_init) X(transport_socket_sock)                       \
     X(ssl_max_size) X(subprocess_transport_type)                            \
     X(subprocess_pipe_protocol_type) X(subprocess_transport_abc)            \
     X(protocol_abc) X(subprocess_module) X(socket_module)                   \

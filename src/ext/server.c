@@ -316,8 +316,8 @@ server_get_sockets(ServerObject *self, void *Py_UNUSED(closure))
     n = PyList_GET_SIZE(sockets);
     result = PyTuple_New(n);
     for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
-        PyObject *wrapped = PyObject_CallOneArg(st->transport_socket_type,
-                                                PyList_GET_ITEM(sockets, i));
+        PyObject *wrapped = cio_transport_socket_new(
+            st, PyList_GET_ITEM(sockets, i));
         if (wrapped == NULL) {
             Py_CLEAR(result);
             break;

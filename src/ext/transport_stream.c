@@ -925,14 +925,14 @@ cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
         return -1;
     }
     self->sock = Py_NewRef(sock);
-    trsock = PyObject_CallOneArg(st->transport_socket_type, sock);
+    trsock = cio_transport_socket_new(st, sock);
     if (trsock == NULL ||
         PyDict_SetItem(self->extra, CIO_NAME(st, socket), trsock) < 0) {
         Py_XDECREF(trsock);
         return -1;
     }
     Py_DECREF(trsock);
-    self->fd = PyObject_AsFileDescriptor(sock);
+    self->fd = cio_socket_fd(st, sock);
     if (self->fd < 0 || cio_socket_ints(st, sock, ints) < 0) {
         return -1;
     }
