@@ -1,6 +1,7 @@
 #include "cio_socket.h"
 
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <string.h>
 
 int
@@ -52,4 +53,13 @@ cio_socket_name(int fd, int peer, struct sockaddr_storage *addr,
     rc = peer ? getpeername(fd, (struct sockaddr *)addr, addrlen)
               : getsockname(fd, (struct sockaddr *)addr, addrlen);
     return rc < 0 ? -errno : 0;
+}
+
+int
+cio_socket_set_nodelay(int fd)
+{
+    int on = 1;
+
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0
+               ? -errno : 0;
 }

@@ -28,4 +28,8 @@ int cio_format_ipv4(const struct in_addr *addr,
 int cio_socket_name(int fd, int peer, struct sockaddr_storage *addr,
                     socklen_t *addrlen);
 
+/* TCP_NODELAY on, as asyncio sets it on every TCP transport's socket;
+ * 0 or -errno. */
+int cio_socket_set_nodelay(int fd);
+
 #endif

@@ -385,9 +385,17 @@ loop_poll_io(LoopObject *self, int64_t timeout_ns)
     if (timeout_ns == 0 && self->fds_watched == 0) {
         return 0;
     }
-    Py_BEGIN_ALLOW_THREADS
-    n = cio_poller_poll(&self->poller, events, POLL_BATCH, timeout_ns);
-    Py_END_ALLOW_THREADS
+    /* A poll that cannot block keeps the GIL: releasing and taking it
+     * back costs more than the system call, and no other thread could
+     * use the moment. */
+    if (timeout_ns == 0) {
+        n = cio_poller_poll(&self->poller, events, POLL_BATCH, 0);
+    }
+    else {
+        Py_BEGIN_ALLOW_THREADS
+        n = cio_poller_poll(&self->poller, events, POLL_BATCH, timeout_ns);
+        Py_END_ALLOW_THREADS
+    }
     if (n == -EINTR) {
         return PyErr_CheckSignals();
     }

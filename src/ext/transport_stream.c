@@ -838,12 +838,18 @@ transport_repr(SocketTransportObject *self)
 /* ---- construction and teardown ---------------------------------------- */
 
 /* stdlib's base_events._set_nodelay: TCP_NODELAY on TCP sockets. ints
- * are the socket's family, type and proto. */
+ * are the socket's family, type and proto. A socket.socket's setsockopt
+ * would make the system call on fd and raise its OSError: done here
+ * directly; anything else through its method. */
 static int
-set_nodelay(cio_state *st, PyObject *sock, const long ints[3])
+set_nodelay(cio_state *st, PyObject *sock, int fd, const long ints[3])
 {
     if ((ints[0] == AF_INET || ints[0] == AF_INET6) &&
         ints[1] == SOCK_STREAM && ints[2] == IPPROTO_TCP) {
+        if (Py_IS_TYPE(sock, (PyTypeObject *)st->socket_type)) {
+            int rc = cio_socket_set_nodelay(fd);
+            return rc < 0 ? (cio_raise_errno(rc), -1) : 0;
+        }
         PyObject *args[3] = {PyLong_FromLong(IPPROTO_TCP),
                              PyLong_FromLong(TCP_NODELAY), PyLong_FromLong(1)};
         PyObject *res = args[0] && args[1] && args[2]
@@ -964,7 +970,7 @@ cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
     if (cio_loop_set_fd_transport(loop, self->fd, (PyObject *)self) < 0) {
         return -1;
     }
-    return set_nodelay(st, sock, ints);
+    return set_nodelay(st, sock, self->fd, ints);
 }
 
 /* Schedules what stdlib's __init__ schedules, in the same order:

@@ -18,7 +18,8 @@
     X(test_clock_is_monotonic)                     \
     X(test_socket_accept_nonblocking_cloexec)      \
     X(test_socket_format_ipv4_as_inet_ntop)        \
-    X(test_socket_name_of_both_ends)
+    X(test_socket_name_of_both_ends)               \
+    X(test_socket_set_nodelay)
 
 #define DECLARE(name) void name(void);
 TESTS(DECLARE)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -94,4 +95,23 @@ test_socket_name_of_both_ends(void)
     ASSERT_EQ(cio_socket_name(-1, 0, &name, &len), -EBADF);
     close(client);
     close(listener);
+}
+
+void
+test_socket_set_nodelay(void)
+{
+    int tcp = socket(AF_INET, SOCK_STREAM, 0), unix_fd, on = 0;
+    socklen_t len = sizeof(on);
+
+    ASSERT_GE(tcp, 0);
+    ASSERT_EQ(cio_socket_set_nodelay(tcp), 0);
+    ASSERT_EQ(getsockopt(tcp, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    ASSERT_NE(on, 0);
+    /* Not a TCP socket: the kernel's refusal comes back as -errno. */
+    unix_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(unix_fd, 0);
+    ASSERT_EQ(cio_socket_set_nodelay(unix_fd), -EOPNOTSUPP);
+    ASSERT_EQ(cio_socket_set_nodelay(-1), -EBADF);
+    close(unix_fd);
+    close(tcp);
 }
