@@ -12,7 +12,8 @@ instructions divided by the difference in requests leaves out start-up.
 What the kernel does is not counted: the copies in and out of the socket
 buffers, and the page faults of fresh allocations (stdlib's Protocol path
 allocates 256 KiB per recv). The default cases are therefore the 1 KiB
-ones, where user space is what tells the loops apart.
+ones, where user space is what tells the loops apart, and a connection
+per request.
 
 A case is SERVER:SIZE (echo of SIZE-byte messages) or SERVER:connect
 (a new connection per request: accept, one byte echoed, close).
@@ -61,7 +62,7 @@ def callgrind_run(kind, server_kind, size, seconds, loadgen, directory):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", default="protocol:1024,buffered:1024,"
-                                            "streams:1024")
+                                            "streams:1024,protocol:connect")
     parser.add_argument("--loadgen")
     args = parser.parse_args()
     loadgen = args.loadgen or build("loadgen.c", "casyncio-loadgen")
