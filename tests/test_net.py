@@ -510,9 +510,10 @@ def test_accepted_unix_connection_facts(loop, tmp_path, client_name):
 
 
 def accepted_objects(loop):
-    """The accepted socket and its TransportSocket, as a server-side
-    transport and sock_accept hold them: their classes, slots, timeout,
-    repr (numbers left out) and a makefile() round trip."""
+    """The socket objects and their TransportSockets the loop makes, as a
+    server-side and a create_connection transport, a Server and
+    sock_accept hold them: their classes, slots, timeout, repr (numbers
+    left out) and a makefile() round trip."""
     def describe(trsock, sock):
         with sock.makefile("rb") as f:
             opened = sock._io_refs
@@ -531,11 +532,13 @@ def accepted_objects(loop):
 
         server = await loop.create_server(Server, "127.0.0.1", 0)
         listener = server.sockets[0]
-        client = await connect_from(listener)
+        client, _ = await loop.create_connection(
+            asyncio.Protocol, *listener.getsockname())
         transport = await accepted
-        trsock = transport.get_extra_info("socket")
-        facts = [describe(trsock, trsock._sock), describe(listener,
-                                                          listener._sock)]
+        facts = [describe(t.get_extra_info("socket"),
+                          t.get_extra_info("socket")._sock)
+                 for t in (transport, client)]
+        facts.append(describe(listener, listener._sock))
         transport.close()
         client.close()
         server.close()
@@ -576,7 +579,7 @@ def test_accepted_sockets_use_a_patched_init(loop, monkeypatch):
     patched(socket.socket)
     patched(asyncio.trsock.TransportSocket)
     accepted_objects(loop)
-    assert calls.count("socket") >= 2  # the server's and sock_accept's
+    assert calls.count("socket") >= 3  # accepted twice, and connecting
     assert "TransportSocket" in calls
 
 

@@ -222,6 +222,10 @@ int cio_socket_ints(cio_state *st, PyObject *sock, long ints[3]);
 int cio_socket_objects_init(cio_state *st);
 /* sock.fileno(), called directly for a socket object; -1 with an error. */
 int cio_socket_fd(cio_state *st, PyObject *sock);
+/* socket.socket(*args), args a tuple of ints (family, type, proto and
+ * perhaps fileno) that socket.py's __init__ passes on unchanged: no -1
+ * that it would replace with a default. */
+PyObject *cio_socket_new(cio_state *st, PyObject *args);
 /* socket.socket(family, type, proto, fileno=fd); on error fd stays the
  * caller's to close. */
 PyObject *cio_socket_from_fd(cio_state *st, long family, long type,

@@ -407,12 +407,28 @@ error:
     return -1;
 }
 
+/* An int other than -1, which socket.py's __init__ would replace (or
+ * one too big, which the class is left to refuse). */
+static int
+plain_int(PyObject *value)
+{
+    if (!PyLong_Check(value)) {
+        return 0;
+    }
+    if (PyLong_AsLong(value) == -1) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
 /* self->sock = socket.socket(family, type, proto), non-blocking; the
  * arguments are passed by keyword when kwnames is given, as
  * create_connection does, else by position, as create_unix_connection
  * does. socket.socket itself is asked for SOCK_NONBLOCK in the type,
  * which makes the socket non-blocking as it is made (the object is the
- * same, its .type without the flag); anything standing in for it gets
+ * same, its .type without the flag), and made by cio_socket_new when the
+ * arguments are ints; anything standing in for it gets
  * setblocking(False), as in stdlib. */
 static int
 new_socket(ConnectCallObject *self, PyObject *family, PyObject *type,
@@ -439,7 +455,15 @@ new_socket(ConnectCallObject *self, PyObject *family, PyObject *type,
         }
         args[1] = nonblocking;
     }
-    self->sock = PyObject_Vectorcall(ctor, args, kwnames ? 0 : 3, kwnames);
+    if (own_class && plain_int(family) && plain_int(proto)) {
+        PyObject *tuple = PyTuple_Pack(3, family, nonblocking, proto);
+        self->sock = tuple ? cio_socket_new(st, tuple) : NULL;
+        Py_XDECREF(tuple);
+    }
+    else {
+        self->sock = PyObject_Vectorcall(ctor, args, kwnames ? 0 : 3,
+                                         kwnames);
+    }
     Py_DECREF(ctor);
     Py_XDECREF(nonblocking);
     if (self->sock == NULL) {

@@ -1,7 +1,8 @@
 /* The Python objects of the loop's own sockets, made without running
- * Python code: a socket.socket for an fd accept4() returned (accept.c),
- * the asyncio.trsock.TransportSocket that every socket transport puts in
- * its extra info, and the fd of a socket object.
+ * Python code: a socket.socket for an fd accept4() returned (accept.c)
+ * or for create_connection's attempts (loop_connect.c), the
+ * asyncio.trsock.TransportSocket that every socket transport puts in its
+ * extra info, and the fd of a socket object.
  *
  * socket.socket.__init__ and TransportSocket.__init__ are a few lines of
  * Python each (the same on 3.11 to 3.13), and running their frames took
@@ -129,9 +130,24 @@ init_socket(cio_state *st, PyObject *sock, PyObject *args)
 }
 
 PyObject *
-cio_socket_from_fd(cio_state *st, long family, long type, long proto, int fd)
+cio_socket_new(cio_state *st, PyObject *args)
 {
     PyTypeObject *socket_type = (PyTypeObject *)st->socket_type;
+    PyObject *sock;
+
+    if (!init_unchanged(st, socket_type, st->socket_init)) {
+        return PyObject_Call(st->socket_type, args, NULL);
+    }
+    sock = socket_type->tp_new(socket_type, args, NULL);
+    if (sock != NULL && init_socket(st, sock, args) < 0) {
+        Py_CLEAR(sock);
+    }
+    return sock;
+}
+
+PyObject *
+cio_socket_from_fd(cio_state *st, long family, long type, long proto, int fd)
+{
     const long values[4] = {family, type, proto, fd};
     PyObject *args = PyTuple_New(4), *sock;
 
@@ -146,15 +162,7 @@ cio_socket_from_fd(cio_state *st, long family, long type, long proto, int fd)
     if (args == NULL) {
         return NULL;
     }
-    if (!init_unchanged(st, socket_type, st->socket_init)) {
-        sock = PyObject_Call(st->socket_type, args, NULL);
-        Py_DECREF(args);
-        return sock;
-    }
-    sock = socket_type->tp_new(socket_type, args, NULL);
-    if (sock != NULL && init_socket(st, sock, args) < 0) {
-        Py_CLEAR(sock);
-    }
+    sock = cio_socket_new(st, args);
     Py_DECREF(args);
     return sock;
 }
