@@ -10,6 +10,10 @@ which does not depend on how fast the client is. Each row runs the three
 loops in turn, --repeat times, and keeps each loop's best run: on a shared
 machine a single run of a kernel-bound row can be a third off.
 
+The floor rows run bench/echo_floor.c, a minimal C epoll echo server,
+against the same load: no loop can spend less. At 64 KiB it spends about
+what the loops do, and its own runs vary as much as the gap between them.
+
     python bench/echo_bench.py [--seconds 3] [--repeat 3]
         [--connections 100] [--sizes 1024,65536] [--loadgen PATH]
 """
@@ -21,6 +25,7 @@ import sys
 import time
 
 LOOPS = ("casyncio", "asyncio", "uvloop")
+FLOOR = "C floor"  # bench/echo_floor.c
 SERVERS = ("protocol", "buffered", "streams")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -86,14 +91,18 @@ def cpu_seconds(pid):
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def measure_server(server_args, loadgen_args, seconds):
-    """Runs this script's --serve server_args on CPU 0 and the load
-    generator (its argv with PORT for the port) on CPU 1; returns the
+def serve_command(*server_args):
+    """The argv that runs this script's --serve server_args."""
+    return [sys.executable, sys.argv[0], "--serve", *server_args]
+
+
+def measure_server(server_command, loadgen_args, seconds):
+    """Runs the server (an argv that prints its port) on CPU 0 and the
+    load generator (its argv with PORT for the port) on CPU 1; returns the
     server's CPU µs per unit of work the generator reports, units/s, and
     the user-space part of those µs."""
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, sys.argv[0], "--serve",
-         *server_args], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(["taskset", "-c", "0", *server_command],
+                              stdout=subprocess.PIPE, text=True)
     try:
         port = server.stdout.readline().strip()
         time.sleep(0.2)
@@ -118,25 +127,30 @@ def build(source, name, *libraries):
     return path
 
 
+def server_for(kind, server_kind, args):
+    return ([args.floor] if kind == FLOOR
+            else serve_command(kind, server_kind))
+
+
 def measure(kind, server_kind, size, args):
     return measure_server(
-        [kind, server_kind],
+        server_for(kind, server_kind, args),
         [args.loadgen, "echo", "PORT", args.connections, size,
          args.seconds], args.seconds)
 
 
 def measure_connects(kind, server_kind, args):
     return measure_server(
-        [kind, server_kind],
+        server_for(kind, server_kind, args),
         [args.loadgen, "connect", "PORT", 1, 1, args.seconds], args.seconds)
 
 
-def best_of(repeat, measure_one):
-    """{kind: (µs, per second)} of each loop's lowest-CPU run of
-    measure_one(kind), the loops interleaved round by round."""
+def best_of(repeat, measure_one, kinds=LOOPS):
+    """{kind: (µs, per second, user µs)} of each kind's lowest-CPU run of
+    measure_one(kind), the kinds interleaved round by round."""
     best = {}
     for _ in range(repeat):
-        for kind in LOOPS:
+        for kind in kinds:
             result = measure_one(kind)
             if kind not in best or result[0] < best[kind][0]:
                 best[kind] = result
@@ -171,6 +185,12 @@ def print_row(label, results):
     print(f"{label:<16}{cells}{total:>9.2f}x{user:>6.2f}x")
 
 
+def print_floor(label, results):
+    us, rps, user = results[FLOOR]
+    print(f"{label:<16}{us:>8.1f}/{user:>5.1f} [{rps:>7,.0f}]   "
+          f"{FLOOR}: a minimal C epoll server, the kernel's share")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve", nargs=2)
@@ -180,6 +200,7 @@ def main():
     if args.serve:
         return serve(*args.serve)
     args.loadgen = args.loadgen or build("loadgen.c", "casyncio-loadgen")
+    args.floor = build("echo_floor.c", "casyncio-echo-floor")
     print(f"Python {sys.version.split()[0]}, {args.connections} connections,"
           f" {args.seconds:g}s each, best of {args.repeat}; {HEADER}")
     print_columns()
@@ -188,10 +209,16 @@ def main():
             print_row(f"{server_kind} {size}B", best_of(
                 args.repeat,
                 lambda kind: measure(kind, server_kind, size, args)))
+        print_floor(f"floor {size}B", best_of(
+            args.repeat, lambda kind: measure(kind, None, size, args),
+            (FLOOR,)))
     for server_kind in ("protocol", "streams"):
         print_row(f"{server_kind} connect", best_of(
             args.repeat, lambda kind: measure_connects(kind, server_kind,
                                                        args)))
+    print_floor("floor connect", best_of(
+        args.repeat, lambda kind: measure_connects(kind, None, args),
+        (FLOOR,)))
 
 
 if __name__ == "__main__":

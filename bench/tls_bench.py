@@ -18,7 +18,7 @@ import tempfile
 
 from echo_bench import (HEADER, EchoProtocol, add_common_arguments, best_of,
                         build, echo_stream, measure_server, new_loop,
-                        print_columns, print_row)
+                        print_columns, print_row, serve_command)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = [("protocol", "echo", 1024), ("protocol", "echo", 65536),
@@ -51,7 +51,7 @@ def serve(kind, server_kind, cert, key):
 
 def measure(kind, server_kind, mode, size, args):
     return measure_server(
-        [kind, server_kind, args.cert, args.key],
+        serve_command(kind, server_kind, args.cert, args.key),
         [args.loadgen, mode, "PORT", args.connections, size, args.seconds],
         args.seconds)
 

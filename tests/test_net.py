@@ -515,7 +515,7 @@ def accepted_objects(loop):
     sock_accept hold them: their classes, slots, timeout, repr (numbers
     left out) and a makefile() round trip."""
     def describe(trsock, sock):
-        with sock.makefile("rb") as f:
+        with sock.makefile("rb"):
             opened = sock._io_refs
         return (type(trsock), type(sock),
                 trsock is not None and trsock._sock is sock, opened,
