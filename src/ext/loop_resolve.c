@@ -22,7 +22,7 @@
 /* ---- the fast path: numeric addresses of the usual types --------------- */
 
 /* A str host and an int (or None) port, as most callers pass them;
- * other types are left to stdlib's own conversions. */
+ * other types are left to ipaddr_info's conversions. */
 static int
 address_parts(PyObject *address, PyObject **host, PyObject **port)
 {
@@ -50,7 +50,7 @@ numeric_family(PyObject *host, const int *afs, int n)
     const char *s = PyUnicode_AsUTF8AndSize(host, &len);
 
     if (s == NULL) {
-        PyErr_Clear();  /* stdlib's own conversion reports it */
+        PyErr_Clear();  /* _ensure_resolved's conversion reports it */
         return 0;
     }
     /* A zone index ('::1%lo') is refused by inet_pton; stdlib then asks
