@@ -10,6 +10,7 @@
 #include "cio_clock.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <structmember.h>
 
 /* stdlib's MAXIMUM_SELECT_TIMEOUT: one day. */
@@ -991,7 +992,7 @@ loop_dealloc(LoopObject *self)
     cio_timer_heap_free(&self->timers);
     cio_ready_queue_free(&self->ready);
     PyMem_Free(self->fds);
-    PyMem_Free(self->read_buffer);
+    free(self->read_buffer);  /* posix_memalign'd: transport_write.c */
     cio_dealloc_end((PyObject *)self);
 }
 

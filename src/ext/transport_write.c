@@ -2,6 +2,7 @@
  * transport_write.h. */
 #include "transport_write.h"
 
+#include <stdlib.h>
 #include <structmember.h>
 #include <sys/uio.h>
 
@@ -390,10 +391,16 @@ char *
 cio_loop_read_buffer(LoopObject *loop)
 {
     if (loop->read_buffer == NULL) {
-        loop->read_buffer = PyMem_Malloc(CIO_MAX_READ_SIZE);
-        if (loop->read_buffer == NULL) {
+        /* Page-aligned: the kernel's copy into a misaligned destination
+         * took twice as long (64 KiB echo, perf: _copy_to_iter samples
+         * per request, 6 interleaved runs each), and that copy is a good
+         * part of a large read's cost. Freed with free() (loop.c). */
+        void *buf = NULL;
+        if (posix_memalign(&buf, 4096, CIO_MAX_READ_SIZE) != 0) {
             PyErr_NoMemory();
+            return NULL;
         }
+        loop->read_buffer = buf;
     }
     return loop->read_buffer;
 }
