@@ -7,10 +7,9 @@
  * non-blocking and close-on-exec; its object is built (cio_socket_from_fd)
  * with SOCK_NONBLOCK in the type, which makes socket.socket() set a zero
  * timeout without a system call (and strip the flag from .type); and the
- * peer address is
- * formatted as socketmodule does (cio_sockaddr_object). Any other socket, a subclass that may
- * override accept() included, goes through its own accept() and
- * setblocking(False). */
+ * peer address is formatted as socketmodule does (cio_sockaddr_object).
+ * Any other socket, a subclass that may override accept() included, goes
+ * through its own accept() and setblocking(False). */
 #include "casyncio.h"
 #include "cio_socket.h"
 

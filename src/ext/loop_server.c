@@ -529,8 +529,9 @@ loop_accept_connection(LoopObject *self, PyObject *const *args,
     if (cio_acceptor_init(self->state, a[SERVE_SOCK], &acceptor) < 0) {
         return NULL;
     }
-    fd = acceptor.native ? acceptor.fd
-                         : cio_socket_fd(self->state, a[SERVE_SOCK]);
+    /* cio_acceptor_init has it for a socket.socket, else -1 */
+    fd = acceptor.fd >= 0 ? acceptor.fd
+                          : cio_socket_fd(self->state, a[SERVE_SOCK]);
     if (fd < 0) {
         return NULL;
     }
