@@ -25,8 +25,8 @@ def new_event_loop():
 # Python 3.14 deprecates the policy system: the public names warn when
 # used, so casyncio builds on the private ones it keeps working.
 if _sys.version_info >= (3, 14):
-    _DefaultPolicy = _asyncio._DefaultEventLoopPolicy
-    _set_policy = _asyncio.events._set_event_loop_policy
+    from asyncio.unix_events import _DefaultEventLoopPolicy as _DefaultPolicy
+    from asyncio.events import _set_event_loop_policy as _set_policy
 else:
     _DefaultPolicy = _asyncio.DefaultEventLoopPolicy
     _set_policy = _asyncio.set_event_loop_policy
