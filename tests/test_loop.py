@@ -295,6 +295,84 @@ def test_call_soon_threadsafe_wakes_the_loop(loop):
     assert time.monotonic() - start < 4
 
 
+PY314 = sys.version_info >= (3, 14)
+
+
+@pytest.mark.skipif(not PY314, reason="3.14's _ThreadSafeHandle")
+def test_call_soon_threadsafe_handle_is_stdlibs_thread_safe_handle(loop):
+    from asyncio import events
+    handle = loop.call_soon_threadsafe(print)
+    assert type(handle) is events._ThreadSafeHandle
+    assert repr(handle).startswith("<_ThreadSafeHandle print()")
+    handle.cancel()
+    run_briefly(loop)
+
+
+@pytest.mark.skipif(not PY314, reason="3.14's _ThreadSafeHandle lock")
+def test_call_soon_threadsafe_cancel_waits_for_running_callback(loop):
+    events = []
+    started = threading.Event()
+
+    def callback():
+        started.set()
+        time.sleep(0.2)
+        events.append("callback done")
+
+    def other_thread():
+        handle = loop.call_soon_threadsafe(callback)
+        started.wait()
+        handle.cancel()  # blocks until the callback has returned
+        events.append(("cancelled", handle.cancelled()))
+        loop.call_soon_threadsafe(loop.stop)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    loop.call_later(5, loop.stop)
+    loop.run_forever()
+    t.join()
+    assert events == ["callback done", ("cancelled", True)]
+
+
+def test_call_soon_threadsafe_cancelled_from_other_thread_never_runs(loop):
+    ran = []
+    gate = threading.Event()
+    handles = []
+
+    def other_thread():
+        handles.append(loop.call_soon_threadsafe(ran.append, 1))
+        handles[0].cancel()
+        gate.set()
+        loop.call_soon_threadsafe(loop.stop)
+
+    loop.call_soon(gate.wait, 5)  # the loop waits until it is cancelled
+    t = threading.Thread(target=other_thread)
+    t.start()
+    loop.run_forever()
+    t.join()
+    assert ran == [] and handles[0].cancelled()
+
+
+def test_call_soon_threadsafe_callback_error_is_reported(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    def fail():
+        raise ValueError("boom")
+
+    handle = loop.call_soon_threadsafe(fail)
+    run_briefly(loop)
+    assert len(contexts) == 1
+    ctx = contexts[0]
+    assert ctx["message"].startswith("Exception in callback ")
+    assert "fail()" in ctx["message"]
+    assert isinstance(ctx["exception"], ValueError)
+    assert ctx["handle"] is handle
+    assert ("source_traceback" in ctx) == loop.get_debug()
+    if loop.get_debug():
+        assert ctx["source_traceback"][-1].name == (
+            "test_call_soon_threadsafe_callback_error_is_reported")
+
+
 # ---- argument checking -----------------------------------------------------------
 
 def test_debug_mode_checks_callbacks(loop):
@@ -571,6 +649,31 @@ def test_add_reader_works_on_plain_pipe_fd(loop):
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_reader_that_removes_itself_then_raises_is_reported(loop):
+    # Removing the reader cancels its handle, dropping the callback: the
+    # report names it as stdlib's does.
+    a, b = socket.socketpair()
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    def on_readable():
+        loop.remove_reader(b)
+        loop.stop()
+        raise OSError("unexpected")
+
+    try:
+        loop.add_reader(b, on_readable)
+        a.send(b"x")
+        loop.call_later(5, loop.stop)
+        loop.run_forever()
+    finally:
+        a.close()
+        b.close()
+    assert [ctx["message"] for ctx in contexts] == [
+        "Exception in callback None()"]
+    assert str(contexts[0]["exception"]) == "unexpected"
 
 
 # ---- executors and async generators -----------------------------------------------------

@@ -20,7 +20,7 @@ typedef struct HandleObject HandleObject;
  * be created, hashed and then miss the type's method cache, which keys on
  * the name object: several times the cost of the lookup itself. */
 #define CIO_NAMES(X)                                                        \
-    X(__init__) X(_attach) X(_call_connection_lost) X(_create_server_getaddrinfo)     \
+    X(__init__) X(_attach) X(_run) X(_source_traceback) X(Task) X(Future) X(_call_connection_lost) X(_create_server_getaddrinfo)     \
     X(_detach) X(_ensure_resolved) X(_make_datagram_transport)              \
     X(_make_socket_transport) X(_make_ssl_transport) X(_read_ready)        \
     X(_sendto_ready) X(_start_reading) X(_write_ready) X(bind) X(close)    \
@@ -69,6 +69,7 @@ typedef struct {
     PyObject *is_debug_mode;          /* asyncio.coroutines._is_debug_mode */
     PyObject *iscoroutine;
     PyObject *iscoroutinefunction;
+    PyObject *thread_safe_handle_type;  /* 3.14+: events._ThreadSafeHandle */
     PyObject *format_callback_source; /* asyncio.format_helpers */
     PyObject *extract_stack;          /* asyncio.format_helpers */
     PyObject *format_list;            /* traceback.format_list */
@@ -86,6 +87,8 @@ typedef struct {
     PyObject *cancelled_error;        /* asyncio.CancelledError */
     PyObject *base_events_module;     /* their `socket` is looked up per */
     PyObject *unix_events_module;     /* call, as the tests patch it */
+    PyObject *tasks_module;           /* asyncio.tasks and asyncio.futures: */
+    PyObject *futures_module;         /* Task and Future read per call */
     PyObject *datagram_transport_abc; /* asyncio.DatagramTransport */
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
@@ -150,6 +153,8 @@ struct HandleObject {
     struct HandleObject *next_free;  /* link in cio_state.free_handles */
     char cancelled;
     char is_timer;               /* a TimerHandleObject */
+    char runs_py_handle;         /* callback is a Python asyncio.Handle
+                                    whose _run() enters its own context */
 };
 
 typedef struct {
@@ -281,6 +286,9 @@ HandleObject *cio_handle_new(LoopObject *loop, PyTypeObject *type,
  * (or an error of the exception handler) set; other errors go to the
  * loop's exception handler. */
 int cio_handle_run(HandleObject *h);
+#if PY_VERSION_HEX >= 0x030E0000
+HandleObject *cio_handle_new_py_runner(LoopObject *loop, PyObject *py_handle);
+#endif
 void cio_handle_cancel_quietly(HandleObject *h);
 /* Releases the Handles kept for reuse; at module teardown. */
 void cio_handle_freelist_clear(cio_state *st);

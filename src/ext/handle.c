@@ -57,6 +57,7 @@ cio_handle_new(LoopObject *loop, PyTypeObject *type, PyObject *callback,
     h->weakreflist = NULL;
     h->cancelled = 0;
     h->is_timer = type == loop->state->timer_handle_type;
+    h->runs_py_handle = 0;
     if (h->is_timer) {
         cio_timer_init(&((TimerHandleObject *)h)->node, 0.0);
     }
@@ -86,7 +87,10 @@ PyObject *
 cio_handle_format_callback(HandleObject *h)
 {
     cio_state *st = h->loop->state;
-    PyObject *args[3] = {h->callback, h->args, NULL};
+    /* A callback that cancelled its own handle (a reader removing itself)
+     * and then raised is reported as stdlib reports it: as None(). */
+    PyObject *args[3] = {h->callback ? h->callback : Py_None,
+                         h->args ? h->args : Py_None, NULL};
 
     if (st->format_source_takes_debug) {
         args[2] = h->loop->debug ? Py_True : Py_False;
@@ -140,14 +144,23 @@ cio_handle_run(HandleObject *h)
     PyObject *result = NULL, *exc;
     int rc = 0;
 
-    if (PyContext_Enter(h->context) == 0) {
+    if (h->runs_py_handle) {
+        /* Handle._run reports the callback's errors itself and lets only
+         * SystemExit and KeyboardInterrupt out. */
+        result = PyObject_CallMethodNoArgs(callback,
+                                           CIO_NAME(h->loop->state, _run));
+        if (result == NULL) {
+            rc = -1;
+        }
+    }
+    else if (PyContext_Enter(h->context) == 0) {
         result = PyObject_Vectorcall(callback, &PyTuple_GET_ITEM(args, 0),
                                      PyTuple_GET_SIZE(args), NULL);
         if (PyContext_Exit(h->context) < 0) {
             Py_CLEAR(result);
         }
     }
-    if (result == NULL) {
+    if (result == NULL && rc == 0) {
         exc = cio_fetch_exception();
         if (cio_is_exit_exception(exc)) {
             cio_restore_exception(exc);
@@ -163,6 +176,43 @@ cio_handle_run(HandleObject *h)
     Py_DECREF(args);
     return rc;
 }
+
+#if PY_VERSION_HEX >= 0x030E0000
+/* The loop's Handle for a Python handle (3.14's events._ThreadSafeHandle,
+ * see loop_call_soon_threadsafe): it runs py_handle._run() and shares its
+ * source traceback, which the debug-mode exception report reads from the
+ * loop's current handle. */
+HandleObject *
+cio_handle_new_py_runner(LoopObject *loop, PyObject *py_handle)
+{
+    HandleObject *h = handle_alloc(loop->state, loop->state->handle_type);
+
+    if (h == NULL) {
+        return NULL;
+    }
+    h->next_free = NULL;
+    h->callback = Py_NewRef(py_handle);
+    h->args = Py_NewRef(loop->state->empty_tuple);
+    h->context = Py_NewRef(Py_None);
+    h->loop = (LoopObject *)Py_NewRef(loop);
+    h->source_traceback = NULL;
+    h->repr_cache = NULL;
+    h->weakreflist = NULL;
+    h->cancelled = 0;
+    h->is_timer = 0;
+    h->runs_py_handle = 1;
+    PyObject_GC_Track(h);
+    if (loop->debug) {
+        h->source_traceback = PyObject_GetAttr(
+            py_handle, CIO_NAME(loop->state, _source_traceback));
+        if (h->source_traceback == NULL) {
+            Py_DECREF(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+#endif
 
 void
 cio_handle_cancel_quietly(HandleObject *h)

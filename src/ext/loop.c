@@ -147,6 +147,71 @@ loop_call_soon(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    context, 0);
 }
 
+#if PY_VERSION_HEX >= 0x030E0000
+/* 3.14's call_soon_threadsafe returns an events._ThreadSafeHandle, whose
+ * lock makes a cancel() from another thread wait while the callback runs
+ * (and cancelled() too); code, CPython's tests among it, checks that class.
+ * So stdlib's own class is used, and the loop queues a C Handle that runs
+ * it: a thread hop pays stdlib's price, call_soon does not. */
+static PyObject *
+loop_call_soon_threadsafe_py(LoopObject *self, PyObject *callback,
+                             PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *context)
+{
+    cio_state *st = self->state;
+    PyObject *call_args[4] = {callback, NULL, (PyObject *)self,
+                              context ? context : Py_None};
+    PyObject *py_handle = NULL, *tb = NULL;
+    HandleObject *h = NULL;
+    int rc;
+
+    if (cio_loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->debug && loop_check_callback(self, callback,
+                                           "call_soon_threadsafe") < 0) {
+        return NULL;
+    }
+    call_args[1] = PyTuple_New(nargs);
+    if (call_args[1] == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyTuple_SET_ITEM(call_args[1], i, Py_NewRef(args[i]));
+    }
+    py_handle = PyObject_Vectorcall(st->thread_safe_handle_type, call_args,
+                                    4, NULL);
+    Py_DECREF(call_args[1]);
+    if (py_handle == NULL) {
+        return NULL;
+    }
+    if (self->debug) {
+        /* As stdlib: the stack ends at the caller, not Handle.__init__. */
+        tb = PyObject_GetAttr(py_handle, CIO_NAME(st, _source_traceback));
+        if (tb == NULL || ((rc = PyObject_IsTrue(tb)) != 0 &&
+                           (rc < 0 || PySequence_DelItem(tb, -1) < 0))) {
+            goto fail;
+        }
+        Py_CLEAR(tb);
+    }
+    h = cio_handle_new_py_runner(self, py_handle);
+    if (h == NULL || cio_loop_push_ready(self, h) < 0) {
+        goto fail;
+    }
+    Py_DECREF(h);
+    if ((rc = cio_poller_wake(&self->poller)) < 0) {
+        Py_DECREF(py_handle);
+        return cio_raise_errno(rc);
+    }
+    return py_handle;
+fail:
+    Py_XDECREF(h);
+    Py_XDECREF(tb);
+    Py_DECREF(py_handle);
+    return NULL;
+}
+#endif
+
 static PyObject *
 loop_call_soon_threadsafe(LoopObject *self, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames)
@@ -157,8 +222,13 @@ loop_call_soon_threadsafe(LoopObject *self, PyObject *const *args,
                                 kwnames, 1, &context) < 0) {
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    return loop_call_soon_threadsafe_py(self, args[0], args + 1, nargs - 1,
+                                        context);
+#else
     return cio_loop_call_soon_impl(self, args[0], args + 1, nargs - 1,
                                    context, 1);
+#endif
 }
 
 static PyObject *
@@ -248,13 +318,36 @@ loop_time(LoopObject *self, PyObject *Py_UNUSED(ignored))
     return PyFloat_FromDouble(loop_now());
 }
 
+/* module.name, as stdlib's loop reads tasks.Task and futures.Future on
+ * each call: code replaces them (test_events' GetEventLoop tests run the
+ * Python Task, which 3.14's C Task could not run under their Python
+ * running-loop functions). A dict lookup of an interned name. */
+static PyObject *
+loop_class_from(PyObject *module, PyObject *name)
+{
+    PyObject *cls = PyDict_GetItemWithError(PyModule_GetDict(module), name);
+
+    if (cls == NULL && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_AttributeError, "module %R has no attribute %R",
+                     module, name);
+    }
+    return Py_XNewRef(cls);
+}
+
 PyObject *
 cio_loop_create_future(LoopObject *self)
 {
+    cio_state *st = self->state;
     PyObject *args[1] = {(PyObject *)self};
+    PyObject *cls = loop_class_from(st->futures_module, CIO_NAME(st, Future));
+    PyObject *fut;
 
-    return PyObject_Vectorcall(self->state->future_type, args, 0,
-                               self->state->kwnames_loop);
+    if (cls == NULL) {
+        return NULL;
+    }
+    fut = PyObject_Vectorcall(cls, args, 0, st->kwnames_loop);
+    Py_DECREF(cls);
+    return fut;
 }
 
 static PyObject *
@@ -296,8 +389,10 @@ loop_create_task(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         if (PyDict_SetItemString(kwargs, "loop", (PyObject *)self) < 0) {
             goto done;
         }
-        task = PyObject_VectorcallDict(self->state->task_type, args, 1,
-                                       kwargs);
+        PyObject *cls = loop_class_from(self->state->tasks_module,
+                                        CIO_NAME(self->state, Task));
+        task = cls ? PyObject_VectorcallDict(cls, args, 1, kwargs) : NULL;
+        Py_XDECREF(cls);
         goto done;
     }
     /* Before 3.14 a factory is called without name= (it is set after)
@@ -435,10 +530,29 @@ loop_queue_due_timers(LoopObject *self)
 static PyObject *
 loop_format_slow_handle(HandleObject *h)
 {
-    PyObject *owner;
+    PyObject *owner, *callback = h->callback;  // borrowed
 
-    if (h->callback != NULL &&
-        (owner = PyObject_GetAttrString(h->callback, "__self__")) != NULL) {
+    if (h->runs_py_handle) {
+        PyObject *r, *py_callback = PyObject_GetAttrString(callback,
+                                                           "_callback");
+        if (py_callback == NULL) {
+            return NULL;
+        }
+        owner = PyObject_GetAttrString(py_callback, "__self__");
+        Py_DECREF(py_callback);
+        if (owner != NULL) {
+            r = PyObject_IsInstance(owner, h->loop->state->task_type) > 0 ?
+                PyObject_Repr(owner) : NULL;
+            Py_DECREF(owner);
+            if (r != NULL) {
+                return r;
+            }
+        }
+        PyErr_Clear();
+        return PyObject_Str(callback);
+    }
+    if (callback != NULL &&
+        (owner = PyObject_GetAttrString(callback, "__self__")) != NULL) {
         int is_task = PyObject_IsInstance(owner, h->loop->state->task_type);
         if (is_task > 0) {
             PyObject *r = PyObject_Repr(owner);

@@ -215,9 +215,26 @@ loop_child_exited(LoopObject *self, PyObject *key)
     }
     close(fd);
     pid = PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
-    do {
-        got = waitpid((pid_t)pid, &status, 0);
-    } while (got < 0 && errno == EINTR);
+    /* Through os.waitpid, looked up per call, as stdlib's watcher reaps:
+     * once per child, and tests patch it (a failure other than
+     * ChildProcessError propagates, the callback not called). */
+    r = PyObject_CallMethod(self->state->os_module, "waitpid", "li", pid, 0);
+    if (r == NULL && !PyErr_ExceptionMatches(PyExc_ChildProcessError)) {
+        Py_DECREF(entry);
+        return NULL;
+    }
+    if (r == NULL) {
+        PyErr_Clear();
+        got = -1;
+    }
+    else {
+        int ok = PyArg_ParseTuple(r, "ii", &got, &status);
+        Py_DECREF(r);
+        if (!ok) {
+            Py_DECREF(entry);
+            return NULL;
+        }
+    }
     if (got < 0) {
         /* Reaped elsewhere (someone called waitpid()); stdlib's words. */
         PyObject *msg = PyUnicode_FromFormat(

@@ -398,6 +398,7 @@ state_import(cio_state *st)
     /* 3.14 deprecates the public name, which now warns when called, and
      * keeps this private one for its own loop's checks. */
     IMPORT(iscoroutinefunction, "asyncio.coroutines", "_iscoroutinefunction");
+    IMPORT(thread_safe_handle_type, "asyncio.events", "_ThreadSafeHandle");
 #else
     IMPORT(iscoroutinefunction, "asyncio.coroutines", "iscoroutinefunction");
 #endif
@@ -464,6 +465,8 @@ state_import(cio_state *st)
     st->constants_module = PyImport_ImportModule("asyncio.constants");
     st->base_events_module = PyImport_ImportModule("asyncio.base_events");
     st->unix_events_module = PyImport_ImportModule("asyncio.unix_events");
+    st->tasks_module = PyImport_ImportModule("asyncio.tasks");
+    st->futures_module = PyImport_ImportModule("asyncio.futures");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     st->kwnames_debug = Py_BuildValue("(s)", "debug");
     st->kwnames_socket = Py_BuildValue("(sss)", "family", "type", "proto");
@@ -472,7 +475,7 @@ state_import(cio_state *st)
         !st->os_module ||
         !st->signal_module || !st->events_module || !st->constants_module ||
         !st->base_events_module || !st->unix_events_module ||
-        !st->kwnames_loop ||
+        !st->tasks_module || !st->futures_module || !st->kwnames_loop ||
         !st->kwnames_debug || !st->kwnames_socket || !st->empty_tuple) {
         return -1;
     }
@@ -599,7 +602,7 @@ casyncio_exec(PyObject *module)
     X(loop_type) X(handle_type) X(timer_handle_type) X(future_type)         \
     X(task_type) X(ensure_future) X(isfuture) X(gather) X(wrap_future)     \
     X(set_result_unless_cancelled) X(events_module) X(is_debug_mode)       \
-    X(iscoroutine)                                                          \
+    X(iscoroutine) X(thread_safe_handle_type)                               \
     X(iscoroutinefunction) X(format_callback_source) X(extract_stack)       \
     X(format_list) X(logger) X(thread_pool_executor) X(thread_type)         \
     X(weakset_type) X(partial) X(sys_module) X(kwnames_loop)                \
@@ -623,7 +626,7 @@ casyncio_exec(PyObject *module)
     X(unsupported_operation) X(connect_call_type)                          \
     X(af_inet) X(af_inet6) X(af_unix)     \
     X(sock_stream) X(ipproto_tcp) X(cancelled_error) X(step_coro_type)      \
-    X(server_type) X(base_events_module) X(unix_events_module)             \
+    X(server_type) X(base_events_module) X(unix_events_module) X(tasks_module) X(futures_module)             \
     X(sendfile_mode_unsupported) X(sendfile_mode_try_native)                \
     X(constants_module) X(sendfile_fallback_protocol_type) X(race_type)
 
