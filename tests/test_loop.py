@@ -486,6 +486,17 @@ def test_create_future_belongs_to_loop(loop):
     fut.cancel()
 
 
+def test_create_task_name_is_made_a_str(loop):
+    async def coro():
+        pass
+    task = loop.create_task(coro(), name=("a", 1))
+    assert task.get_name() == "('a', 1)"
+    loop.set_task_factory(lambda lp, c, **kw: asyncio.Task(c, loop=lp, **kw))
+    task2 = loop.create_task(coro(), name=("b", 2))
+    assert task2.get_name() == "('b', 2)"
+    loop.run_until_complete(asyncio.gather(task, task2))
+
+
 # ---- exception handling -------------------------------------------------------------
 
 def test_callback_exception_is_logged_like_stdlib(loop, caplog):

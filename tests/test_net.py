@@ -311,14 +311,35 @@ def test_protocol_error_in_data_received_is_reported_and_closes(loop):
 
 # ---- writing ----------------------------------------------------------------
 
+def test_writelines_takes_a_tuple_list_or_generator(loop):
+    # aiohttp writes a chunk as writelines((length, chunk, b"\r\n")).
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    server, transport = connect_pair(loop, client, peer)
+    transport.writelines((b"a", bytearray(b"bc"), memoryview(b"d")))
+    transport.writelines([b"e"])
+    transport.writelines(x for x in (b"f", b"g"))
+    transport.writelines(())
+    transport.close()
+    loop.run_until_complete(peer.lost)
+    assert bytes(peer.data) == b"abcdefg"
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+
+
 def test_write_errors_match_stdlib(loop):
     client = RecordingProtocol(loop)
     peer = RecordingProtocol(loop)
     server, transport = connect_pair(loop, client, peer)
     with pytest.raises(TypeError) as excinfo:
         transport.write("text")
-    assert str(excinfo.value) == ("data argument must be a bytes-like "
-                                  "object, not 'str'")
+    if sys.version_info >= (3, 14):
+        assert str(excinfo.value) == ("data argument must be a bytes, "
+                                      "bytearray, or memoryview object, "
+                                      "not 'str'")
+    else:
+        assert str(excinfo.value) == ("data argument must be a bytes-like "
+                                      "object, not 'str'")
     transport.write(b"")  # a no-op
     transport.write_eof()
     with pytest.raises(RuntimeError) as excinfo:

@@ -229,10 +229,35 @@ def test_send_signal_terminate_and_returncode(loop):
         await proc.stdout.readline()
         proc.send_signal(signal.SIGUSR1)
         code = await proc.wait()
-        with pytest.raises(ProcessLookupError):
-            proc.terminate()
+        if sys.version_info < (3, 14):
+            with pytest.raises(ProcessLookupError):
+                proc.terminate()
+        # 3.14's wait() returns as soon as the process exits (gh-119710),
+        # which may be before its pipe has closed: terminate() then
+        # raises or not depending on that race, on both loops.
         return code
     assert run(loop, main()) == -signal.SIGUSR1
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14),
+                    reason="3.14 wakes wait() at the exit (gh-119710)")
+def test_wait_returns_at_exit_while_a_grandchild_holds_the_pipe(loop):
+    code = ("import subprocess, sys; subprocess.run([sys.executable, '-c', "
+            "\"import sys; sys.stdout.write('ready'); sys.stdout.flush(); "
+            "sys.stdin.read()\"])")
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-c", code, stdin=PIPE, stdout=PIPE)
+        try:
+            waiting = asyncio.ensure_future(proc.wait())
+            await proc.stdout.readexactly(5)
+            proc.kill()
+            return await asyncio.wait_for(waiting, 10)
+        finally:
+            proc.stdin.close()  # the grandchild exits
+            await proc.stdout.read()
+    assert run(loop, main()) == -signal.SIGKILL
 
 
 def test_two_hundred_concurrent_subprocesses(loop):

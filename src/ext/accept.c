@@ -79,7 +79,7 @@ accept_python(PyObject *sock)
         Py_DECREF(pair);
         return NULL;
     }
-    res = PyObject_CallMethod(PyTuple_GET_ITEM(pair, 0), "setblocking", "O",
+    res = PyObject_CallMethod(PyTuple_GET_ITEM(pair, 0), "setblocking", "(O)",
                               Py_False);
     if (res == NULL) {
         Py_DECREF(pair);

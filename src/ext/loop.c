@@ -414,7 +414,7 @@ loop_create_task(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         task = PyObject_VectorcallDict(self->task_factory, fargs, 2, kwargs);
     }
     if (task != NULL && name != NULL && name != Py_None) {
-        res = PyObject_CallMethod(task, "set_name", "O", name);
+        res = PyObject_CallMethod(task, "set_name", "(O)", name);
         if (res == NULL) {
             Py_CLEAR(task);
         }
@@ -655,7 +655,7 @@ static int
 loop_set_running_loop(LoopObject *self, PyObject *loop)
 {
     PyObject *res = PyObject_CallMethod(self->state->events_module,
-                                        "_set_running_loop", "O", loop);
+                                        "_set_running_loop", "(O)", loop);
 
     Py_XDECREF(res);
     return res ? 0 : -1;
@@ -787,7 +787,7 @@ loop_run_until_complete(LoopObject *self, PyObject *future)
     if (cb == NULL) {
         goto done;
     }
-    res = PyObject_CallMethod(fut, "add_done_callback", "O", cb);
+    res = PyObject_CallMethod(fut, "add_done_callback", "(O)", cb);
     if (res == NULL) {
         goto done;
     }
@@ -812,7 +812,7 @@ loop_run_until_complete(LoopObject *self, PyObject *future)
     }
     {
         PyObject *exc = res ? NULL : cio_fetch_exception();
-        PyObject *r = PyObject_CallMethod(fut, "remove_done_callback", "O",
+        PyObject *r = PyObject_CallMethod(fut, "remove_done_callback", "(O)",
                                           cb);
         Py_XDECREF(r);
         if (exc != NULL) {

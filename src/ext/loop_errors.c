@@ -249,7 +249,7 @@ loop_call_exception_handler(LoopObject *self, PyObject *context)
 
     if (self->exception_handler == NULL) {
         res = PyObject_CallMethod((PyObject *)self,
-                                  "default_exception_handler", "O", context);
+                                  "default_exception_handler", "(O)", context);
         if (res == NULL &&
             swallow_unless_exit(self,
                                 "Exception in default exception handler") <
@@ -277,7 +277,7 @@ loop_call_exception_handler(LoopObject *self, PyObject *context)
         return NULL;
     }
     res = PyObject_CallMethod((PyObject *)self, "default_exception_handler",
-                              "O", fallback_ctx);
+                              "(O)", fallback_ctx);
     Py_DECREF(fallback_ctx);
     if (res == NULL &&
         swallow_unless_exit(self,
@@ -294,7 +294,7 @@ int
 cio_loop_report(LoopObject *self, PyObject *context)
 {
     PyObject *res = PyObject_CallMethod((PyObject *)self,
-                                        "call_exception_handler", "O",
+                                        "call_exception_handler", "(O)",
                                         context);
 
     Py_XDECREF(res);

@@ -126,7 +126,7 @@ loop_asyncgen_firstiter_hook(LoopObject *self, PyObject *agen)
                               agen) < 0) {
         return NULL;
     }
-    return PyObject_CallMethod(self->asyncgens, "add", "O", agen);
+    return PyObject_CallMethod(self->asyncgens, "add", "(O)", agen);
 }
 
 static PyObject *
@@ -134,7 +134,7 @@ loop_asyncgen_finalizer_hook(LoopObject *self, PyObject *agen)
 {
     PyObject *res, *aclose, *create_task, *h;
 
-    res = PyObject_CallMethod(self->asyncgens, "discard", "O", agen);
+    res = PyObject_CallMethod(self->asyncgens, "discard", "(O)", agen);
     if (res == NULL) {
         return NULL;
     }
@@ -230,7 +230,7 @@ loop_shutdown_asyncgens(LoopObject *self, PyObject *Py_UNUSED(ignored))
     }
     n = PyList_GET_SIZE(agens);
     if (n == 0) {
-        res = PyObject_CallMethod(outer, "set_result", "O", Py_None);
+        res = PyObject_CallMethod(outer, "set_result", "(O)", Py_None);
         goto done;
     }
     res = PyObject_CallMethod(self->asyncgens, "clear", NULL);
@@ -272,7 +272,7 @@ loop_shutdown_asyncgens(LoopObject *self, PyObject *Py_UNUSED(ignored))
     if (done_cb == NULL) {
         goto fail;
     }
-    res = PyObject_CallMethod(gathered, "add_done_callback", "O", done_cb);
+    res = PyObject_CallMethod(gathered, "add_done_callback", "(O)", done_cb);
 done:
     Py_XDECREF(agens);
     Py_XDECREF(tasks);
@@ -398,7 +398,7 @@ cio_loop_shutdown_executor_nowait(LoopObject *self)
         return 0;
     }
     self->default_executor = NULL;
-    res = PyObject_CallMethod(executor, "shutdown", "O", Py_False);
+    res = PyObject_CallMethod(executor, "shutdown", "(O)", Py_False);
     Py_DECREF(executor);
     Py_XDECREF(res);
     return res ? 0 : -1;
@@ -416,7 +416,7 @@ loop_do_shutdown(LoopObject *self, PyObject *future)
         res = Py_NewRef(Py_None);
     }
     else {
-        res = PyObject_CallMethod(executor, "shutdown", "O", Py_True);
+        res = PyObject_CallMethod(executor, "shutdown", "(O)", Py_True);
         Py_DECREF(executor);
     }
     if (res != NULL) {
@@ -470,14 +470,14 @@ loop_executor_shutdown_timed_out(LoopObject *self, PyObject *const *args,
         return NULL;
     }
     if (self->default_executor != NULL) {
-        res = PyObject_CallMethod(self->default_executor, "shutdown", "O",
+        res = PyObject_CallMethod(self->default_executor, "shutdown", "(O)",
                                   Py_False);
         if (res == NULL) {
             return NULL;
         }
         Py_DECREF(res);
     }
-    res = PyObject_CallMethod(future, "set_result", "O", Py_None);
+    res = PyObject_CallMethod(future, "set_result", "(O)", Py_None);
     Py_XDECREF(res);
     return res ? Py_NewRef(Py_None) : NULL;
 }
@@ -507,7 +507,7 @@ loop_shutdown_default_executor(LoopObject *self, PyObject *const *args,
         return NULL;
     }
     if (self->default_executor == NULL) {
-        res = PyObject_CallMethod(future, "set_result", "O", Py_None);
+        res = PyObject_CallMethod(future, "set_result", "(O)", Py_None);
         goto done;
     }
     target = PyObject_GetAttrString((PyObject *)self, "_do_shutdown");

@@ -173,7 +173,7 @@ fallback_protocol_new(cio_state *st, PyObject *transp)
         goto fail;
     }
     res = cio_call_noargs(transp, "pause_reading") == 0
-              ? PyObject_CallMethod(transp, "set_protocol", "O", self)
+              ? PyObject_CallMethod(transp, "set_protocol", "(O)", self)
               : NULL;
     Py_XDECREF(res);
     paused = res ? PyObject_IsTrue(self->should_resume_writing) : -1;
@@ -228,7 +228,7 @@ call_if_true(PyObject *flag, PyObject *obj, const char *method)
 static int
 fallback_protocol_restore(FallbackProtocolObject *self)
 {
-    PyObject *res = PyObject_CallMethod(self->transport, "set_protocol", "O",
+    PyObject *res = PyObject_CallMethod(self->transport, "set_protocol", "(O)",
                                         self->proto);
 
     if (res == NULL) {
@@ -271,20 +271,20 @@ fallback_protocol_connection_lost(FallbackProtocolObject *self,
             PyObject *lost = PyObject_CallFunction(
                 PyExc_ConnectionError, "s", "Connection is closed by peer");
             res = lost ? PyObject_CallMethod(self->write_ready_fut,
-                                             "set_exception", "O", lost)
+                                             "set_exception", "(O)", lost)
                        : NULL;
             Py_XDECREF(lost);
         }
         else {
             res = PyObject_CallMethod(self->write_ready_fut, "set_exception",
-                                      "O", exc);
+                                      "(O)", exc);
         }
         if (res == NULL) {
             return NULL;
         }
         Py_DECREF(res);
     }
-    return PyObject_CallMethod(self->proto, "connection_lost", "O", exc);
+    return PyObject_CallMethod(self->proto, "connection_lost", "(O)", exc);
 }
 
 static PyObject *
@@ -309,7 +309,7 @@ fallback_protocol_resume_writing(FallbackProtocolObject *self,
     if (fut == NULL) {
         Py_RETURN_NONE;
     }
-    res = PyObject_CallMethod(fut, "set_result", "O", Py_False);
+    res = PyObject_CallMethod(fut, "set_result", "(O)", Py_False);
     if (res == NULL) {
         return NULL;
     }
@@ -467,7 +467,7 @@ fallback_begin(CioStepCoroObject *coro, PyObject *blocksize, int transport)
         return -1;
     }
     if (seek) {
-        res = PyObject_CallMethod(file, "seek", "O", offset);
+        res = PyObject_CallMethod(file, "seek", "(O)", offset);
         if (res == NULL) {
             return -1;
         }
@@ -563,7 +563,7 @@ fallback_write(CioStepCoroObject *coro, PyObject **out)
 {
     PyObject *block = slice_to(FB_VAR(coro, VIEW), FB_VAR(coro, READ));
     PyObject *res = block ? PyObject_CallMethod(ARG(coro, FB_TARGET),
-                                                "write", "O", block)
+                                                "write", "(O)", block)
                           : NULL;
 
     Py_XDECREF(block);

@@ -426,7 +426,7 @@ accept_tls(LoopObject *self, PyObject *const *a, PyObject *conn,
     bound = PyTuple_Pack(3, (PyObject *)self, protocol, transport);
     done = bound ? PyCFunction_New(&tls_accept_done_def, bound) : NULL;
     Py_XDECREF(bound);
-    res = done ? PyObject_CallMethod(waiter, "add_done_callback", "O", done)
+    res = done ? PyObject_CallMethod(waiter, "add_done_callback", "(O)", done)
                : NULL;
     Py_XDECREF(done);
     Py_XDECREF(res);
@@ -689,7 +689,7 @@ start_tls_begin(CioStepCoroObject *coro, PyObject **out)
     res = PyObject_CallMethod(transport, "pause_reading", NULL);
     Py_XDECREF(res);
     if (res != NULL) {
-        res = PyObject_CallMethod(transport, "set_protocol", "O",
+        res = PyObject_CallMethod(transport, "set_protocol", "(O)",
                                   ssl_protocol);
         Py_XDECREF(res);
     }

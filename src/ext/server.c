@@ -67,7 +67,7 @@ server_wakeup(ServerObject *self)
         if (done == 0) {
             /* 3.11 resolved each waiter with itself. */
             PyObject *value = PY_VERSION_HEX >= 0x030C0000 ? Py_None : waiter;
-            res = PyObject_CallMethod(waiter, "set_result", "O", value);
+            res = PyObject_CallMethod(waiter, "set_result", "(O)", value);
             Py_XDECREF(res);
             done = res ? 1 : -1;
         }
@@ -107,7 +107,7 @@ server_attach(ServerObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (check_nargs("_attach", nargs, 1)) {
         return NULL;
     }
-    res = PyObject_CallMethod(self->clients, "add", "O", args[0]);
+    res = PyObject_CallMethod(self->clients, "add", "(O)", args[0]);
     Py_XDECREF(res);
     return res ? Py_NewRef(Py_None) : NULL;
 #else
@@ -132,7 +132,7 @@ server_detach(ServerObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (check_nargs("_detach", nargs, 1)) {
         return NULL;
     }
-    res = PyObject_CallMethod(self->clients, "discard", "O", args[0]);
+    res = PyObject_CallMethod(self->clients, "discard", "(O)", args[0]);
     if (res == NULL) {
         return NULL;
     }
@@ -172,7 +172,7 @@ server_start_serving(ServerObject *self)
     Py_INCREF(sockets);  /* close() may drop it while Python runs */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(sockets) && rc == 0; i++) {
         PyObject *sock = PyList_GET_ITEM(sockets, i);  // borrowed
-        PyObject *res = PyObject_CallMethod(sock, "listen", "O",
+        PyObject *res = PyObject_CallMethod(sock, "listen", "(O)",
                                             self->backlog);
 
         if (res != NULL) {
@@ -209,7 +209,7 @@ server_close(ServerObject *self)
     self->sockets = NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(sockets) && rc == 0; i++) {
         res = PyObject_CallMethod((PyObject *)self->loop, "_stop_serving",
-                                  "O", PyList_GET_ITEM(sockets, i));
+                                  "(O)", PyList_GET_ITEM(sockets, i));
         Py_XDECREF(res);
         rc = res ? 0 : -1;
     }

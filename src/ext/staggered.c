@@ -71,7 +71,7 @@ race_cancel_others(RaceObject *self, PyObject *winner)
 static int
 race_finish(RaceObject *self, PyObject *result)
 {
-    PyObject *res = PyObject_CallMethod(self->future, "set_result", "O",
+    PyObject *res = PyObject_CallMethod(self->future, "set_result", "(O)",
                                         result);
 
     Py_XDECREF(res);
@@ -112,7 +112,7 @@ static PyObject *
 race_fail(RaceObject *self)
 {
     PyObject *exc = cio_fetch_exception();
-    PyObject *res = PyObject_CallMethod(self->future, "set_exception", "O",
+    PyObject *res = PyObject_CallMethod(self->future, "set_exception", "(O)",
                                         exc);
 
     Py_DECREF(exc);
@@ -214,7 +214,7 @@ race_start_next(RaceObject *self)
     }
     awaitable = self->ops->start(self->ctx, index);
     task = awaitable ? PyObject_CallMethod((PyObject *)self->loop,
-                                           "create_task", "O", awaitable)
+                                           "create_task", "(O)", awaitable)
                      : NULL;
     Py_XDECREF(awaitable);
     if (task == NULL) {
@@ -222,7 +222,7 @@ race_start_next(RaceObject *self)
     }
     rc = PyList_Append(self->tasks, task);
     callback = rc == 0 ? race_callback(self, &race_attempt_done_def) : NULL;
-    res = callback ? PyObject_CallMethod(task, "add_done_callback", "O",
+    res = callback ? PyObject_CallMethod(task, "add_done_callback", "(O)",
                                          callback)
                    : NULL;
     Py_XDECREF(callback);
@@ -268,7 +268,7 @@ cio_race_start(LoopObject *loop, Py_ssize_t n, PyObject *delay,
     }
     callback = race_callback(self, &race_future_done_def);
     res = callback ? PyObject_CallMethod(self->future, "add_done_callback",
-                                         "O", callback)
+                                         "(O)", callback)
                    : NULL;
     Py_XDECREF(callback);
     Py_XDECREF(res);

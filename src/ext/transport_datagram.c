@@ -125,7 +125,7 @@ call_error_received(SocketTransportObject *self)
 {
     PyObject *exc = cio_fetch_exception();
     PyObject *res = PyObject_CallMethod(self->protocol, "error_received",
-                                        "O", exc);
+                                        "(O)", exc);
 
     Py_DECREF(exc);
     Py_XDECREF(res);

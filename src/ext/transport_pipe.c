@@ -130,7 +130,7 @@ call_connection_lost(PyObject **protocol, PyObject **pipe, PyObject *exc)
     PyObject *res = NULL, *raised = NULL, *closed;
 
     if (*protocol != NULL) {
-        res = PyObject_CallMethod(*protocol, "connection_lost", "O", exc);
+        res = PyObject_CallMethod(*protocol, "connection_lost", "(O)", exc);
         if (res == NULL) {
             raised = cio_fetch_exception();
         }

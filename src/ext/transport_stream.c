@@ -75,9 +75,9 @@ wake_empty_waiter(SocketTransportObject *self, PyObject *exc)
     if (is_done != 0) {
         return is_done < 0 ? -1 : 0;
     }
-    res = exc ? PyObject_CallMethod(self->empty_waiter, "set_exception", "O",
+    res = exc ? PyObject_CallMethod(self->empty_waiter, "set_exception", "(O)",
                                     exc)
-              : PyObject_CallMethod(self->empty_waiter, "set_result", "O",
+              : PyObject_CallMethod(self->empty_waiter, "set_result", "(O)",
                                     Py_None);
     Py_XDECREF(res);
     return res ? 0 : -1;
@@ -448,9 +448,16 @@ transport_write(SocketTransportObject *self, PyObject *data)
 
     if (!PyBytes_Check(data) && !PyByteArray_Check(data) &&
         !PyMemoryView_Check(data)) {
+        /* 3.14's selector transport names the three types it takes. */
         return PyErr_Format(PyExc_TypeError,
+#if PY_VERSION_HEX >= 0x030E0000
+                            "data argument must be a bytes, bytearray, or "
+                            "memoryview object, not '%.200s'",
+#else
                             "data argument must be a bytes-like object, "
-                            "not '%.200s'", Py_TYPE(data)->tp_name);
+                            "not '%.200s'",
+#endif
+                            Py_TYPE(data)->tp_name);
     }
     if (check_writable(self, "write") < 0) {
         return NULL;
@@ -526,7 +533,7 @@ transport_writelines(SocketTransportObject *self, PyObject *list_of_data)
     if (empty == NULL) {
         return NULL;
     }
-    joined = PyObject_CallMethod(empty, "join", "O", list_of_data);
+    joined = PyObject_CallMethod(empty, "join", "(O)", list_of_data);
     Py_DECREF(empty);
     if (joined == NULL) {
         return NULL;

@@ -269,7 +269,7 @@ signal_through_popen(SubprocessTransportObject *self, const char *method,
     if (check_proc(self) < 0) {
         return NULL;
     }
-    return sig ? PyObject_CallMethod(self->proc, method, "O", sig)
+    return sig ? PyObject_CallMethod(self->proc, method, "(O)", sig)
                : PyObject_CallMethod(self->proc, method, NULL);
 }
 
@@ -462,7 +462,8 @@ sub_get_protocol(SubprocessTransportObject *self, PyObject *Py_UNUSED(ig))
     return Py_NewRef(self->protocol ? self->protocol : Py_None);
 }
 
-/* _wait(): a future of the return code, set once connection_lost ran. */
+/* _wait(): a future of the return code, set once connection_lost ran
+ * (3.14: once the process exited). */
 static PyObject *
 sub_wait(SubprocessTransportObject *self, PyObject *Py_UNUSED(ig))
 {
@@ -474,7 +475,7 @@ sub_wait(SubprocessTransportObject *self, PyObject *Py_UNUSED(ig))
     if (self->exited) {
         PyObject *code = PyLong_FromLong(self->returncode);
 
-        r = code ? PyObject_CallMethod(fut, "set_result", "O", code) : NULL;
+        r = code ? PyObject_CallMethod(fut, "set_result", "(O)", code) : NULL;
         Py_XDECREF(code);
         Py_XDECREF(r);
     }
@@ -493,6 +494,39 @@ sub_wait(SubprocessTransportObject *self, PyObject *Py_UNUSED(ig))
         return NULL;
     }
     return fut;
+}
+
+/* Sets the result of each _wait() future still pending; then _wait()
+ * answers at once. */
+static int
+wake_exit_waiters(SubprocessTransportObject *self)
+{
+    PyObject *waiters = self->exit_waiters, *code;
+    int rc = 0;
+
+    self->exit_waiters = NULL;
+    if (waiters == NULL) {
+        return 0;
+    }
+    code = PyLong_FromLong(self->returncode);
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(waiters); i++) {
+        PyObject *waiter = PyList_GET_ITEM(waiters, i);
+        PyObject *cancelled = PyObject_CallMethod(waiter, "cancelled", NULL);
+        PyObject *r = NULL;
+
+        if (cancelled == Py_False) {
+            r = PyObject_CallMethod(waiter, "set_result", "(O)", code);
+        }
+        else if (cancelled == Py_True) {
+            r = Py_NewRef(Py_None);
+        }
+        rc = r ? 0 : -1;
+        Py_XDECREF(r);
+        Py_XDECREF(cancelled);
+    }
+    Py_XDECREF(code);
+    Py_DECREF(waiters);
+    return rc;
 }
 
 /* The loop's child watching reports the exit (after a loop iteration, as
@@ -528,42 +562,20 @@ sub_process_exited(SubprocessTransportObject *self, PyObject *returncode)
     if (rc < 0) {
         return NULL;
     }
-    if (call_protocol_soon(self, "process_exited", NULL, 0) < 0 ||
-        try_finish(self) < 0) {
+    if (call_protocol_soon(self, "process_exited", NULL, 0) < 0) {
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030E0000
+    /* 3.14 wakes wait() as soon as the process exits, not once its pipes
+     * have closed too (gh-119710). */
+    if (wake_exit_waiters(self) < 0) {
+        return NULL;
+    }
+#endif
+    if (try_finish(self) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
-}
-
-static int
-wake_exit_waiters(SubprocessTransportObject *self)
-{
-    PyObject *waiters = self->exit_waiters, *code;
-    int rc = 0;
-
-    self->exit_waiters = NULL;
-    if (waiters == NULL) {
-        return 0;
-    }
-    code = PyLong_FromLong(self->returncode);
-    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(waiters); i++) {
-        PyObject *waiter = PyList_GET_ITEM(waiters, i);
-        PyObject *cancelled = PyObject_CallMethod(waiter, "cancelled", NULL);
-        PyObject *r = NULL;
-
-        if (cancelled == Py_False) {
-            r = PyObject_CallMethod(waiter, "set_result", "O", code);
-        }
-        else if (cancelled == Py_True) {
-            r = Py_NewRef(Py_None);
-        }
-        rc = r ? 0 : -1;
-        Py_XDECREF(r);
-        Py_XDECREF(cancelled);
-    }
-    Py_XDECREF(code);
-    Py_DECREF(waiters);
-    return rc;
 }
 
 /* connection_lost(exc), then (as a finally) wake _wait() and let go. */
@@ -573,7 +585,7 @@ sub_call_connection_lost(SubprocessTransportObject *self, PyObject *exc)
     PyObject *res = NULL, *raised = NULL;
 
     if (self->protocol != NULL) {
-        res = PyObject_CallMethod(self->protocol, "connection_lost", "O",
+        res = PyObject_CallMethod(self->protocol, "connection_lost", "(O)",
                                   exc);
         if (res == NULL) {
             raised = cio_fetch_exception();
@@ -913,7 +925,7 @@ fail_waiter(PyObject *waiter)
         cio_restore_exception(exc);
         return -1;
     }
-    r = PyObject_CallMethod(waiter, "set_exception", "O", exc);
+    r = PyObject_CallMethod(waiter, "set_exception", "(O)", exc);
     Py_DECREF(exc);
     Py_XDECREF(r);
     return r ? 0 : -1;
