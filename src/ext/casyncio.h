@@ -286,6 +286,8 @@ HandleObject *cio_handle_new(LoopObject *loop, PyTypeObject *type,
  * (or an error of the exception handler) set; other errors go to the
  * loop's exception handler. */
 int cio_handle_run(HandleObject *h);
+/* module.attr (dotted attribute names followed); a new reference. */
+PyObject *cio_import_attr(const char *module_name, const char *attr);
 #if PY_VERSION_HEX >= 0x030E0000
 HandleObject *cio_handle_new_py_runner(LoopObject *loop, PyObject *py_handle);
 #endif

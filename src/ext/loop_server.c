@@ -644,6 +644,53 @@ schedule(LoopObject *loop, PyObject **handle, PyObject *callback,
     return *handle ? 0 : -1;
 }
 
+#if PY_VERSION_HEX >= 0x030E0000
+/* 3.14 (gh-142352): a server-side StreamReaderProtocol's reader may already
+ * hold the client's first TLS bytes (they came with the STARTTLS command);
+ * they move to the SSLProtocol's incoming BIO. */
+static int
+move_stream_reader_buffer(PyObject *protocol, PyObject *ssl_protocol)
+{
+    PyObject *cls, *reader = NULL, *buffer = NULL, *incoming = NULL, *r;
+    int rc = -1, is_stream;
+
+    cls = cio_import_attr("asyncio.streams", "StreamReaderProtocol");
+    if (cls == NULL) {
+        return -1;
+    }
+    is_stream = PyObject_IsInstance(protocol, cls);
+    Py_DECREF(cls);
+    if (is_stream <= 0) {
+        return is_stream;
+    }
+    if (PyObject_GetOptionalAttrString(protocol, "_stream_reader",
+                                       &reader) < 0) {
+        return -1;
+    }
+    if (reader == NULL || reader == Py_None) {
+        rc = 0;
+        goto done;
+    }
+    buffer = PyObject_GetAttrString(reader, "_buffer");
+    if (buffer == NULL || (rc = PyObject_IsTrue(buffer)) <= 0) {
+        goto done;
+    }
+    rc = -1;
+    incoming = PyObject_GetAttrString(ssl_protocol, "_incoming");
+    r = incoming ? PyObject_CallMethod(incoming, "write", "(O)", buffer)
+                 : NULL;
+    Py_XDECREF(r);
+    r = r ? PyObject_CallMethod(buffer, "clear", NULL) : NULL;
+    Py_XDECREF(r);
+    rc = r ? 0 : -1;
+done:
+    Py_XDECREF(reader);
+    Py_XDECREF(buffer);
+    Py_XDECREF(incoming);
+    return rc;
+}
+#endif
+
 /* Puts casyncio's SSLProtocol between transport and protocol, and waits
  * for the handshake: stdlib's steps, with the loop's shared TLS read
  * buffer. */
@@ -688,6 +735,16 @@ start_tls_begin(CioStepCoroObject *coro, PyObject **out)
      * connection_made(). */
     res = PyObject_CallMethod(transport, "pause_reading", NULL);
     Py_XDECREF(res);
+#if PY_VERSION_HEX >= 0x030E0000
+    if (res != NULL) {
+        rc = PyObject_IsTrue(TLS_ARG(coro, TLS_ARG_SERVER_SIDE));
+        if (rc < 0 || (rc > 0 && move_stream_reader_buffer(
+                                     TLS_ARG(coro, TLS_ARG_PROTOCOL),
+                                     ssl_protocol) < 0)) {
+            res = NULL;
+        }
+    }
+#endif
     if (res != NULL) {
         res = PyObject_CallMethod(transport, "set_protocol", "(O)",
                                   ssl_protocol);

@@ -63,7 +63,9 @@ cio_socket_ints(cio_state *st, PyObject *sock, long ints[3])
         if (value == NULL) {
             return -1;
         }
-        ints[i] = PyLong_AsLong(value);
+        /* stdlib only compares them: one that is no int (a test's Mock)
+         * matches no constant. */
+        ints[i] = PyLong_Check(value) ? PyLong_AsLong(value) : -1;
         Py_DECREF(value);
         if (ints[i] == -1 && PyErr_Occurred()) {
             return -1;
@@ -293,8 +295,8 @@ cio_dealloc_end(PyObject *self)
 }
 
 /* module_name's attribute attr, which may be a dotted path into it. */
-static PyObject *
-import_attr(const char *module_name, const char *attr)
+PyObject *
+cio_import_attr(const char *module_name, const char *attr)
 {
     PyObject *value = PyImport_ImportModule(module_name);
     char part[64];
@@ -342,7 +344,7 @@ detect_format_debug_keyword(cio_state *st)
 static PyObject *
 import_socket_int_members(void)
 {
-    PyObject *base = import_attr("_socket", "socket"), *members;
+    PyObject *base = cio_import_attr("_socket", "socket"), *members;
 
     if (base == NULL) {
         return NULL;
@@ -374,7 +376,7 @@ intern_names(cio_state *st)
 
 #define IMPORT(field, mod, attr)                                            \
     do {                                                                    \
-        st->field = import_attr(mod, attr);                                 \
+        st->field = cio_import_attr(mod, attr);                                 \
         if (st->field == NULL) {                                            \
             return -1;                                                      \
         }                                                                   \
@@ -432,7 +434,7 @@ state_import(cio_state *st)
         return -1;
     }
     /* asyncio runs without the ssl module; so does sock_recv's check. */
-    st->ssl_socket_type = import_attr("ssl", "SSLSocket");
+    st->ssl_socket_type = cio_import_attr("ssl", "SSLSocket");
     if (st->ssl_socket_type == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
             return -1;

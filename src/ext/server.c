@@ -503,6 +503,17 @@ serve_forever_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
         if (server_close(self) < 0) {
             return serve_forever_finally(coro, CIO_STEP_ERROR);
         }
+#if PY_VERSION_HEX >= 0x030E0000
+        /* 3.14 closes the connections too, so a hanging client cannot
+         * hold up the wait below. */
+        {
+            PyObject *r = server_close_clients(self, NULL);
+            if (r == NULL) {
+                return serve_forever_finally(coro, CIO_STEP_ERROR);
+            }
+            Py_DECREF(r);
+        }
+#endif
         if (PY_VERSION_HEX >= 0x030C0000 || self->sockets != NULL) {
             *out = server_add_waiter(self);
             if (*out != NULL) {
