@@ -931,3 +931,35 @@ def test_tls_connections_share_one_read_buffer(tmp_path):
     finally:
         loop.close()
     assert per_pair < 200, f"{per_pair:.0f} KiB per idle TLS pair"
+
+
+def test_threadsafe_fd_object_and_shutdown_paths_keep_objects_flat():
+    """call_soon_threadsafe (3.14: stdlib's _ThreadSafeHandle run by a C
+    Handle, a raising callback included), add_reader on a socket object
+    removed after the socket closed, and the shutdown coroutines."""
+    def fail():
+        raise ValueError("reported")
+
+    async def cycle(loop):
+        loop.call_soon_threadsafe(int, "1")
+        loop.call_soon_threadsafe(fail)
+        loop.call_soon_threadsafe(print).cancel()
+        a, b = socket.socketpair()
+        loop.add_reader(a, int)
+        a.close()
+        b.close()
+        loop.remove_reader(a)
+        await loop.shutdown_asyncgens()
+        await asyncio.sleep(0)
+
+    old = sys.getrefcount(fail)
+    assert_cycle_flat_quiet(cycle, 200, 5000)
+    assert sys.getrefcount(fail) == old
+
+
+def assert_cycle_flat_quiet(cycle, warm_up, rounds):
+    """assert_cycle_flat with the loop's exception reports dropped."""
+    async def quiet(loop):
+        loop.set_exception_handler(lambda lp, ctx: None)
+        await cycle(loop)
+    assert_cycle_flat(quiet, warm_up, rounds)

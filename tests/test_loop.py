@@ -687,6 +687,34 @@ def test_reader_that_removes_itself_then_raises_is_reported(loop):
     assert str(contexts[0]["exception"]) == "unexpected"
 
 
+def test_remove_reader_and_writer_after_the_socket_closed(loop):
+    # anyio closes a socket, then removes its watcher in a done-callback:
+    # selectors find the registration by the object's identity.
+    a, b = socket.socketpair()
+    w, x = socket.socketpair()
+    loop.add_reader(a, lambda: None)
+    loop.add_writer(w, lambda: None)
+    for s in (a, b, w, x):
+        s.close()
+    assert loop.remove_reader(a) is True
+    assert loop.remove_writer(w) is True
+    with pytest.raises(ValueError, match="^Invalid file descriptor: -1$"):
+        loop.remove_reader(a)  # no longer registered: fileno() decides
+    # The fd number, now free, serves a new socket's reader.
+    c, d = socket.socketpair()
+    fired = []
+    try:
+        loop.add_reader(c, lambda: (fired.append(c.recv(1)), loop.stop()))
+        d.send(b"x")
+        loop.call_later(5, loop.stop)
+        loop.run_forever()
+        assert fired == [b"x"]
+        loop.remove_reader(c)
+    finally:
+        c.close()
+        d.close()
+
+
 # ---- executors and async generators -----------------------------------------------------
 
 def test_run_in_executor_and_shutdown(loop):
@@ -707,6 +735,34 @@ def test_run_in_explicit_executor(loop):
         fut = loop.run_in_executor(ex, pow, 2, 10)
         assert isinstance(fut, asyncio.Future)
         assert loop.run_until_complete(fut) == 1024
+
+
+def test_shutdowns_start_when_awaited(loop):
+    # Coroutines in stdlib: a program cancels its tasks, then awaits
+    # shutdown_asyncgens(); closing the generators must not race that.
+    finalized = []
+
+    async def agen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            finalized.append(1)
+
+    gen = agen()
+
+    async def first_item():  # iterated inside the loop, which tracks it
+        return await gen.__anext__()
+    assert loop.run_until_complete(first_item()) == 1
+    shutdown = loop.shutdown_asyncgens()
+    executor_shutdown = loop.shutdown_default_executor()
+    loop.run_until_complete(asyncio.sleep(0))
+    assert finalized == []  # nothing ran before the await
+    assert loop.run_until_complete(shutdown) is None
+    assert finalized == [1]
+    assert loop.run_until_complete(executor_shutdown) is None
+    with pytest.raises(TypeError):
+        loop.shutdown_default_executor(1, 2)
 
 
 def test_shutdown_asyncgens_closes_live_generators(loop):

@@ -168,6 +168,10 @@ typedef struct {
     HandleObject *writer;
     unsigned events;             /* what the poller is watching: CIO_POLL_* */
     PyObject *transport;         /* borrowed: the transport owning the fd */
+    PyObject *fileobj;           /* the non-int object add_reader/add_writer
+                                    was given: found again by identity once
+                                    its fileno() fails (a closed socket), as
+                                    selectors find it */
 } cio_fd_watch_t;
 
 struct LoopObject {

@@ -79,6 +79,7 @@ static int
 fd_set_events(LoopObject *self, int fd, unsigned events)
 {
     cio_fd_watch_t *w = &self->fds[fd];
+    PyObject *fileobj = NULL;
     int rc = 0;
 
     if (events == w->events) {
@@ -88,6 +89,8 @@ fd_set_events(LoopObject *self, int fd, unsigned events)
         /* Like selectors, ignore errors: a closed fd left epoll already. */
         cio_poller_remove(&self->poller, fd);
         self->fds_watched--;
+        fileobj = w->fileobj;  /* released last: its dealloc may re-enter */
+        w->fileobj = NULL;
     }
     else if (w->events == 0) {
         rc = cio_poller_add(&self->poller, fd, events);
@@ -107,7 +110,26 @@ fd_set_events(LoopObject *self, int fd, unsigned events)
         return -1;
     }
     w->events = events;
+    Py_XDECREF(fileobj);
     return 0;
+}
+
+/* The fd fileobj was registered under, found by identity when its
+ * fileno() no longer gives it (selectors' _fileobj_lookup); -1 with the
+ * fileno() error kept when it is not registered. */
+static int
+fd_from_registered_object(LoopObject *self, PyObject *fileobj)
+{
+    if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return -1;
+    }
+    for (size_t fd = 0; fd < self->fds_len; fd++) {
+        if (self->fds[fd].fileobj == fileobj) {
+            PyErr_Clear();
+            return (int)fd;
+        }
+    }
+    return -1;
 }
 
 static HandleObject **
@@ -240,6 +262,9 @@ loop_add_watcher(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                              &h) < 0) {
         return NULL;
     }
+    if (!PyLong_Check(args[0])) {
+        Py_XSETREF(self->fds[fd].fileobj, Py_NewRef(args[0]));
+    }
     if (internal) {
         return (PyObject *)h;
     }
@@ -253,6 +278,9 @@ loop_remove_watcher(LoopObject *self, PyObject *fileobj, unsigned event,
 {
     int fd = cio_loop_fd_from_object(fileobj), rc;
 
+    if (fd < 0) {
+        fd = fd_from_registered_object(self, fileobj);
+    }
     if (fd < 0 ||
         (!internal && cio_loop_ensure_fd_no_transport(self, fd) < 0)) {
         return NULL;
@@ -373,6 +401,7 @@ cio_loop_fds_clear(LoopObject *self)
         w->events = 0;
         Py_CLEAR(w->reader);
         Py_CLEAR(w->writer);
+        Py_CLEAR(w->fileobj);
     }
     self->fds_watched = 0;
 }
@@ -383,6 +412,7 @@ cio_loop_fds_traverse(LoopObject *self, visitproc visit, void *arg)
     for (size_t fd = 0; fd < self->fds_len; fd++) {
         Py_VISIT(self->fds[fd].reader);
         Py_VISIT(self->fds[fd].writer);
+        Py_VISIT(self->fds[fd].fileobj);
     }
     return 0;
 }

@@ -208,11 +208,10 @@ resolve:
     return res ? Py_NewRef(Py_None) : NULL;
 }
 
-/* stdlib's shutdown_asyncgens is a coroutine; this returns a future that
- * completes when every generator's aclose() has finished, which callers
- * await or pass to run_until_complete the same way. */
+/* shutdown_asyncgens' work, once awaited: a future that completes when
+ * every generator's aclose() has finished. */
 static PyObject *
-loop_shutdown_asyncgens(LoopObject *self, PyObject *Py_UNUSED(ignored))
+asyncgens_shutdown_start(LoopObject *self)
 {
     cio_state *st = self->state;
     PyObject *outer, *agens = NULL, *tasks = NULL, *gathered = NULL;
@@ -482,25 +481,15 @@ loop_executor_shutdown_timed_out(LoopObject *self, PyObject *const *args,
     return res ? Py_NewRef(Py_None) : NULL;
 }
 
-/* A coroutine in stdlib; here a future that completes once the executor
- * has joined its threads (or the timeout passed, with stdlib's warning). */
+/* shutdown_default_executor's work, once awaited: a future that completes
+ * once the executor has joined its threads (or the timeout passed, with
+ * stdlib's warning). */
 static PyObject *
-loop_shutdown_default_executor(LoopObject *self, PyObject *const *args,
-                               Py_ssize_t nargs, PyObject *kwnames)
+executor_shutdown_start(LoopObject *self, PyObject *timeout)
 {
-    PyObject *timeout = Py_None, *future, *target = NULL, *thread = NULL;
+    PyObject *future, *target = NULL, *thread = NULL;
     PyObject *res = NULL, *kw = NULL;
 
-    if (nargs > 1 || (kwnames && PyTuple_GET_SIZE(kwnames) +
-                                         nargs > 1)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "shutdown_default_executor() takes at most 1 "
-                        "argument");
-        return NULL;
-    }
-    if (nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0) == 1) {
-        timeout = args[0];
-    }
     self->executor_shutdown_called = 1;
     future = cio_loop_create_future(self);
     if (future == NULL) {
@@ -539,6 +528,61 @@ done:
     return future;
 }
 
+/* Both shutdowns are coroutines in stdlib, so nothing happens until they
+ * are awaited: a program cancels its tasks, then awaits
+ * shutdown_asyncgens(), and the generators' aclose() must not race the
+ * cancellations. Each is a StepCoroutine (vars[0] the loop, vars[1] its
+ * arguments) whose first step starts the work and awaits its future. */
+static cio_step_t
+shutdown_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
+{
+    LoopObject *loop = (LoopObject *)coro->vars[0];
+
+    if (value == NULL) {
+        return CIO_STEP_ERROR;
+    }
+    if (coro->state == 0) {
+        coro->state = 1;
+        *out = PyTuple_GET_SIZE(coro->vars[1]) == 0
+                   ? asyncgens_shutdown_start(loop)
+                   : executor_shutdown_start(
+                         loop, PyTuple_GET_ITEM(coro->vars[1], 0));
+        return *out ? CIO_STEP_AWAIT : CIO_STEP_ERROR;
+    }
+    *out = Py_NewRef(Py_None);
+    return CIO_STEP_RETURN;
+}
+
+static PyObject *
+loop_shutdown_asyncgens(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return (PyObject *)cio_loop_call_coro_new(
+        self, "Loop.shutdown_asyncgens", shutdown_step, NULL, 0, NULL);
+}
+
+static PyObject *
+loop_shutdown_default_executor(LoopObject *self, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *timeout = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+    if (nargs + nkw > 1 || (nkw == 1 && PyUnicode_CompareWithASCIIString(
+                                            PyTuple_GET_ITEM(kwnames, 0),
+                                            "timeout"))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "shutdown_default_executor() takes at most 1 "
+                        "argument");
+        return NULL;
+    }
+    if (nargs + nkw == 1) {
+        timeout = args[0];
+    }
+    return (PyObject *)cio_loop_call_coro_new(
+        self, "Loop.shutdown_default_executor", shutdown_step, &timeout, 1,
+        NULL);
+}
+
 PyMethodDef cio_loop_lifecycle_methods[] = {
     {"_set_coroutine_origin_tracking",
      (PyCFunction)loop_set_coro_tracking_method, METH_O, NULL},
@@ -549,8 +593,8 @@ PyMethodDef cio_loop_lifecycle_methods[] = {
     {"_asyncgens_closed", (PyCFunction)(void (*)(void))loop_asyncgens_closed,
      METH_FASTCALL, NULL},
     {"shutdown_asyncgens", (PyCFunction)loop_shutdown_asyncgens, METH_NOARGS,
-     "shutdown_asyncgens($self, /)\n--\n\nClose every live asynchronous "
-     "generator; returns an awaitable."},
+     "shutdown_asyncgens($self, /)\n--\n\nCoroutine: close every live "
+     "asynchronous generator."},
     {"run_in_executor", (PyCFunction)(void (*)(void))loop_run_in_executor,
      METH_FASTCALL,
      "run_in_executor($self, executor, func, /, *args)\n--\n\nRun "
@@ -567,6 +611,6 @@ PyMethodDef cio_loop_lifecycle_methods[] = {
      (PyCFunction)(void (*)(void))loop_shutdown_default_executor,
      METH_FASTCALL | METH_KEYWORDS,
      "shutdown_default_executor($self, /, timeout=None)\n--\n\nShut the "
-     "default executor down; returns an awaitable."},
+     "default executor down (a coroutine)."},
     {NULL, NULL, 0, NULL},
 };

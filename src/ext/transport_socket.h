@@ -21,6 +21,9 @@ typedef struct {
                                   the queue to drain; writes are refused
                                   while it is set */
     PyObject *weakreflist;     /* Server keeps its clients in a WeakSet */
+    PyObject *dict;            /* instance attributes: tests patch methods
+                                  on the transport (Python callers see
+                                  the patch; the loop's C paths do not) */
     int fd;
     int sock_family;           /* datagram: picks the address fast path */
     int conn_lost;

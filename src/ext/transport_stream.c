@@ -1088,6 +1088,7 @@ transport_traverse(SocketTransportObject *self, visitproc visit, void *arg)
     Py_VISIT(self->write_ready);
     Py_VISIT(self->address);
     Py_VISIT(self->empty_waiter);
+    Py_VISIT(self->dict);
     return 0;
 }
 
@@ -1105,6 +1106,7 @@ transport_clear(SocketTransportObject *self)
     Py_CLEAR(self->write_ready);
     Py_CLEAR(self->address);
     Py_CLEAR(self->empty_waiter);
+    Py_CLEAR(self->dict);
     return 0;
 }
 
@@ -1131,15 +1133,32 @@ transport_get_sock(SocketTransportObject *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->sock ? self->sock : Py_None);
 }
 
+static PyObject *
+transport_get_closing(SocketTransportObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->closing);
+}
+
+static PyObject *
+transport_get_paused(SocketTransportObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->paused);
+}
+
+/* stdlib's private attributes that libraries read; read-only here. */
 static PyGetSetDef transport_getset[] = {
     {"_sock_fd", (getter)transport_get_sock_fd, NULL, NULL, NULL},
     {"_sock", (getter)transport_get_sock, NULL, NULL, NULL},
+    {"_closing", (getter)transport_get_closing, NULL, NULL, NULL},
+    {"_paused", (getter)transport_get_paused, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyMemberDef transport_members[] = {
     {"__weaklistoffset__", T_PYSSIZET,
      offsetof(SocketTransportObject, weakreflist), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(SocketTransportObject, dict),
+     READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
