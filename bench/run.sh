@@ -4,10 +4,21 @@
 # micro-benchmarks, the parent's CPU time per subprocess, the sender's CPU
 # time per loop.sendfile(), then the echo server's CPU time and user-space
 # instructions per request, plain and (CPU time) over TLS.
+#
+#   bash bench/run.sh                  # on CPython 3.11
+#   CASYNCIO_PYTHON=3.14 bash bench/run.sh   # 3.12, 3.13, 3.14 likewise
+#   PYTHON=/path/to/python bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-$(ls -d /root/.pyenv/versions/3.11.* 2>/dev/null | sort -V |
-    tail -n 1)/bin/python3.11}
+version=${CASYNCIO_PYTHON:-3.11}
+if [ -n "${PYTHON:-}" ]; then
+    PY=$PYTHON
+elif [ "$version" = 3.14 ]; then
+    PY=$(bash tools/python314.sh)  # installs one where none is found
+else
+    PY=$(ls -d /root/.pyenv/versions/"$version".* 2>/dev/null | sort -V |
+        tail -n 1)/bin/python$version
+fi
 VENV=${CASYNCIO_BENCH_VENV:-/tmp/casyncio-bench}
 "$PY" -m venv --clear "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip

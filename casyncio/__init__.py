@@ -42,8 +42,10 @@ class EventLoopPolicy(_DefaultPolicy):
 def install():
     """Make every loop created through the asyncio policy a casyncio loop.
 
-    Policies are deprecated from Python 3.14 (removed in 3.16); there,
-    prefer ``asyncio.run(main(), loop_factory=casyncio.new_event_loop)``.
+    Policies are deprecated from Python 3.14 and go in 3.16. install()
+    still works on 3.14 and warns about nothing, but from 3.14 on pass
+    ``loop_factory=casyncio.new_event_loop`` to ``asyncio.run()`` or
+    ``asyncio.Runner`` instead.
     """
     _set_policy(EventLoopPolicy())
 

@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PYTHONS=${CASYNCIO_PYTHONS:-"3.11 3.12 3.13"}
+PYTHONS=${CASYNCIO_PYTHONS:-"3.11 3.12 3.13 3.14"}
 WORK=${CASYNCIO_WORK:-/tmp/casyncio-tests}
 mkdir -p "$WORK"
 passed=0
@@ -18,6 +18,8 @@ find_python() {
     dir=$(ls -d /root/.pyenv/versions/"$1".* 2>/dev/null | sort -V | tail -n 1)
     if [ -n "$dir" ]; then
         echo "$dir/bin/python$1"
+    elif [ "$1" = 3.14 ]; then
+        bash "$ROOT/tools/python314.sh"  # installs one where none is found
     else
         command -v "python$1"
     fi
