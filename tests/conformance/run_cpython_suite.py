@@ -50,6 +50,11 @@ GATED = {
     # _run_once and its self-pipe fd count.
     "test_events": r"^(?!.*(timeout_rounding|internal_fds))",
 }
+# Tests of the gate's exclusions above that would hang on casyncio rather
+# than fail (waiting on a peer that a stdlib-internals patch was meant to
+# drive): not run on casyncio, so the module's other tests still count.
+NOT_RUN_ON_CASYNCIO = re.compile(
+    r"test_remote_shutdown_receives_trailing_data_on_slow_socket")
 # --all also reports every other test_asyncio module: most test stdlib's
 # own classes (base_events, selector_events, futures with mock loops), so
 # few of their tests create a target loop.
@@ -234,6 +239,10 @@ def run_module(name, kind, verbose):
                              {"new_loop": lambda self: factory()})
                 suite.addTests(loader.loadTestsFromTestCase(bound))
         elif not PINNED.search(cls.__name__):
+            if kind == "casyncio" and NOT_RUN_ON_CASYNCIO.search(test.id()):
+                name = test._testMethodName
+                setattr(test, name, unittest.skip("stdlib internals")(
+                    getattr(test, name)))
             suite.addTest(test)
     for cls in bind_mixins(module, factory) + rebind_setup(module, factory):
         suite.addTests(loader.loadTestsFromTestCase(cls))
