@@ -936,9 +936,15 @@ def test_tls_connections_share_one_read_buffer(tmp_path):
 def test_threadsafe_fd_object_and_shutdown_paths_keep_objects_flat():
     """call_soon_threadsafe (3.14: stdlib's _ThreadSafeHandle run by a C
     Handle, a raising callback included), add_reader on a socket object
-    removed after the socket closed, and the shutdown coroutines."""
+    removed after the socket closed, the shutdown coroutines, call_at with
+    an int and a patched time()."""
     def fail():
         raise ValueError("reported")
+
+    def fake_time():
+        return 1000.0
+
+    when = int("1000000000")  # an int of its own, to count references to
 
     async def cycle(loop):
         loop.call_soon_threadsafe(int, "1")
@@ -950,11 +956,14 @@ def test_threadsafe_fd_object_and_shutdown_paths_keep_objects_flat():
         b.close()
         loop.remove_reader(a)
         await loop.shutdown_asyncgens()
+        loop.call_at(when, print).cancel()  # an int when, kept
+        loop.time = fake_time  # timers read a patched time()
         await asyncio.sleep(0)
+        del loop.time
 
-    old = sys.getrefcount(fail)
+    old = sys.getrefcount(fail), sys.getrefcount(when)
     assert_cycle_flat_quiet(cycle, 200, 5000)
-    assert sys.getrefcount(fail) == old
+    assert (sys.getrefcount(fail), sys.getrefcount(when)) == old
 
 
 def assert_cycle_flat_quiet(cycle, warm_up, rounds):

@@ -146,6 +146,39 @@ def test_handle_repr(loop):
     t.cancel()
 
 
+def test_timer_when_gives_back_call_ats_int(loop):
+    timer = loop.call_at(5, print)
+    assert timer.when() == 5 and type(timer.when()) is int
+    assert repr(timer).startswith("<TimerHandle when=5 print()")
+    assert type(loop.call_at(5.5, print).when()) is float
+    assert type(loop.call_later(1, print).when()) is float
+
+
+def test_timers_follow_a_patched_or_overridden_time(loop):
+    # Time-faking test tools patch loop.time; stdlib's timers read it.
+    from unittest import mock
+    now = [1000.0]
+    fired = []
+    with mock.patch.object(loop, "time", lambda: now[0]):
+        timer = loop.call_later(10, fired.append, "late")
+        assert timer.when() == 1010.0
+        run_briefly(loop)
+        assert fired == []
+        now[0] = 1011.0
+        run_briefly(loop)
+        assert fired == ["late"]
+    assert abs(loop.time() - time.monotonic()) < 1  # restored
+
+    class FixedTime(type(loop)):
+        def time(self):
+            return 5.0
+    other = FixedTime()
+    try:
+        assert other.call_later(1, print).when() == 6.0
+    finally:
+        other.close()
+
+
 # ---- running and stopping ------------------------------------------------------
 
 def test_run_until_complete_returns_result_and_raises_exception(loop):

@@ -160,6 +160,9 @@ struct HandleObject {
 typedef struct {
     HandleObject base;
     cio_timer_t node;            /* queued in loop->timers while pending */
+    PyObject *when_int;          /* call_at's when if it was an int, which
+                                    when() and the repr give back, as
+                                    stdlib's do; else NULL */
 } TimerHandleObject;
 
 /* Per-fd watchers, indexed by fd: the Handles add_reader/add_writer made. */
@@ -212,6 +215,9 @@ struct LoopObject {
     char asyncgens_shutdown_called;
     char executor_shutdown_called;
     char coro_tracking_enabled;
+    char time_overridden;        /* time() replaced on the instance or in a
+                                    subclass: the timers then read it, as
+                                    stdlib's loop reads self.time() */
 };
 
 /* module.c */

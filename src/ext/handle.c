@@ -60,6 +60,7 @@ cio_handle_new(LoopObject *loop, PyTypeObject *type, PyObject *callback,
     h->runs_py_handle = 0;
     if (h->is_timer) {
         cio_timer_init(&((TimerHandleObject *)h)->node, 0.0);
+        ((TimerHandleObject *)h)->when_int = NULL;
     }
     PyObject_GC_Track(h);
     if (h->args == NULL || h->context == NULL) {
@@ -244,6 +245,9 @@ handle_clear(HandleObject *h)
     Py_CLEAR(h->loop);
     Py_CLEAR(h->source_traceback);
     Py_CLEAR(h->repr_cache);
+    if (h->is_timer) {
+        Py_CLEAR(((TimerHandleObject *)h)->when_int);
+    }
     return 0;
 }
 
@@ -272,6 +276,15 @@ handle_dealloc(HandleObject *h)
     Py_DECREF(tp);
 }
 
+static PyObject *
+timer_handle_when(TimerHandleObject *t, PyObject *Py_UNUSED(ignored))
+{
+    if (t->when_int != NULL) {
+        return Py_NewRef(t->when_int);
+    }
+    return PyFloat_FromDouble(t->node.when);
+}
+
 /* The parts of stdlib's Handle._repr_info, in the same order. */
 static PyObject *
 handle_repr_info(HandleObject *h)
@@ -294,7 +307,7 @@ handle_repr_info(HandleObject *h)
         Py_CLEAR(item);
     }
     if (h->is_timer) {
-        PyObject *when = PyFloat_FromDouble(((TimerHandleObject *)h)->node.when);
+        PyObject *when = timer_handle_when((TimerHandleObject *)h, NULL);
         if (when == NULL) {
             goto fail;
         }
@@ -412,11 +425,7 @@ handle_run_method(HandleObject *h, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-static PyObject *
-timer_handle_when(TimerHandleObject *t, PyObject *Py_UNUSED(ignored))
-{
-    return PyFloat_FromDouble(t->node.when);
-}
+
 
 static PyObject *
 timer_handle_get_scheduled(TimerHandleObject *t, void *Py_UNUSED(closure))

@@ -231,6 +231,8 @@ loop_call_soon_threadsafe(LoopObject *self, PyObject *const *args,
 #endif
 }
 
+static int loop_clock(LoopObject *self, double *now);
+
 static PyObject *
 loop_call_at_impl(LoopObject *self, double when, PyObject *callback,
                   PyObject *const *args, Py_ssize_t nargs, PyObject *context,
@@ -277,14 +279,15 @@ loop_call_later(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
     PyObject *context;
-    double delay;
+    double delay, now;
 
     if (cio_parse_callback_args("call_later", args, nargs, kwnames, 2,
                                 &context) < 0 ||
-        parse_seconds(args[0], "delay must not be None", &delay) < 0) {
+        parse_seconds(args[0], "delay must not be None", &delay) < 0 ||
+        loop_clock(self, &now) < 0) {
         return NULL;
     }
-    return loop_call_at_impl(self, loop_now() + delay, args[1], args + 2,
+    return loop_call_at_impl(self, now + delay, args[1], args + 2,
                              nargs - 2, context, "call_at");
 }
 
@@ -292,7 +295,7 @@ static PyObject *
 loop_call_at(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames)
 {
-    PyObject *context;
+    PyObject *context, *timer;
     double when;
 
     if (cio_parse_callback_args("call_at", args, nargs, kwnames, 2,
@@ -300,8 +303,12 @@ loop_call_at(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         parse_seconds(args[0], "when cannot be None", &when) < 0) {
         return NULL;
     }
-    return loop_call_at_impl(self, when, args[1], args + 2, nargs - 2,
-                             context, "call_at");
+    timer = loop_call_at_impl(self, when, args[1], args + 2, nargs - 2,
+                              context, "call_at");
+    if (timer != NULL && PyLong_CheckExact(args[0])) {
+        ((TimerHandleObject *)timer)->when_int = Py_NewRef(args[0]);
+    }
+    return timer;
 }
 
 void
@@ -316,6 +323,59 @@ static PyObject *
 loop_time(LoopObject *self, PyObject *Py_UNUSED(ignored))
 {
     return PyFloat_FromDouble(loop_now());
+}
+
+/* Notes whether self.time is still the C method: code patches it on the
+ * instance (mock.patch.object, time-faking test tools) or overrides it in
+ * a subclass, and stdlib's timers follow. Run when the loop is made and
+ * whenever an attribute named "time" is set, so the plain loop's timers
+ * never look it up. */
+static int
+loop_note_time_override(LoopObject *self)
+{
+    PyObject *time = PyObject_GetAttrString((PyObject *)self, "time");
+
+    if (time == NULL) {
+        return -1;
+    }
+    self->time_overridden =
+        !(PyCFunction_Check(time) &&
+          PyCFunction_GET_SELF(time) == (PyObject *)self &&
+          PyCFunction_GET_FUNCTION(time) == (PyCFunction)loop_time);
+    Py_DECREF(time);
+    return 0;
+}
+
+static int
+loop_setattro(PyObject *self, PyObject *name, PyObject *value)
+{
+    if (PyObject_GenericSetAttr(self, name, value) < 0) {
+        return -1;
+    }
+    if (PyUnicode_Check(name) &&
+        PyUnicode_CompareWithASCIIString(name, "time") == 0) {
+        return loop_note_time_override((LoopObject *)self);
+    }
+    return 0;
+}
+
+/* The loop's time for its timers: self.time() where that is replaced. */
+static int
+loop_clock(LoopObject *self, double *now)
+{
+    PyObject *value;
+
+    if (!self->time_overridden) {
+        *now = loop_now();
+        return 0;
+    }
+    value = PyObject_CallMethod((PyObject *)self, "time", NULL);
+    if (value == NULL) {
+        return -1;
+    }
+    *now = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    return *now == -1.0 && PyErr_Occurred() ? -1 : 0;
 }
 
 /* module.name, as stdlib's loop reads tasks.Task and futures.Future on
@@ -447,27 +507,34 @@ loop_get_task_factory(LoopObject *self, PyObject *Py_UNUSED(ignored))
 
 /* ---- running ---------------------------------------------------------- */
 
-static int64_t
-loop_poll_timeout_ns(LoopObject *self)
+/* How long the poll may block: *timeout_ns -1 (no timer) or >= 0. */
+static int
+loop_poll_timeout_ns(LoopObject *self, int64_t *timeout_ns)
 {
     cio_timer_t *next;
-    double timeout;
+    double timeout, now;
 
+    *timeout_ns = 0;
     if (cio_ready_queue_len(&self->ready) || self->stopping) {
         return 0;
     }
     next = cio_timer_heap_peek(&self->timers);
     if (next == NULL) {
+        *timeout_ns = -1;
+        return 0;
+    }
+    if (loop_clock(self, &now) < 0) {
         return -1;
     }
-    timeout = next->when - loop_now();
+    timeout = next->when - now;
     if (!(timeout > 0)) {  /* also catches NaN */
         return 0;
     }
     if (timeout > MAX_POLL_TIMEOUT_S) {
         timeout = MAX_POLL_TIMEOUT_S;
     }
-    return (int64_t)ceil(timeout * 1e9);
+    *timeout_ns = (int64_t)ceil(timeout * 1e9);
+    return 0;
 }
 
 static int
@@ -506,8 +573,13 @@ loop_poll_io(LoopObject *self, int64_t timeout_ns)
 static int
 loop_queue_due_timers(LoopObject *self)
 {
-    double end_time = loop_now() + self->state->clock_resolution;
+    double end_time;
     cio_timer_t *node;
+
+    if (loop_clock(self, &end_time) < 0) {
+        return -1;
+    }
+    end_time += self->state->clock_resolution;
 
     while ((node = cio_timer_heap_peek(&self->timers)) != NULL) {
         TimerHandleObject *t;
@@ -617,7 +689,10 @@ loop_run_ready(LoopObject *self)
 static int
 loop_run_once(LoopObject *self)
 {
-    if (loop_poll_io(self, loop_poll_timeout_ns(self)) < 0) {
+    int64_t timeout_ns;
+
+    if (loop_poll_timeout_ns(self, &timeout_ns) < 0 ||
+        loop_poll_io(self, timeout_ns) < 0) {
         return -1;
     }
     if (loop_queue_due_timers(self) < 0) {
@@ -1003,6 +1078,9 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->debug = (char)PyObject_IsTrue(debug);
     Py_DECREF(debug);
+    if (loop_note_time_override(self) < 0) {  /* a subclass's time() */
+        goto fail;
+    }
     return (PyObject *)self;
 fail:
     Py_DECREF(self);
@@ -1240,6 +1318,7 @@ loop_all_methods(void)
 static PyType_Slot loop_slots[] = {
     {Py_tp_doc, "The casyncio event loop: asyncio's loop, written in C."},
     {Py_tp_new, loop_new},
+    {Py_tp_setattro, loop_setattro},
     {Py_tp_init, loop_init},
     {Py_tp_dealloc, loop_dealloc},
     {Py_tp_finalize, loop_finalize},
