@@ -18,7 +18,6 @@ and the private ones the C loop provides (``_make_socket_transport``,
 import sys
 from asyncio import base_events, events, unix_events
 
-from . import _casyncio
 
 _BASE = base_events.BaseEventLoop
 _UNIX = unix_events._UnixSelectorEventLoop
@@ -54,7 +53,7 @@ def _pipe_connects_replaced(loop):
     loop (asyncio's tests patch them) or in a subclass: stdlib connects a
     child's pipes through them, so its transport is used then."""
     return any(name in vars(loop) or
-               getattr(type(loop), name) is not getattr(_casyncio.Loop, name)
+               not getattr(getattr(type(loop), name), "_casyncio_own", False)
                for name in ("connect_read_pipe", "connect_write_pipe"))
 
 

@@ -854,3 +854,48 @@ def test_unclosed_loop_warns(loop_factory):
         del lp
         import gc
         gc.collect()
+
+
+# ---- introspection ---------------------------------------------------------
+
+SET_UP_COROUTINES = (
+    "create_connection", "create_unix_connection", "connect_accepted_socket",
+    "create_server", "create_unix_server", "create_datagram_endpoint",
+    "connect_read_pipe", "connect_write_pipe", "start_tls", "sendfile",
+    "getaddrinfo", "getnameinfo", "shutdown_asyncgens",
+    "shutdown_default_executor")
+
+
+@pytest.mark.parametrize("name", SET_UP_COROUTINES)
+def test_set_up_methods_are_coroutine_functions(loop, name):
+    import inspect
+    from unittest import mock
+    method = getattr(loop, name)
+    assert inspect.iscoroutinefunction(method)
+    if sys.version_info < (3, 14):  # deprecated (and warning) from 3.14
+        assert asyncio.iscoroutinefunction(method)
+    # autospec (aiohttp's tests patch create_server and friends so) makes
+    # an AsyncMock, whose calls are awaitable.
+    with mock.patch.object(loop, name, autospec=True) as patched:
+        call = getattr(loop, name)(*[None] * required_positional(method))
+        assert inspect.isawaitable(call)
+        loop.run_until_complete(call)
+        assert patched.await_count == 1
+    # A wrong argument fails at the call, as with an async def.
+    with pytest.raises(TypeError):
+        getattr(loop, name)(*[None] * 20)
+
+
+def required_positional(method):
+    import inspect
+    return sum(1 for p in inspect.signature(method).parameters.values()
+               if p.default is p.empty and p.kind in (
+                   p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def test_set_up_coroutine_argument_errors_come_at_await(loop):
+    # As from an async def: calling makes a coroutine; the error is raised
+    # when it runs.
+    coro = loop.create_server(lambda: None, "127.0.0.1", 0, sock=object())
+    with pytest.raises(ValueError):
+        loop.run_until_complete(coro)
