@@ -886,6 +886,20 @@ def test_set_up_methods_are_coroutine_functions(loop, name):
         getattr(loop, name)(*[None] * 20)
 
 
+@pytest.mark.parametrize("name", SET_UP_COROUTINES)
+def test_set_up_coroutines_take_this_versions_parameters(loop, name):
+    # Each Python adds parameters (all_errors in 3.12, shutdown timeout in
+    # 3.12): the names, order and defaults are this interpreter's stdlib's.
+    import inspect
+
+    def parameters(method):
+        return [(p.name, p.kind, p.default)
+                for p in inspect.signature(method).parameters.values()]
+
+    assert parameters(getattr(loop, name)) == parameters(
+        getattr(asyncio.SelectorEventLoop, name).__get__(loop))
+
+
 def required_positional(method):
     import inspect
     return sum(1 for p in inspect.signature(method).parameters.values()

@@ -1579,7 +1579,11 @@ PyMethodDef cio_loop_connect_methods[] = {
      "ssl=None, family=0, proto=0, flags=0, sock=None, local_addr=None, "
      "server_hostname=None, ssl_handshake_timeout=None, "
      "ssl_shutdown_timeout=None, happy_eyeballs_delay=None, "
+#if PY_VERSION_HEX >= 0x030C0000
      "interleave=None, all_errors=False)\n--\n\n"
+#else
+     "interleave=None)\n--\n\n"
+#endif
      "Coroutine: connect to a TCP server; return (transport, protocol)."},
     {"create_unix_connection",
      (PyCFunction)(void (*)(void))loop_create_unix_connection,

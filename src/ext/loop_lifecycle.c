@@ -610,7 +610,13 @@ PyMethodDef cio_loop_lifecycle_methods[] = {
     {"shutdown_default_executor",
      (PyCFunction)(void (*)(void))loop_shutdown_default_executor,
      METH_FASTCALL | METH_KEYWORDS,
+     /* The signature is what the public async def wrapper is made from:
+        3.11's stdlib method takes no timeout. */
+#if PY_VERSION_HEX >= 0x030C0000
      "shutdown_default_executor($self, /, timeout=None)\n--\n\nShut the "
+#else
+     "shutdown_default_executor($self, /)\n--\n\nShut the "
+#endif
      "default executor down (a coroutine)."},
     {NULL, NULL, 0, NULL},
 };
