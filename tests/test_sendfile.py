@@ -361,6 +361,49 @@ def test_peer_reset_during_the_fallback(loop):
     assert issubclass(events[0][1], ConnectionError)
 
 
+def test_os_sendfile_runs_below_no_application_frame(loop, tmp_path,
+                                                     monkeypatch):
+    """Blocking-call checkers (blockbuster, which aiohttp's tests use) fail
+    an os.sendfile() made with an application's frame on the stack unless
+    one of stdlib's sendfile frames is there too. Both loops pass that
+    rule: stdlib by its frames, casyncio by calling it from the loop."""
+    import inspect
+    path = tmp_path / "data"
+    path.write_bytes(b"s" * 300_000)
+    real_sendfile = os.sendfile
+    blocked = []
+
+    def checked_sendfile(*args):
+        frame = inspect.currentframe().f_back
+        frames = []
+        while frame:
+            frames.append((frame.f_code.co_filename, frame.f_code.co_name))
+            frame = frame.f_back
+        allowed = any(
+            (filename.endswith("asyncio/base_events.py")
+             and name == "sendfile")
+            or (filename.endswith("asyncio/unix_events.py")
+                and name == "_sock_sendfile_native_impl")
+            for filename, name in frames)
+        if ("application_handler" in [name for _, name in frames]
+                and not allowed):
+            blocked.append(frames)
+        return real_sendfile(*args)
+
+    monkeypatch.setattr(os, "sendfile", checked_sendfile)
+
+    async def application_handler():
+        transport, recorder, received, lost, server = \
+            await connected_pair(loop)
+        with open(path, "rb") as f:
+            sent = await loop.sendfile(transport, f)
+        await finish(transport, lost, server)
+        return sent, len(received)
+
+    assert run(loop, application_handler()) == (300_000, 300_000)
+    assert blocked == []
+
+
 def test_sendfile_signature(loop):
     import inspect
     assert str(inspect.signature(loop.sendfile)) == \

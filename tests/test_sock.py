@@ -585,6 +585,29 @@ def test_sock_sendfile_when_os_sendfile_fails(loop, pair, data_file,
         assert result == "os.sendfile call failed"
 
 
+@pytest.mark.parametrize("fallback", [True, False])
+def test_sock_sendfile_when_os_sendfile_fails_after_a_wait(
+        loop, pair, data_file, monkeypatch, fallback):
+    """Nothing sent yet when os.sendfile fails after the socket was
+    waited for: the fallback still sends it all."""
+    f, data = data_file
+    calls = []
+
+    def would_block_then_fail(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise BlockingIOError
+        raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(os, "sendfile", would_block_then_fail)
+    result = sendfile_or_reason(loop, pair, f, 5000, 0, 5000,
+                                fallback=fallback)
+    assert len(calls) == 2
+    if fallback:
+        assert result == (5000, data[:5000])
+    else:
+        assert result == "os.sendfile call failed"
+
+
 @pytest.mark.parametrize("args, exc, message", [
     ((0, 0), ValueError, "count must be a positive integer"),
     ((-1, None), ValueError, "offset must be a non-negative integer"),
