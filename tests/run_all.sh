@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs casyncio into a fresh venv per supported Python and runs every
 # test: the C core tests, the parity/leak/CLI suite (pytest), CPython's own
-# test_asyncio through the conformance runner, and the parity suite again
-# on an ASan+UBSan build. Ends with one "total: N passed, N failed" line.
+# test_asyncio through the conformance runner, the peers' own suites on
+# one Python, and the parity suite again on an ASan+UBSan build. Ends
+# with one "total: N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -66,6 +67,21 @@ for v in $PYTHONS; do
     step "cpython-suite-$v" bash -c "cd '$WORK' && '$venv/bin/python' \
         '$ROOT/tests/conformance/run_cpython_suite.py'"
 done
+
+# The peers' own suites (uvloop's, anyio's, uvicorn's, aiohttp's) on stdlib
+# and on casyncio, on one Python: tests/peers/run_peers.py.
+py=$(find_python "${CASYNCIO_PEERS_PYTHON:-3.13}")
+venv="$WORK/venv-peers"
+rm -rf "$venv"
+if [ -n "$py" ] && "$py" -m venv "$venv" &&
+    "$venv/bin/pip" install -q --upgrade pip &&
+    "$venv/bin/pip" install -q -r "$ROOT/tests/peers/requirements.txt" \
+        "$ROOT"; then
+    step peers bash -c "cd '$WORK' && '$venv/bin/python' \
+        '$ROOT/tests/peers/run_peers.py' '$WORK/peers'"
+else
+    echo "=== peers install FAILED"; status=1
+fi
 
 # Sanitizers: the extension built with ASan+UBSan runs the parity suite.
 # CPython itself is not instrumented, so ASan's runtime is preloaded and
