@@ -1,7 +1,9 @@
-"""python -m casyncio run SCRIPT [ARGS...]: run an asyncio program on casyncio.
+"""python -m casyncio run SCRIPT|-m MODULE [ARGS...]: run an asyncio program
+on casyncio.
 
-The script runs as ``python SCRIPT ARGS...`` would (sys.argv, sys.path[0],
-``__main__``, exit status, traceback), and every loop asyncio makes for it
+The script runs as ``python SCRIPT ARGS...`` would, and the module as
+``python -m MODULE ARGS...`` would (sys.argv, sys.path[0], ``__main__``,
+exit status, traceback), and every loop asyncio makes for it
 (asyncio.run(), asyncio.Runner, asyncio.new_event_loop()) is a casyncio
 loop. Before Python 3.14 that is casyncio's event loop policy. From 3.14,
 where policies are deprecated, no policy is involved: asyncio.run() and
@@ -12,17 +14,20 @@ import os
 import runpy
 import sys
 
-USAGE = "usage: python -m casyncio run SCRIPT [ARGS...]"
+USAGE = "usage: python -m casyncio run SCRIPT|-m MODULE [ARGS...]"
+_LAUNCHER_FILES = (os.path.abspath(__file__), os.path.abspath(runpy.__file__))
 
 
-def _user_traceback(tb, script):
-    """Drop the frames of this launcher and runpy above the script's own."""
-    start = tb
+def _user_traceback(tb):
+    """The traceback from the program's first frame on, past this launcher
+    and runpy; None when the error came before the program ran."""
     while tb is not None:
-        if os.path.abspath(tb.tb_frame.f_code.co_filename) == script:
+        filename = tb.tb_frame.f_code.co_filename
+        if os.path.abspath(filename) not in _LAUNCHER_FILES and \
+                not filename.startswith("<frozen "):
             return tb
         tb = tb.tb_next
-    return start
+    return None
 
 
 def _make_casyncio_the_default():
@@ -38,19 +43,33 @@ def _make_casyncio_the_default():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) < 2 or argv[0] != "run":
+    as_module = argv[1:2] == ["-m"]
+    if argv[:1] != ["run"] or len(argv) < (3 if as_module else 2):
         print(USAGE, file=sys.stderr)
         return 2
-    script = os.path.abspath(argv[1])
     _make_casyncio_the_default()
-    sys.argv = argv[1:]
-    sys.path[0] = os.path.dirname(script)
     try:
-        runpy.run_path(script, run_name="__main__")
+        if as_module:
+            # As python -m: the current directory first on sys.path, and
+            # runpy sets sys.argv[0] to the module's file.
+            sys.argv = argv[2:]
+            sys.path[0] = os.getcwd()
+            runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+        else:
+            script = os.path.abspath(argv[1])
+            sys.argv = argv[1:]
+            sys.path[0] = os.path.dirname(script)
+            runpy.run_path(script, run_name="__main__")
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        tb = _user_traceback(exc.__traceback__, script)
+        tb = _user_traceback(exc.__traceback__)
+        if tb is None and as_module and isinstance(exc, ImportError):
+            # No such module (or package without __main__): python -m's
+            # one line.
+            print(f"{sys.executable}: {exc}", file=sys.stderr)
+            return 1
+        tb = tb or exc.__traceback__
         sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         return 1
     return 0

@@ -1,4 +1,5 @@
-"""python -m casyncio run: behaves like running the script with python."""
+"""python -m casyncio run: runs a script as python would, and a module
+(run -m) as python -m would, on casyncio."""
 import os
 import subprocess
 import sys
@@ -58,3 +59,56 @@ def test_debug_environment_variable_enables_debug(tmp_path):
     out = subprocess.run([sys.executable, "-X", "dev", str(script)],
                          capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "True"
+
+
+def run_module(tmp_path, *args, launcher=("-m", "casyncio", "run")):
+    return subprocess.run([sys.executable, *launcher, "-m", *args],
+                          capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+
+
+def test_run_module_as_python_dash_m_does(tmp_path):
+    (tmp_path / "app_module.py").write_text(textwrap.dedent("""
+        import asyncio, os, sys
+        async def main():
+            return type(asyncio.get_running_loop()).__name__
+        print(sys.argv, sys.path[0] == os.getcwd(), __name__,
+              asyncio.run(main()))
+        if sys.argv[1:] == ["fail"]:
+            raise ValueError("boom")
+    """))
+    ours = run_module(tmp_path, "app_module", "a", "b")
+    python = run_module(tmp_path, "app_module", "a", "b", launcher=())
+    argv = str([str(tmp_path / "app_module.py"), "a", "b"])
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.strip() == f"{argv} True __main__ Loop"
+    assert python.stdout.strip() == \
+        f"{argv} True __main__ _UnixSelectorEventLoop"
+    failed = run_module(tmp_path, "app_module", "fail")
+    assert failed.returncode == 1
+    lines = failed.stderr.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert "app_module.py" in lines[1] and "casyncio" not in failed.stderr
+    assert lines[-1] == "ValueError: boom"
+
+
+def test_run_missing_module_reports_as_python_dash_m(tmp_path):
+    ours = run_module(tmp_path, "no_such_module_here")
+    python = run_module(tmp_path, "no_such_module_here", launcher=())
+    assert (ours.returncode, ours.stderr) == (python.returncode,
+                                              python.stderr)
+
+
+def test_run_module_pytest(tmp_path):
+    """Test runners are started with -m: pytest's tests get casyncio."""
+    (tmp_path / "test_on_loop.py").write_text(textwrap.dedent("""
+        import asyncio
+        def test_loop():
+            async def main():
+                return type(asyncio.get_running_loop()).__module__
+            assert asyncio.run(main()) == "casyncio"
+    """))
+    proc = run_module(tmp_path, "pytest", "-q", "-p", "no:cacheprovider",
+                      "test_on_loop.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
