@@ -109,3 +109,12 @@ def run(main, *, debug=None):
         return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)
     with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)
+
+
+def __getattr__(name):
+    # The version comes from the installed package's metadata, the one
+    # place it is written (pyproject.toml); read on first use only.
+    if name == "__version__":
+        from importlib.metadata import version
+        return version("casyncio")
+    raise AttributeError(f"module 'casyncio' has no attribute {name!r}")

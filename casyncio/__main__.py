@@ -14,7 +14,8 @@ import os
 import runpy
 import sys
 
-USAGE = "usage: python -m casyncio run SCRIPT|-m MODULE [ARGS...]"
+USAGE = ("usage: python -m casyncio run SCRIPT|-m MODULE [ARGS...]\n"
+         "       python -m casyncio --version")
 _LAUNCHER_FILES = (os.path.abspath(__file__), os.path.abspath(runpy.__file__))
 
 
@@ -43,6 +44,10 @@ def _make_casyncio_the_default():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--version"]:
+        import casyncio
+        print(f"casyncio {casyncio.__version__}")
+        return 0
     as_module = argv[1:2] == ["-m"]
     if argv[:1] != ["run"] or len(argv) < (3 if as_module else 2):
         print(USAGE, file=sys.stderr)

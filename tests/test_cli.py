@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def run(tmp_path, source, *args):
     script = tmp_path / "app.py"
@@ -112,3 +114,15 @@ def test_run_module_pytest(tmp_path):
                       "test_on_loop.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
+
+
+def test_version_comes_from_the_package_metadata(tmp_path):
+    from importlib.metadata import version
+    import casyncio
+    assert casyncio.__version__ == version("casyncio")
+    proc = subprocess.run([sys.executable, "-m", "casyncio", "--version"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (
+        0, f"casyncio {version('casyncio')}\n")
+    with pytest.raises(AttributeError):
+        casyncio.no_such_name
