@@ -184,9 +184,6 @@ def test_connect_echo_close_cycles_keep_memory_and_fds_flat():
             writer.close()
             await writer.wait_closed()
 
-    def open_fds():
-        return len(os.listdir("/proc/self/fd"))
-
     loop = casyncio.new_event_loop()
     try:
         server = loop.run_until_complete(
@@ -235,11 +232,11 @@ def test_sendfile_over_a_transport_keeps_memory_and_fds_flat(tmp_path):
             asyncio.Protocol, "127.0.0.1", port))
         loop.run_until_complete(cycles(transport, 100))
         gc.collect()
-        fds, start = len(os.listdir("/proc/self/fd")), rss_kib()
+        fds, start = open_fds(), rss_kib()
         loop.run_until_complete(cycles(transport, 1000))
         gc.collect()
         grown = rss_kib() - start
-        assert len(os.listdir("/proc/self/fd")) == fds
+        assert open_fds() == fds
         assert grown < 2048, f"RSS grew by {grown} KiB over 1000 sendfiles"
         transport.close()
         server.close()
@@ -406,11 +403,11 @@ def test_pipe_transport_cycles_keep_memory_and_fds_flat():
     try:
         loop.run_until_complete(cycles(100))
         gc.collect()
-        fds, start = len(os.listdir("/proc/self/fd")), rss_kib()
+        fds, start = open_fds(), rss_kib()
         loop.run_until_complete(cycles(1000))
         gc.collect()
         grown = rss_kib() - start
-        assert len(os.listdir("/proc/self/fd")) == fds
+        assert open_fds() == fds
         assert grown < 2048, f"RSS grew by {grown} KiB over 1000 pipe pairs"
     finally:
         loop.close()
@@ -475,11 +472,11 @@ def test_datagram_transport_cycles_keep_memory_and_fds_flat(tmp_path):
     try:
         loop.run_until_complete(cycles(100))
         gc.collect()
-        fds, start = len(os.listdir("/proc/self/fd")), rss_kib()
+        fds, start = open_fds(), rss_kib()
         loop.run_until_complete(cycles(1000))
         gc.collect()
         grown = rss_kib() - start
-        assert len(os.listdir("/proc/self/fd")) == fds
+        assert open_fds() == fds
         assert grown < 2048, f"RSS grew by {grown} KiB over 1000 cycles"
     finally:
         loop.close()

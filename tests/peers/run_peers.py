@@ -113,6 +113,8 @@ def run_both(cwd, args, work, tag):
     running = {}
     for loop in LOOPS:
         report = os.path.join(work, f"{tag}-{loop}.json")
+        if os.path.exists(report):  # an earlier run's must not stand in
+            os.remove(report)
         log = open(os.path.join(work, f"{tag}-{loop}.log"), "w")
         running[loop] = (report, log, subprocess.Popen(
             pytest_command(loop, report, args), cwd=cwd, env=env,
