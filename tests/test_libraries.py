@@ -7,8 +7,15 @@ They exercise what the libraries themselves check on a loop (transport
 classes, get_extra_info, Server objects, create_task keywords), so a
 mismatch with stdlib shows up here first."""
 import asyncio
+import concurrent.futures
+import contextlib
 import os
+import signal
 import socket
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 
@@ -180,3 +187,275 @@ def test_anyio_primitives(loop_factory):
         assert await anyio.to_thread.run_sync(os.getpid) == os.getpid()
 
     run(loop_factory, main)
+
+
+# Recipes: the README's "Use it with" lines, each run as a user runs it
+# (servers from their command line, in processes of their own), once
+# with the loop stdlib's way and once with casyncio's. The app answers
+# with its process id and its running loop's class.
+
+RECIPE_LOOPS = {  # how a recipe names the loop, and the class it gets
+    "stdlib": ("asyncio", "asyncio.SelectorEventLoop",
+               "asyncio.unix_events._UnixSelectorEventLoop"),
+    "casyncio": ("casyncio:new_event_loop", "casyncio.new_event_loop",
+                 "casyncio.Loop"),
+}
+
+ASGI_APP = """
+import asyncio, json, os, time
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    loop = type(asyncio.get_running_loop())
+    # Holds this worker a moment, so that the next connections go to
+    # the other workers.
+    time.sleep(0.02)
+    body = json.dumps({"pid": os.getpid(),
+                       "loop": f"{loop.__module__}.{loop.__qualname__}"})
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body.encode()})
+"""
+
+
+@pytest.fixture(params=list(RECIPE_LOOPS))
+def recipe_loop(request):
+    """(the loop's name for uvicorn, a factory expression, the class name
+    the app must report)."""
+    return RECIPE_LOOPS[request.param]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(port, path="/"):
+    import http.client
+    import json
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        assert response.status == 200
+        return json.loads(response.read())
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def server_process(argv, port, cwd):
+    """Runs a server's command line until it answers on port; on leaving,
+    stops it with SIGTERM, as a service manager does, and checks that it
+    exited cleanly: status 0, or killed by the SIGTERM it re-raised after
+    shutting down (uvicorn does), and no traceback logged."""
+    log = open(os.path.join(cwd, "server.log"), "w+")
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, read_log(log)
+            try:
+                socket.create_connection(("127.0.0.1", port), 1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, read_log(log)
+                time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        finally:
+            log.close()
+    with open(log.name) as f:
+        output = f.read()
+    assert proc.returncode in (0, -signal.SIGTERM), output
+    assert "Traceback" not in output, output
+
+
+def read_log(log):
+    log.seek(0)
+    return log.read()
+
+
+def pids_serving(port, loop_class, want):
+    """The process ids that answered concurrent requests, until want
+    distinct ones did; each answer must come from loop_class."""
+    pids = set()
+    deadline = time.monotonic() + 30
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        while len(pids) < want and time.monotonic() < deadline:
+            for answer in pool.map(get_json, [port] * 16):
+                assert answer["loop"] == loop_class
+                pids.add(answer["pid"])
+    return pids
+
+
+def test_recipe_uvicorn_loop_option(recipe_loop, tmp_path):
+    pytest.importorskip("uvicorn")
+    uvicorn_loop, _, loop_class = recipe_loop
+    (tmp_path / "app.py").write_text(ASGI_APP)
+    port = free_port()
+    with server_process([sys.executable, "-m", "uvicorn", "app:app",
+                         "--port", str(port), "--loop", uvicorn_loop],
+                        port, tmp_path):
+        assert get_json(port)["loop"] == loop_class
+
+
+def test_recipe_uvicorn_workers_serve_from_each_process(recipe_loop,
+                                                        tmp_path):
+    pytest.importorskip("uvicorn")
+    uvicorn_loop, _, loop_class = recipe_loop
+    (tmp_path / "app.py").write_text(ASGI_APP)
+    port = free_port()
+    with server_process([sys.executable, "-m", "uvicorn", "app:app",
+                         "--port", str(port), "--loop", uvicorn_loop,
+                         "--workers", "2"], port, tmp_path) as proc:
+        pids = pids_serving(port, loop_class, 2)
+        assert len(pids) == 2 and proc.pid not in pids
+
+
+def test_recipe_casyncio_run_module_uvicorn(tmp_path):
+    # Under "casyncio run" asyncio's own loop factory is casyncio's, so
+    # uvicorn takes it with --loop none (its default picks a loop class
+    # itself).
+    pytest.importorskip("uvicorn")
+    (tmp_path / "app.py").write_text(ASGI_APP)
+    port = free_port()
+    with server_process([sys.executable, "-m", "casyncio", "run", "-m",
+                         "uvicorn", "app:app", "--port", str(port),
+                         "--loop", "none"], port, tmp_path):
+        assert get_json(port)["loop"] == RECIPE_LOOPS["casyncio"][2]
+
+
+def test_recipe_gunicorn_uvicorn_worker(recipe_loop, tmp_path):
+    pytest.importorskip("gunicorn")
+    pytest.importorskip("uvicorn_worker")
+    uvicorn_loop, _, loop_class = recipe_loop
+    (tmp_path / "app.py").write_text(ASGI_APP)
+    (tmp_path / "workers.py").write_text(textwrap.dedent(f"""
+        from uvicorn_worker import UvicornWorker
+
+        class LoopWorker(UvicornWorker):
+            CONFIG_KWARGS = {{"loop": "{uvicorn_loop}"}}
+    """))
+    port = free_port()
+    with server_process([sys.executable, "-m", "gunicorn", "app:app",
+                         "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                         "--worker-class", "workers.LoopWorker"],
+                        port, tmp_path) as proc:
+        pids = pids_serving(port, loop_class, 2)
+        assert len(pids) == 2 and proc.pid not in pids
+
+
+def test_recipe_aiohttp_run_app(recipe_loop, tmp_path):
+    pytest.importorskip("aiohttp")
+    _, factory, loop_class = recipe_loop
+    port = free_port()
+    (tmp_path / "server.py").write_text(textwrap.dedent(f"""
+        import asyncio, casyncio
+        from aiohttp import web
+
+        async def handle(request):
+            loop = type(asyncio.get_running_loop())
+            return web.json_response(
+                {{"pid": 0, "loop": f"{{loop.__module__}}.{{loop.__qualname__}}"}})
+
+        app = web.Application()
+        app.router.add_get("/", handle)
+        web.run_app(app, host="127.0.0.1", port={port},
+                    loop={factory}(), print=None)
+    """))
+    with server_process([sys.executable, "server.py"], port, tmp_path):
+        assert get_json(port)["loop"] == loop_class
+
+
+def test_recipe_pytest_asyncio_loop_factories_hook(recipe_loop, tmp_path):
+    pytest.importorskip("pytest_asyncio")
+    _, factory, loop_class = recipe_loop
+    (tmp_path / "conftest.py").write_text(textwrap.dedent(f"""
+        import asyncio, casyncio
+
+        def pytest_asyncio_loop_factories(config, item):
+            return {{"loop": {factory}}}
+    """))
+    (tmp_path / "test_app.py").write_text(textwrap.dedent(f"""
+        import asyncio
+        import pytest, pytest_asyncio
+
+        def loop_class():
+            loop = type(asyncio.get_running_loop())
+            return f"{{loop.__module__}}.{{loop.__qualname__}}"
+
+        @pytest_asyncio.fixture
+        async def fixture_loop():
+            return loop_class()
+
+        @pytest.mark.asyncio
+        async def test_loop(fixture_loop):
+            assert loop_class() == fixture_loop == "{loop_class}"
+    """))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-o", "asyncio_default_fixture_loop_scope=function"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+
+
+def class_made_by(loop_factory):
+    loop = loop_factory()
+    loop.close()
+    return type(loop)
+
+
+def test_recipe_anyio_backend_options(loop_factory):
+    anyio = pytest.importorskip("anyio")
+
+    async def main():
+        await anyio.sleep(0)
+        return type(asyncio.get_running_loop())
+
+    assert anyio.run(main, backend="asyncio",
+                     backend_options={"loop_factory": loop_factory}) \
+        is class_made_by(loop_factory)
+
+
+def test_recipe_starlette_and_fastapi_test_client(loop_factory):
+    pytest.importorskip("httpx2")  # what starlette's TestClient runs on
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+    fastapi = pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient as FastAPITestClient
+
+    def loop_name():
+        return type(asyncio.get_running_loop()).__qualname__
+
+    async def starlette_endpoint(request):
+        return PlainTextResponse(loop_name())
+
+    fastapi_app = fastapi.FastAPI()
+
+    @fastapi_app.get("/")
+    async def fastapi_endpoint():
+        return {"loop": loop_name()}
+
+    expected = class_made_by(loop_factory).__qualname__
+    options = {"loop_factory": loop_factory}
+    with TestClient(Starlette(routes=[Route("/", starlette_endpoint)]),
+                    backend_options=options) as client:
+        assert client.get("/").text == expected
+    with FastAPITestClient(fastapi_app, backend_options=options) as client:
+        assert client.get("/").json() == {"loop": expected}
