@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from results import progress, record
+
 LOOPS = ("casyncio", "asyncio", "uvloop")
 FLOOR = "C floor"  # bench/echo_floor.c
 SERVERS = ("protocol", "buffered", "streams")
@@ -148,11 +150,13 @@ def measure_connects(kind, server_kind, args):
         [args.loadgen, "connect", "PORT", 1, 1, args.seconds], args.seconds)
 
 
-def best_of(repeat, measure_one, kinds=LOOPS):
+def best_of(label, repeat, measure_one, kinds=LOOPS):
     """{kind: (µs, per second, user µs)} of each kind's lowest-CPU run of
     measure_one(kind), the kinds interleaved round by round."""
     best = {}
-    for _ in range(repeat):
+    for i in range(1, repeat + 1):
+        progress(os.path.basename(sys.argv[0]),
+                 f"{label}: round {i}/{repeat}")
         for kind in kinds:
             result = measure_one(kind)
             if kind not in best or result[0] < best[kind][0]:
@@ -177,19 +181,23 @@ def print_columns():
           f"{'vs uvloop':>10}{'user':>7}")
 
 
-def print_row(label, results):
-    """A row of best_of's results: total and user µs, requests/s, and the
-    ratios to uvloop. Past 64 KiB the kernel's copies are most of the
-    total and swing between runs, while the user-space part holds still."""
+def print_row(section, label, results, floor=None):
+    """Prints and records a row of best_of's results: total and user µs,
+    requests/s, and the ratios to uvloop; floor is the C floor's result.
+    Past 64 KiB the kernel's copies are most of the total and swing
+    between runs, while the user-space part holds still."""
     cells = "".join(f"{us:>8.1f}/{user:>5.1f} [{rps:>7,.0f}]"
                     for us, rps, user in results.values())
     total, user = (results["casyncio"][i] / results["uvloop"][i]
                    for i in (0, 2))
     print(f"{label:<16}{cells}{total:>9.2f}x{user:>6.2f}x")
+    record(section, label, "server CPU µs per request",
+           {kind: result[0] for kind, result in results.items()},
+           floor and floor[0])
 
 
-def print_floor(label, results):
-    us, rps, user = results[FLOOR]
+def print_floor(label, result):
+    us, rps, user = result
     print(f"{label:<16}{us:>8.1f}/{user:>5.1f} [{rps:>7,.0f}]   "
           f"{FLOOR}: a minimal C epoll server, the kernel's share")
 
@@ -207,21 +215,28 @@ def main():
     print(f"Python {sys.version.split()[0]}, {args.connections} connections,"
           f" {args.seconds:g}s each, best of {args.repeat}; {HEADER}")
     print_columns()
+    # Each floor is measured first, to be recorded with its rows, and
+    # printed after them.
     for size in (int(s) for s in args.sizes.split(",")):
+        label = f"floor {size}B"
+        floor = best_of(label, args.repeat,
+                        lambda kind: measure(kind, None, size, args),
+                        (FLOOR,))[FLOOR]
         for server_kind in SERVERS:
-            print_row(f"{server_kind} {size}B", best_of(
-                args.repeat,
-                lambda kind: measure(kind, server_kind, size, args)))
-        print_floor(f"floor {size}B", best_of(
-            args.repeat, lambda kind: measure(kind, None, size, args),
-            (FLOOR,)))
+            label = f"{server_kind} {size}B"
+            print_row("echo", label, best_of(
+                label, args.repeat,
+                lambda kind: measure(kind, server_kind, size, args)), floor)
+        print_floor(f"floor {size}B", floor)
+    floor = best_of("floor connect", args.repeat,
+                    lambda kind: measure_connects(kind, None, args),
+                    (FLOOR,))[FLOOR]
     for server_kind in ("protocol", "streams"):
-        print_row(f"{server_kind} connect", best_of(
-            args.repeat, lambda kind: measure_connects(kind, server_kind,
-                                                       args)))
-    print_floor("floor connect", best_of(
-        args.repeat, lambda kind: measure_connects(kind, None, args),
-        (FLOOR,)))
+        label = f"{server_kind} connect"
+        print_row("echo", label, best_of(
+            label, args.repeat,
+            lambda kind: measure_connects(kind, server_kind, args)), floor)
+    print_floor("floor connect", floor)
 
 
 if __name__ == "__main__":

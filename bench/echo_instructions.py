@@ -28,6 +28,7 @@ import tempfile
 import time
 
 from echo_bench import LOOPS, build
+from results import progress, record
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHORT, LONG = 4, 12  # seconds of load per run
@@ -76,6 +77,7 @@ def main():
             server_kind, size = case.split(":")
             per = {}
             for kind in LOOPS:
+                progress("echo_instructions.py", f"{case}: {kind}")
                 r1, i1 = callgrind_run(kind, server_kind, size, SHORT,
                                        loadgen, directory)
                 r2, i2 = callgrind_run(kind, server_kind, size, LONG,
@@ -85,6 +87,8 @@ def main():
             label = f"{server_kind} {size}{'' if size == 'connect' else 'B'}"
             print(f"{label:<20}{c:>10,.0f}"
                   f"{a:>10,.0f}{u:>10,.0f}{c / u:>10.2f}x", flush=True)
+            record("instructions", label,
+                   "server user-space instructions per request", per)
 
 
 if __name__ == "__main__":

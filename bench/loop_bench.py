@@ -13,13 +13,17 @@ import subprocess
 import sys
 import time
 
+from results import progress, record
+
 
 def child_runs(script, names, repeat, scale):
     """Runs `script --child NAME KIND` in a fresh process for every name
     and loop, interleaved, repeat rounds; yields (name, kind, the JSON the
     child printed) for each run."""
-    for _ in range(repeat):
+    section = script.rsplit("/", 1)[-1]
+    for i in range(1, repeat + 1):
         for name in names:
+            progress(section, f"round {i}/{repeat}: {name}")
             for kind in LOOPS:
                 out = subprocess.run(
                     [sys.executable, script, "--child", name, kind,
@@ -174,6 +178,8 @@ def main():
         c, a, u = (best[name, k] for k in LOOPS)
         print(f"{name:<22}{c:>12,.0f}{a:>12,.0f}{u:>12,.0f}"
               f"{c / u:>10.2f}x{c / a:>11.2f}x")
+        record("loop", name, "µs per operation",
+               {k: 1e6 / best[name, k] for k in LOOPS})
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import sys
 import time
 
 from loop_bench import LOOPS, child_runs, make_loop
+from results import record
 
 PAYLOAD = os.urandom(1 << 20)
 CONCURRENCY = 4
@@ -81,6 +82,8 @@ def main():
         rates = "/".join(f"{rate[name, k]:.0f}" for k in LOOPS)
         print(f"{name:<29}{c:>10.3f}{a:>10.3f}{u:>10.3f}{c / u:>10.2f}x"
               f"{rates:>22}")
+        record("subprocess", name, "parent CPU ms per child",
+               {k: cpu[name, k] * 1000 for k in LOOPS})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 # the side-by-side benchmark tables (casyncio vs asyncio vs uvloop): loop
 # micro-benchmarks, the parent's CPU time per subprocess, the sender's CPU
 # time per loop.sendfile(), then the echo server's CPU time and user-space
-# instructions per request, plain and (CPU time) over TLS.
+# instructions per request, plain and (CPU time) over TLS. Every row is
+# also written to bench/results/PYTHON.jsonl and drawn in
+# bench/results/PYTHON.png (bench/chart.py), the chart the README shows.
 #
 #   bash bench/run.sh                  # on CPython 3.11
 #   CASYNCIO_PYTHON=3.14 bash bench/run.sh   # 3.12, 3.13, 3.14 likewise
@@ -27,6 +29,11 @@ VENV=${CASYNCIO_BENCH_VENV:-/tmp/casyncio-bench}
 if ! [ -e /usr/include/openssl/ssl.h ] || ! command -v openssl >/dev/null; then
     apt-get update -qq && apt-get install -y -qq libssl-dev openssl
 fi
+RESULTS=$PWD/bench/results/$("$VENV/bin/python" -c \
+    'import sys; print("%d.%d" % sys.version_info[:2])')
+mkdir -p bench/results
+rm -f "$RESULTS.jsonl"
+export CASYNCIO_BENCH_RESULTS=$RESULTS.jsonl
 cd /tmp  # import the installed package, not the checkout
 # Pin to one core so the machine's other core does not blur the ratios.
 taskset -c 0 "$VENV/bin/python" "$OLDPWD/bench/loop_bench.py" "$@"
@@ -41,4 +48,10 @@ taskset -c 0 "$VENV/bin/python" "$OLDPWD/bench/loop_bench.py" "$@"
 command -v valgrind >/dev/null ||
     { apt-get update -qq && apt-get install -y -qq valgrind; }
 "$VENV/bin/python" "$OLDPWD/bench/echo_instructions.py"
-exec "$VENV/bin/python" "$OLDPWD/bench/tls_bench.py"
+"$VENV/bin/python" "$OLDPWD/bench/tls_bench.py"
+"$VENV/bin/python" "$OLDPWD/bench/chart.py" "$RESULTS.jsonl" "$RESULTS.png" \
+    --title "$("$VENV/bin/python" -c 'import platform; print(
+        "Python", platform.python_version(), "on", platform.machine())'), \
+$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), \
+$(nproc) cores, $(date +%F)"
+echo "chart: $RESULTS.png"

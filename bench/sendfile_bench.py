@@ -25,6 +25,7 @@ import sys
 import tempfile
 
 from loop_bench import LOOPS, child_runs, make_loop
+from results import record
 
 CASES = {  # name: (file size, regular file?, calls)
     "16 KiB file, os.sendfile": (16 << 10, True, 4000),
@@ -110,6 +111,8 @@ def main():
         c, a, u = (cpu[name, k] * 1e6 for k in LOOPS)
         print(f"{name:<27}{c:>10.1f}{a:>10.1f}{u:>12.1f}{c / a:>11.2f}x"
               f"{c / u:>10.2f}x")
+        record("sendfile", name, "sender CPU µs per call (uvloop: the "
+               "app's read/write loop)", {k: cpu[name, k] * 1e6 for k in LOOPS})
 
 
 if __name__ == "__main__":

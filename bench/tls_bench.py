@@ -73,11 +73,11 @@ def main():
               f"per handshake for that row; {HEADER}")
         print_columns()
         for server_kind, mode, size in CASES:
-            print_row("handshake" if mode == "handshake"
-                      else f"{server_kind} {size}B", best_of(
-                          args.repeat,
-                          lambda kind: measure(kind, server_kind, mode, size,
-                                               args)))
+            label = ("handshake" if mode == "handshake"
+                     else f"{server_kind} {size}B")
+            print_row("tls", label, best_of(
+                label, args.repeat,
+                lambda kind: measure(kind, server_kind, mode, size, args)))
 
 
 if __name__ == "__main__":
