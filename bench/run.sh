@@ -13,14 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=${CASYNCIO_PYTHON:-3.11}
-if [ -n "${PYTHON:-}" ]; then
-    PY=$PYTHON
-elif [ "$version" = 3.14 ]; then
-    PY=$(bash tools/python314.sh)  # installs one where none is found
-else
-    PY=$(ls -d /root/.pyenv/versions/"$version".* 2>/dev/null | sort -V |
-        tail -n 1)/bin/python$version
-fi
+PY=${PYTHON:-$(bash tools/find_python.sh "$version")}
 VENV=${CASYNCIO_BENCH_VENV:-/tmp/casyncio-bench}
 "$PY" -m venv --clear "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs casyncio into a fresh venv per supported Python and runs every
+# Builds casyncio's wheels (tools/build_wheels.sh, which smoke-tests each),
+# installs each into a fresh venv per supported Python and runs every
 # test: the C core tests, the parity/leak/CLI suite (pytest), CPython's own
 # test_asyncio through the conformance runner, the peers' own suites on
 # one Python, and the parity suite again on an ASan+UBSan build. Ends
@@ -15,15 +16,7 @@ failed=0
 status=0
 
 find_python() {
-    local dir
-    dir=$(ls -d /root/.pyenv/versions/"$1".* 2>/dev/null | sort -V | tail -n 1)
-    if [ -n "$dir" ]; then
-        echo "$dir/bin/python$1"
-    elif [ "$1" = 3.14 ]; then
-        bash "$ROOT/tools/python314.sh"  # installs one where none is found
-    else
-        command -v "python$1"
-    fi
+    bash "$ROOT/tools/find_python.sh" "$1"
 }
 
 # Adds the counts of a closing "N passed, N failed" (pytest's or ours).
@@ -37,11 +30,12 @@ tally() {
 }
 
 step() {  # step NAME CMD...: run, show output, tally its last summary line
-    local name=$1 log="$WORK/$1.log" rc
+    local name=$1 log="$WORK/$1.log" rc started=$SECONDS
     shift
     echo "=== $name"
     "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
+    echo "=== $name took $((SECONDS - started)) s"
     tally "$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -n 1)"
     if [ "$rc" -ne 0 ]; then
         echo "=== $name FAILED (exit $rc)"
@@ -51,15 +45,21 @@ step() {  # step NAME CMD...: run, show output, tally its last summary line
 
 step core-c make -s -C tests/core clean check
 
+# The sdist and a manylinux wheel per Python, each smoke-tested in a venv
+# without a compiler; the suites below then run on those wheels.
+step wheels env CASYNCIO_PYTHONS="$PYTHONS" \
+    bash "$ROOT/tools/build_wheels.sh" "$WORK/dist"
+
 for v in $PYTHONS; do
     py=$(find_python "$v")
-    if [ -z "$py" ]; then
-        echo "=== Python $v not found"; status=1; continue
+    wheel=$(ls "$WORK"/dist/casyncio-*-cp${v/./}-*.whl 2>/dev/null)
+    if [ -z "$py" ] || [ -z "$wheel" ]; then
+        echo "=== Python $v or its wheel not found"; status=1; continue
     fi
     venv="$WORK/venv-$v"
     rm -rf "$venv"
     "$py" -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip &&
-        "$venv/bin/pip" install -q "$ROOT[test]" || {
+        "$venv/bin/pip" install -q "$wheel[test]" || {
         echo "=== install on $v FAILED"; status=1; continue; }
     # From outside the checkout, so the installed package is what runs.
     step "pytest-$v" bash -c "cd '$WORK' && '$venv/bin/python' -m pytest \
@@ -70,13 +70,15 @@ done
 
 # The peers' own suites (uvloop's, anyio's, uvicorn's, aiohttp's) on stdlib
 # and on casyncio, on one Python: tests/peers/run_peers.py.
-py=$(find_python "${CASYNCIO_PEERS_PYTHON:-3.13}")
+v=${CASYNCIO_PEERS_PYTHON:-3.13}
+py=$(find_python "$v")
+wheel=$(ls "$WORK"/dist/casyncio-*-cp${v/./}-*.whl 2>/dev/null || echo "$ROOT")
 venv="$WORK/venv-peers"
 rm -rf "$venv"
 if [ -n "$py" ] && "$py" -m venv "$venv" &&
     "$venv/bin/pip" install -q --upgrade pip &&
     "$venv/bin/pip" install -q -r "$ROOT/tests/peers/requirements.txt" \
-        "$ROOT"; then
+        "$wheel"; then
     step peers bash -c "cd '$WORK' && '$venv/bin/python' \
         '$ROOT/tests/peers/run_peers.py' '$WORK/peers'"
 else
