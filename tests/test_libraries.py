@@ -358,37 +358,47 @@ def test_recipe_gunicorn_uvicorn_worker(recipe_loop, tmp_path):
         assert len(pids) == 2 and proc.pid not in pids
 
 
+AIOHTTP_SERVER = """
+import asyncio, casyncio
+from aiohttp import web
+
+async def handle(request):
+    loop = type(asyncio.get_running_loop())
+    return web.json_response(
+        {{"pid": 0, "loop": f"{{loop.__module__}}.{{loop.__qualname__}}"}})
+
+app = web.Application()
+app.router.add_get("/", handle)
+web.run_app(app, host="127.0.0.1", port={port}, print=None{loop})
+"""
+
+
 def test_recipe_aiohttp_run_app(recipe_loop, tmp_path):
     pytest.importorskip("aiohttp")
     _, factory, loop_class = recipe_loop
     port = free_port()
-    (tmp_path / "server.py").write_text(textwrap.dedent(f"""
-        import asyncio, casyncio
-        from aiohttp import web
-
-        async def handle(request):
-            loop = type(asyncio.get_running_loop())
-            return web.json_response(
-                {{"pid": 0, "loop": f"{{loop.__module__}}.{{loop.__qualname__}}"}})
-
-        app = web.Application()
-        app.router.add_get("/", handle)
-        web.run_app(app, host="127.0.0.1", port={port},
-                    loop={factory}(), print=None)
-    """))
+    (tmp_path / "server.py").write_text(AIOHTTP_SERVER.format(
+        port=port, loop=f", loop={factory}()"))
     with server_process([sys.executable, "server.py"], port, tmp_path):
         assert get_json(port)["loop"] == loop_class
 
 
-def test_recipe_pytest_asyncio_loop_factories_hook(recipe_loop, tmp_path):
-    pytest.importorskip("pytest_asyncio")
-    _, factory, loop_class = recipe_loop
-    (tmp_path / "conftest.py").write_text(textwrap.dedent(f"""
-        import asyncio, casyncio
+def test_recipe_casyncio_run_aiohttp_server(tmp_path):
+    pytest.importorskip("aiohttp")
+    port = free_port()
+    (tmp_path / "server.py").write_text(AIOHTTP_SERVER.format(port=port,
+                                                              loop=""))
+    with server_process([sys.executable, "-m", "casyncio", "run",
+                         "server.py"], port, tmp_path):
+        assert get_json(port)["loop"] == RECIPE_LOOPS["casyncio"][2]
 
-        def pytest_asyncio_loop_factories(config, item):
-            return {{"loop": {factory}}}
-    """))
+
+def run_pytest_asyncio_suite(tmp_path, loop_class, conftest, *launcher):
+    """Runs a one-test suite using pytest-asyncio (an async fixture and an
+    async test, both checking loop_class) with pytest started by
+    launcher, and checks that it passed."""
+    pytest.importorskip("pytest_asyncio")
+    (tmp_path / "conftest.py").write_text(textwrap.dedent(conftest))
     (tmp_path / "test_app.py").write_text(textwrap.dedent(f"""
         import asyncio
         import pytest, pytest_asyncio
@@ -406,11 +416,26 @@ def test_recipe_pytest_asyncio_loop_factories_hook(recipe_loop, tmp_path):
             assert loop_class() == fixture_loop == "{loop_class}"
     """))
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [*launcher, "pytest", "-q", "-p", "no:cacheprovider",
          "-o", "asyncio_default_fixture_loop_scope=function"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
+
+
+def test_recipe_pytest_asyncio_loop_factories_hook(recipe_loop, tmp_path):
+    _, factory, loop_class = recipe_loop
+    run_pytest_asyncio_suite(tmp_path, loop_class, f"""
+        import asyncio, casyncio
+
+        def pytest_asyncio_loop_factories(config, item):
+            return {{"loop": {factory}}}
+    """, sys.executable, "-m")
+
+
+def test_recipe_casyncio_run_module_pytest_with_pytest_asyncio(tmp_path):
+    run_pytest_asyncio_suite(tmp_path, RECIPE_LOOPS["casyncio"][2], "",
+                             sys.executable, "-m", "casyncio", "run", "-m")
 
 
 def class_made_by(loop_factory):
