@@ -101,11 +101,12 @@ def serve_command(*server_args):
     return [sys.executable, sys.argv[0], "--serve", *server_args]
 
 
-def measure_server(server_command, loadgen_args, seconds):
+def measure_server(server_command, loadgen_args, seconds, count=int):
     """Runs the server (an argv that prints its port) on CPU 0 and the
-    load generator (its argv with PORT for the port) on CPU 1; returns the
-    server's CPU µs per unit of work the generator reports, units/s, and
-    the user-space part of those µs."""
+    load generator (its argv, PORT in it for the port) on CPU 1; returns the
+    server's CPU µs per unit of work the generator reports (count reads
+    how many from its output), units/s, and the user-space part of those
+    µs."""
     server = subprocess.Popen(["taskset", "-c", "0", *server_command],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -114,13 +115,13 @@ def measure_server(server_command, loadgen_args, seconds):
         cpu0 = cpu_seconds(server.pid)
         out = subprocess.run(
             ["taskset", "-c", "1",
-             *(port if a == "PORT" else str(a) for a in loadgen_args)],
+             *(str(a).replace("PORT", port) for a in loadgen_args)],
             capture_output=True, text=True, check=True)
         cpu1 = cpu_seconds(server.pid)
     finally:
         server.kill()
         server.wait()
-    done = int(out.stdout)
+    done = count(out.stdout)
     user = (cpu1[0] - cpu0[0]) * 1e6 / done
     return user + (cpu1[1] - cpu0[1]) * 1e6 / done, done / seconds, user
 

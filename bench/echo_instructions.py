@@ -21,6 +21,7 @@ A case is SERVER:SIZE (echo of SIZE-byte messages) or SERVER:connect
     python bench/echo_instructions.py [--cases protocol:1024,streams:connect]
 """
 import argparse
+import collections
 import os
 import subprocess
 import sys
@@ -34,30 +35,66 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHORT, LONG = 4, 12  # seconds of load per run
 
 
-def callgrind_run(kind, server_kind, size, seconds, loadgen, directory):
-    """(requests served, instructions executed) of one server run; size
-    "connect" makes every request a new connection."""
-    out = os.path.join(directory, f"{kind}.{server_kind}.{seconds}")
+def callgrind_server(server_args, load_command, out, count=int):
+    """Runs `python server_args` (a server that prints its port) under
+    callgrind on CPU 0 and load_command (its argv, PORT for the port) on
+    CPU 1; returns the work done (count reads it from the load's output)
+    and the server's self instructions per ELF object."""
     server = subprocess.Popen(
         ["taskset", "-c", "0", "valgrind", "--tool=callgrind",
-         f"--callgrind-out-file={out}", sys.executable,
-         os.path.join(HERE, "echo_bench.py"), "--serve", kind, server_kind],
+         f"--callgrind-out-file={out}", sys.executable, *server_args],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = server.stdout.readline().strip()
         time.sleep(1)
-        load = (["connect", port, "1", "1"] if size == "connect"
-                else ["echo", port, "10", size])
         done = subprocess.run(
-            ["taskset", "-c", "1", loadgen, *load, str(seconds)],
+            ["taskset", "-c", "1",
+             *(str(a).replace("PORT", port) for a in load_command)],
             capture_output=True, text=True, check=True)
     finally:
         server.terminate()
         server.wait()
-    with open(out) as f:
-        totals = [line for line in f if line.startswith(("summary:",
-                                                         "totals:"))]
-    return int(done.stdout), int(totals[-1].split()[1])
+    return count(done.stdout), instructions_by_object(out)
+
+
+def instructions_by_object(path):
+    """{ELF object: self instructions} from a callgrind output file: cost
+    lines add to the object the last "ob=" named, except the line after a
+    "calls=", which is the inclusive cost of a call (counted where the
+    callee's own lines are). Object names are compressed: "(id) name"
+    the first time, in an "ob=" or a "cob=" line, and "(id)" after."""
+    names, per_object = {}, collections.Counter()
+    current, call_cost_next = None, False
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("ob=", "cob=")):
+                ref, _, name = line.split("=", 1)[1].strip().partition(" ")
+                if name:
+                    names[ref] = name
+                if line.startswith("ob="):
+                    current = names.get(ref, ref)
+            elif line.startswith("calls="):
+                call_cost_next = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if call_cost_next:
+                    call_cost_next = False
+                else:
+                    fields = line.split()
+                    per_object[current] += int(fields[1]) \
+                        if len(fields) > 1 else 0
+    return per_object
+
+
+def callgrind_run(kind, server_kind, size, seconds, loadgen, directory):
+    """(requests served, instructions executed) of one echo server run;
+    size "connect" makes every request a new connection."""
+    load = (["connect", "PORT", 1, 1] if size == "connect"
+            else ["echo", "PORT", 10, size])
+    done, per_object = callgrind_server(
+        [os.path.join(HERE, "echo_bench.py"), "--serve", kind, server_kind],
+        [loadgen, *load, seconds],
+        os.path.join(directory, f"{kind}.{server_kind}.{seconds}"))
+    return done, sum(per_object.values())
 
 
 def main():

@@ -3,7 +3,8 @@
 # the side-by-side benchmark tables (casyncio vs asyncio vs uvloop): loop
 # micro-benchmarks, the parent's CPU time per subprocess, the sender's CPU
 # time per loop.sendfile(), then the echo server's CPU time and user-space
-# instructions per request, plain and (CPU time) over TLS. Every row is
+# instructions per request, plain and (CPU time) over TLS, and HTTP
+# servers (uvicorn with httptools, aiohttp) under wrk. Every row is
 # also written to bench/results/PYTHON.jsonl and drawn in
 # bench/results/PYTHON.png (bench/chart.py), the chart the README shows.
 #
@@ -42,6 +43,10 @@ command -v valgrind >/dev/null ||
     { apt-get update -qq && apt-get install -y -qq valgrind; }
 "$VENV/bin/python" "$OLDPWD/bench/echo_instructions.py"
 "$VENV/bin/python" "$OLDPWD/bench/tls_bench.py"
+# HTTP servers under wrk (Debian's package), then under callgrind.
+command -v wrk >/dev/null ||
+    { apt-get update -qq && apt-get install -y -qq wrk; }
+"$VENV/bin/python" "$OLDPWD/bench/http_bench.py"
 "$VENV/bin/python" "$OLDPWD/bench/chart.py" "$RESULTS.jsonl" "$RESULTS.png" \
     --title "$("$VENV/bin/python" -c 'import platform; print(
         "Python", platform.python_version(), "on", platform.machine())'), \
