@@ -15,6 +15,27 @@ LOOPS = {
 }
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--casyncio-only", action="store_true",
+        help="run only the casyncio side of the parity tests (the sanitizer "
+             "run: the stdlib side executes none of casyncio's C)")
+
+
+def on_stdlib_side(item):
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "stdlib" in callspec.id.split("-")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--casyncio-only"):
+        return
+    stdlib_side = [item for item in items if on_stdlib_side(item)]
+    if stdlib_side:
+        config.hook.pytest_deselected(items=stdlib_side)
+        items[:] = [item for item in items if not on_stdlib_side(item)]
+
+
 @pytest.fixture(params=[(kind, debug) for kind in LOOPS
                         for debug in (False, True)],
                 ids=lambda p: f"{p[0]}{'-debug' if p[1] else ''}")
