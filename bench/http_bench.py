@@ -64,6 +64,7 @@ def serve(kind, server):
                          socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(1000)  # connections made before the server accepts wait
     port = sock.getsockname()[1]
     if server == "uvicorn":
         import uvicorn

@@ -4,8 +4,7 @@
 # test: the C core tests, the parity/leak/CLI suite (pytest), CPython's own
 # test_asyncio through the conformance runner, the peers' own suites on
 # one Python, and the casyncio side of the parity suite again on an
-# ASan+UBSan build. Ends
-# with one "total: N passed, N failed" line.
+# ASan+UBSan build. Ends with one "total: N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
