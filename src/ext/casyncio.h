@@ -125,6 +125,15 @@ typedef struct {
     PyObject *str_datagram_received;
 
     PyObject *names[CIO_NAME_COUNT];  /* see CIO_NAMES */
+    /* streams.c: stdlib's StreamReader and StreamReaderProtocol, their
+     * subclasses with C methods, what those use */
+    PyTypeObject *stream_reader_type, *stream_protocol_type;
+    PyTypeObject *c_stream_reader_type, *c_stream_protocol_type;
+    PyObject *incomplete_read_error, *limit_overrun_error;
+    PyObject *stream_names, *stream_newline;
+    PyObject *stream_reader_originals, *stream_protocol_originals;
+    unsigned int stream_reader_version, stream_protocol_version;
+    int python_optimized;             /* sys.flags.optimize */
     PyObject *af_inet, *af_inet6;     /* socket's constants, as stdlib */
     PyObject *af_unix, *sock_stream;  /* passes them (loop_connect.c) */
     PyObject *ipproto_tcp;
@@ -298,6 +307,9 @@ HandleObject *cio_handle_new(LoopObject *loop, PyTypeObject *type,
 int cio_handle_run(HandleObject *h);
 /* module.attr (dotted attribute names followed); a new reference. */
 PyObject *cio_import_attr(const char *module_name, const char *attr);
+/* A tuple of the names, interned; of obj's attributes of those names. */
+PyObject *cio_tuple_of_names(const char *const *names, int n);
+PyObject *cio_tuple_of_attrs(PyObject *obj, const char *const *names, int n);
 #if PY_VERSION_HEX >= 0x030E0000
 HandleObject *cio_handle_new_py_runner(LoopObject *loop, PyObject *py_handle);
 #endif
@@ -399,6 +411,13 @@ PyObject *cio_acceptor_accept(cio_state *st,
 /* tls_records.c: casyncio's SSLProtocol, stdlib's with its record path in
  * C (st->ssl_protocol_type) */
 int cio_tls_records_init(PyObject *module, cio_state *st);
+
+/* streams.c: C paths for asyncio streams */
+int cio_streams_init(PyObject *module, cio_state *st);
+/* Switches a protocol that is exactly a StreamReaderProtocol, and its
+ * StreamReader, to the subclasses with C methods; anything else is left
+ * alone. */
+int cio_streams_adopt(cio_state *st, PyObject *protocol);
 
 /* coro.c: the coroutine protocol of the awaitables written in C */
 /* A finished send as send() and __next__() report it: the yielded object,

@@ -374,6 +374,38 @@ intern_names(cio_state *st)
     return 0;
 }
 
+PyObject *
+cio_tuple_of_names(const char *const *names, int n)
+{
+    PyObject *t = PyTuple_New(n);
+
+    for (int i = 0; t != NULL && i < n; i++) {
+        PyObject *name = PyUnicode_InternFromString(names[i]);
+        if (name == NULL) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, name);
+    }
+    return t;
+}
+
+PyObject *
+cio_tuple_of_attrs(PyObject *obj, const char *const *names, int n)
+{
+    PyObject *t = PyTuple_New(n);
+
+    for (int i = 0; t != NULL && i < n; i++) {
+        PyObject *v = PyObject_GetAttrString(obj, names[i]);
+        if (v == NULL) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
 #define IMPORT(field, mod, attr)                                            \
     do {                                                                    \
         st->field = cio_import_attr(mod, attr);                                 \
@@ -520,6 +552,7 @@ casyncio_exec(PyObject *module)
     int rc;
 
     if (state_import(st) < 0 || cio_tls_records_init(module, st) < 0 ||
+        cio_streams_init(module, st) < 0 ||
         cio_fork_hook_install(st) < 0) {
         return -1;
     }
@@ -630,7 +663,11 @@ casyncio_exec(PyObject *module)
     X(sock_stream) X(ipproto_tcp) X(cancelled_error) X(step_coro_type)      \
     X(server_type) X(base_events_module) X(unix_events_module) X(tasks_module) X(futures_module)             \
     X(sendfile_mode_unsupported) X(sendfile_mode_try_native)                \
-    X(constants_module) X(sendfile_fallback_protocol_type) X(race_type)
+    X(constants_module) X(sendfile_fallback_protocol_type) X(race_type)    \
+    X(stream_reader_type) X(stream_protocol_type) X(c_stream_reader_type)   \
+    X(c_stream_protocol_type) X(incomplete_read_error)                      \
+    X(limit_overrun_error) X(stream_names) X(stream_newline)                \
+    X(stream_reader_originals) X(stream_protocol_originals)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

@@ -648,38 +648,6 @@ static PyMethodDef tls_methods[] = {
 
 /* ---- set-up ------------------------------------------------------------- */
 
-static PyObject *
-tuple_of_names(const char *const *names, int n)
-{
-    PyObject *t = PyTuple_New(n);
-
-    for (int i = 0; t != NULL && i < n; i++) {
-        PyObject *name = PyUnicode_InternFromString(names[i]);
-        if (name == NULL) {
-            Py_CLEAR(t);
-            break;
-        }
-        PyTuple_SET_ITEM(t, i, name);
-    }
-    return t;
-}
-
-static PyObject *
-tuple_of_attrs(PyObject *obj, const char *const *names, int n)
-{
-    PyObject *t = PyTuple_New(n);
-
-    for (int i = 0; t != NULL && i < n; i++) {
-        PyObject *v = PyObject_GetAttrString(obj, names[i]);
-        if (v == NULL) {
-            Py_CLEAR(t);
-            break;
-        }
-        PyTuple_SET_ITEM(t, i, v);
-    }
-    return t;
-}
-
 /* What the C methods need from sslproto and asyncio.constants. */
 static int
 import_record_path(cio_state *st, PyObject *sslproto)
@@ -691,9 +659,9 @@ import_record_path(cio_state *st, PyObject *sslproto)
                                     : NULL;
 
     st->ssl_again_errors = PyObject_GetAttrString(sslproto, "SSLAgainErrors");
-    st->tls_states = states ? tuple_of_attrs(states, state_names, N_STATES)
+    st->tls_states = states ? cio_tuple_of_attrs(states, state_names, N_STATES)
                             : NULL;
-    st->tls_names = tuple_of_names(tls_names, N_NAMES);
+    st->tls_names = cio_tuple_of_names(tls_names, N_NAMES);
     st->str_ssl_fatal_error =
         PyUnicode_InternFromString("Fatal error on SSL protocol");
     st->str_ssl_closed = PyUnicode_InternFromString("SSL connection is closed");

@@ -779,7 +779,7 @@ set_protocol(SocketTransportObject *self, PyObject *protocol)
     int buffered = PyObject_IsInstance(
         protocol, transport_state(self)->buffered_protocol_type);
 
-    if (buffered < 0) {
+    if (buffered < 0 || cio_streams_adopt(transport_state(self), protocol) < 0) {
         return -1;
     }
     self->buffered = (char)buffered;
