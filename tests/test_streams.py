@@ -232,10 +232,17 @@ def test_read_side_flow_control_pauses_and_resumes_the_transport(loop):
         (True, False), (True, False), (False, True)]
 
 
-def test_drain_waits_under_write_flow_control_and_sees_connection_loss(loop):
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_drain_waits_under_write_flow_control_and_sees_connection_loss(
+        loop, side):
+    """Over a client's writer (stdlib's class) and a server's (adopted on
+    casyncio)."""
     async def main():
         pair = await stream_pair()
-        reader, writer, server_reader, server_writer, _ = pair
+        if side == "client":
+            _, writer, peer_reader, _, _ = pair
+        else:
+            peer_reader, _, _, writer, _ = pair
         writer.transport.set_write_buffer_limits(high=1024)
         writer.write(b"z" * (4 * 1024 * 1024))
         drain = asyncio.ensure_future(writer.drain())
@@ -243,7 +250,7 @@ def test_drain_waits_under_write_flow_control_and_sees_connection_loss(loop):
         pending = not drain.done()
         received = 0
         while received < 4 * 1024 * 1024:
-            received += len(await server_reader.read(1 << 20))
+            received += len(await peer_reader.read(1 << 20))
         await drain
         writer.transport.abort()
         try:
@@ -256,6 +263,22 @@ def test_drain_waits_under_write_flow_control_and_sees_connection_loss(loop):
 
     assert loop.run_until_complete(main()) == (
         True, 4 * 1024 * 1024, "Connection lost")
+
+
+def test_drain_raises_the_readers_exception(loop):
+    async def main():
+        pair = await stream_pair()
+        _, _, server_reader, server_writer, _ = pair
+        server_reader.set_exception(OSError("reader failed"))
+        try:
+            await server_writer.drain()
+            outcome = None
+        except OSError as e:
+            outcome = str(e)
+        await close_pair(pair)
+        return outcome
+
+    assert loop.run_until_complete(main()) == "reader failed"
 
 
 @pytest.mark.skipif(sys.version_info < (3, 13),
@@ -286,6 +309,10 @@ def test_a_connection_takes_the_c_path_on_casyncio_only(loop):
                   isinstance(r, asyncio.StreamReader),
                   type(r).__name__, repr(r).split()[0])
                  for r in (reader, server_reader)]
+        kinds += [(type(w) is asyncio.StreamWriter,
+                   isinstance(w, asyncio.StreamWriter), type(w).__name__,
+                   repr(w).split()[0])
+                  for w in (writer, pair[3])]
         protocol = writer._protocol
         kinds.append((type(protocol) is asyncio.StreamReaderProtocol,
                       isinstance(protocol, asyncio.StreamReaderProtocol),
@@ -299,6 +326,10 @@ def test_a_connection_takes_the_c_path_on_casyncio_only(loop):
     assert kinds == [
         (exact, True, "StreamReader", "<StreamReader"),
         (exact, True, "StreamReader", "<StreamReader"),
+        # A client's writer is made by open_connection(), out of the
+        # loop's sight: it stays stdlib's.
+        (True, True, "StreamWriter", "<StreamWriter"),
+        (exact, True, "StreamWriter", "<StreamWriter"),
         (exact, True, "StreamReaderProtocol",
          "<asyncio.streams.StreamReaderProtocol")]
 
@@ -312,6 +343,12 @@ def test_subclasses_and_replaced_methods_keep_the_python_path(
 
     fed = []
     read_calls = []
+    drains = []
+    original_drain = asyncio.StreamWriter.drain
+
+    async def counted_drain(self):
+        drains.append(type(self).__name__)
+        await original_drain(self)
     original_read = asyncio.StreamReader.read
 
     async def counted_read(self, n=-1):
@@ -320,7 +357,7 @@ def test_subclasses_and_replaced_methods_keep_the_python_path(
 
     async def main():
         server = await asyncio.start_server(
-            lambda r, w: (w.write(b"hello"), w.write_eof()),
+            lambda r, w: (w.write(b"hello"), w.close()),
             "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
@@ -334,6 +371,21 @@ def test_subclasses_and_replaced_methods_keep_the_python_path(
         monkeypatch.setattr(asyncio.StreamReader, "read", counted_read)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         patched_read = await reader.read(100)
+        monkeypatch.undo()
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+        async def drain_once(r, w):
+            await w.drain()
+            w.close()
+
+        monkeypatch.setattr(asyncio.StreamWriter, "drain", counted_drain)
+        server = await asyncio.start_server(drain_once, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.read()
         writer.close()
         await writer.wait_closed()
         monkeypatch.undo()
@@ -344,6 +396,7 @@ def test_subclasses_and_replaced_methods_keep_the_python_path(
     assert loop.run_until_complete(main()) == (b"hello", True, b"hello")
     assert sum(fed) == 5
     assert read_calls == [100]
+    assert drains == ["StreamWriter"]
 
 
 def test_unawaited_read_warns_as_a_coroutine(loop, recwarn):

@@ -125,14 +125,19 @@ typedef struct {
     PyObject *str_datagram_received;
 
     PyObject *names[CIO_NAME_COUNT];  /* see CIO_NAMES */
-    /* streams.c: stdlib's StreamReader and StreamReaderProtocol, their
+    /* streams.c: stdlib's StreamReader, StreamReaderProtocol and
+     * StreamWriter, their
      * subclasses with C methods, what those use */
     PyTypeObject *stream_reader_type, *stream_protocol_type;
+    PyTypeObject *stream_writer_type;
     PyTypeObject *c_stream_reader_type, *c_stream_protocol_type;
+    PyTypeObject *c_stream_writer_type;
     PyObject *incomplete_read_error, *limit_overrun_error;
-    PyObject *stream_names, *stream_newline;
+    PyObject *stream_names, *stream_newline, *stream_adopt_writer;
     PyObject *stream_reader_originals, *stream_protocol_originals;
+    PyObject *stream_writer_originals;
     unsigned int stream_reader_version, stream_protocol_version;
+    unsigned int stream_writer_version;
     int python_optimized;             /* sys.flags.optimize */
     PyObject *af_inet, *af_inet6;     /* socket's constants, as stdlib */
     PyObject *af_unix, *sock_stream;  /* passes them (loop_connect.c) */

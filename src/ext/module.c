@@ -667,7 +667,9 @@ casyncio_exec(PyObject *module)
     X(stream_reader_type) X(stream_protocol_type) X(c_stream_reader_type)   \
     X(c_stream_protocol_type) X(incomplete_read_error)                      \
     X(limit_overrun_error) X(stream_names) X(stream_newline)                \
-    X(stream_reader_originals) X(stream_protocol_originals)
+    X(stream_reader_originals) X(stream_protocol_originals)                \
+    X(stream_writer_type) X(c_stream_writer_type) X(stream_adopt_writer)   \
+    X(stream_writer_originals)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

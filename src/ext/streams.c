@@ -1,28 +1,33 @@
-/* asyncio streams on casyncio's transports, their per-read paths in C.
+/* asyncio streams on casyncio's transports, their per-read and per-write
+ * paths in C.
  *
  * asyncio.start_server() and open_connection() build, in Python and for
  * any loop, a StreamReaderProtocol around a StreamReader. When one of the
  * loop's stream transports is given a protocol whose class is exactly
  * stdlib's StreamReaderProtocol, cio_streams_adopt() switches its
  * __class__, and its reader's if that is exactly a StreamReader, to the
- * subclasses made here. They add no state: their C methods read and write
- * the instance attributes stdlib's Python methods use (_buffer, _waiter,
- * _eof, _paused, ...), so the methods left to Python see the state they
+ * subclasses made here; a server's StreamWriter is switched in the same
+ * way when connection_made() hands it to the client_connected_cb. The
+ * subclasses add no state: their C methods read and write the instance
+ * attributes stdlib's Python methods use (_buffer, _waiter, _eof,
+ * _paused, ...), so the methods left to Python see the state they
  * expect, isinstance() against stdlib's classes holds, and the classes
  * are named as stdlib's (module asyncio.streams), so reprs are unchanged.
  *
- * In C: StreamReaderProtocol.data_received and _drain_helper, and
+ * In C: StreamReaderProtocol.data_received and _drain_helper;
  * StreamReader.feed_data, read(n >= 0), readexactly(n >= 0), readline()
  * and readuntil(bytes), each the same code as stdlib's, with the waits of
  * _wait_for_data() and the steps of _wakeup_waiter() and
- * _maybe_resume_transport() inlined. Other arguments (read(-1), a tuple
- * of separators, keywords) call stdlib's method.
+ * _maybe_resume_transport() inlined; StreamWriter.write and drain. Other
+ * arguments (read(-1), a tuple of separators, keywords) call stdlib's
+ * method.
  *
  * Kept on the Python path: instances of subclasses (only the exact
- * classes are adopted), and every new connection once a program replaced
- * one of the methods above (or _stream_reader) on stdlib's classes; the
- * check costs a comparison of the classes' type version tags per
- * connection. */
+ * classes are adopted), a client's StreamWriter (open_connection() makes
+ * it after the transport, out of the loop's sight), and every new
+ * connection once a program replaced one of the methods above (or
+ * _stream_reader) on stdlib's classes; the check costs a comparison of
+ * the classes' type version tags per connection. */
 #include "casyncio.h"
 
 /* Attribute and method names, interned once into st->stream_names. */
@@ -31,7 +36,8 @@ typedef enum {
     N_LOOP, N_READER_WR, N_CONNECTION_LOST, N_DRAIN_WAITERS, N_CREATE_FUTURE,
     N_SET_RESULT, N_CANCELLED, N_PAUSE_READING, N_RESUME_READING, N_APPEND,
     N_REMOVE, N_FEED_DATA, N_EXTEND, N_CLASS, N_PARTIAL, N_CONSUMED,
-    N_NAMES
+    N_READER, N_PROTOCOL, N_WRITE, N_IS_CLOSING, N_EXCEPTION_METHOD,
+    N_DRAIN_HELPER, N_CLIENT_CONNECTED_CB, N_NAMES
 } stream_name_t;
 
 static const char *const stream_names[N_NAMES] = {
@@ -39,7 +45,9 @@ static const char *const stream_names[N_NAMES] = {
     "_transport", "_loop", "_stream_reader_wr", "_connection_lost",
     "_drain_waiters", "create_future", "set_result", "cancelled",
     "pause_reading", "resume_reading", "append", "remove", "feed_data",
-    "extend", "__class__", "partial", "consumed"};
+    "extend", "__class__", "partial", "consumed", "_reader", "_protocol",
+    "write", "is_closing", "exception", "_drain_helper",
+    "_client_connected_cb"};
 
 /* What the subclasses replace or inline, per class: stdlib's objects are
  * kept (st->stream_reader_originals, st->stream_protocol_originals) both
@@ -47,33 +55,58 @@ static const char *const stream_names[N_NAMES] = {
  * replacement. */
 typedef enum {
     R_FEED_DATA, R_READ, R_READEXACTLY, R_READLINE, R_READUNTIL,
-    R_WAIT_FOR_DATA, R_WAKEUP_WAITER, R_MAYBE_RESUME_TRANSPORT, N_READER
+    R_WAIT_FOR_DATA, R_WAKEUP_WAITER, R_MAYBE_RESUME_TRANSPORT, R_COUNT
 } reader_original_t;
 
-static const char *const reader_originals[N_READER] = {
+static const char *const reader_originals[R_COUNT] = {
     "feed_data", "read", "readexactly", "readline", "readuntil",
     "_wait_for_data", "_wakeup_waiter", "_maybe_resume_transport"};
 
 typedef enum {
-    P_DATA_RECEIVED, P_DRAIN_HELPER, P_STREAM_READER, N_PROTOCOL
+    P_DATA_RECEIVED, P_DRAIN_HELPER, P_STREAM_READER, P_COUNT
 } protocol_original_t;
 
-static const char *const protocol_originals[N_PROTOCOL] = {
+static const char *const protocol_originals[P_COUNT] = {
     "data_received", "_drain_helper", "_stream_reader"};
+
+typedef enum { W_WRITE, W_DRAIN, W_COUNT } writer_original_t;
+
+static const char *const writer_originals[W_COUNT] = {"write", "drain"};
 
 #define NAME(st, n) PyTuple_GET_ITEM((st)->stream_names, (n))
 #define READER_ORIGINAL(st, i) \
     PyTuple_GET_ITEM((st)->stream_reader_originals, (i))
 
+/* The instance attributes are read and written in the instance's
+ * __dict__ directly: the classes define no descriptor of these names,
+ * and a generic getattr would first look each name up in the type. A
+ * name not in the dict is looked up as Python would (which raises
+ * AttributeError as stdlib's code would). */
 static inline PyObject *
 get(cio_state *st, PyObject *obj, stream_name_t name)
 {
+    PyObject **dict = _PyObject_GetDictPtr(obj), *value;
+
+    if (dict != NULL && *dict != NULL) {
+        value = PyDict_GetItemWithError(*dict, NAME(st, name));
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
     return PyObject_GetAttr(obj, NAME(st, name));
 }
 
 static inline int
 set(cio_state *st, PyObject *obj, stream_name_t name, PyObject *value)
 {
+    PyObject **dict = _PyObject_GetDictPtr(obj);
+
+    if (dict != NULL && *dict != NULL) {
+        return PyDict_SetItem(*dict, NAME(st, name), value);
+    }
     return PyObject_SetAttr(obj, NAME(st, name), value);
 }
 
@@ -909,66 +942,227 @@ static PyMethodDef protocol_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* ---- StreamWriter ------------------------------------------------------ */
+
+STREAM_METHOD(writer_write)
+{
+    cio_state *st = PyType_GetModuleState(cls);
+    PyObject *transport, *res, *call[2];
+
+    if (kwnames != NULL || nargs != 1) {
+        return call_original(
+            PyTuple_GET_ITEM(st->stream_writer_originals, W_WRITE), self,
+            args, nargs, kwnames);
+    }
+    transport = get(st, self, N_TRANSPORT);
+    if (transport == NULL) {
+        return NULL;
+    }
+    call[0] = transport;
+    call[1] = args[0];
+    res = PyObject_VectorcallMethod(NAME(st, N_WRITE), call,
+                                    2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(transport);
+    return res;
+}
+
+/* reader.exception(), read off an adopted reader directly. */
+static PyObject *
+reader_exception(cio_state *st, PyObject *reader)
+{
+    if (Py_TYPE(reader) == st->c_stream_reader_type) {
+        return get(st, reader, N_EXCEPTION);
+    }
+    return PyObject_CallMethodNoArgs(reader, NAME(st, N_EXCEPTION_METHOD));
+}
+
+/* StreamWriter.drain: state 0 at the start, 1 after the sleep(0) of a
+ * closing transport, 2 awaiting the protocol's _drain_helper(). */
+static cio_step_t
+drain_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
+{
+    cio_state *st = PyType_GetModuleState(Py_TYPE(coro));
+    PyObject *self = coro->vars[0], *reader, *exc, *transport, *closing;
+    PyObject *protocol;
+    int is_closing;
+
+    if (coro->state == 2) {
+        if (value == NULL) {
+            return CIO_STEP_ERROR;
+        }
+        *out = Py_NewRef(Py_None);
+        return CIO_STEP_RETURN;
+    }
+    if (coro->state == 0) {
+        reader = get(st, self, N_READER);
+        if (reader == NULL) {
+            return CIO_STEP_ERROR;
+        }
+        exc = reader == Py_None ? Py_NewRef(Py_None)
+                                : reader_exception(st, reader);
+        Py_DECREF(reader);
+        if (exc == NULL) {
+            return CIO_STEP_ERROR;
+        }
+        if (exc != Py_None) {
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+            return CIO_STEP_ERROR;
+        }
+        Py_DECREF(exc);
+        transport = get(st, self, N_TRANSPORT);
+        closing = transport ? PyObject_CallMethodNoArgs(
+                                  transport, NAME(st, N_IS_CLOSING))
+                            : NULL;
+        Py_XDECREF(transport);
+        is_closing = closing ? PyObject_IsTrue(closing) : -1;
+        Py_XDECREF(closing);
+        if (is_closing < 0) {
+            return CIO_STEP_ERROR;
+        }
+        if (is_closing) {
+            /* await sleep(0): connection_lost() may run meanwhile */
+            coro->state = 1;
+            *out = Py_NewRef(Py_None);
+            return CIO_STEP_YIELD;
+        }
+    }
+    else if (value == NULL) {  /* thrown in at the sleep(0) */
+        return CIO_STEP_ERROR;
+    }
+    protocol = get(st, self, N_PROTOCOL);
+    *out = protocol ? PyObject_CallMethodNoArgs(protocol,
+                                                NAME(st, N_DRAIN_HELPER))
+                    : NULL;
+    Py_XDECREF(protocol);
+    coro->state = 2;
+    return *out ? CIO_STEP_AWAIT : CIO_STEP_ERROR;
+}
+
+STREAM_METHOD(writer_drain)
+{
+    cio_state *st = PyType_GetModuleState(cls);
+    CioStepCoroObject *coro;
+
+    if (kwnames != NULL || nargs != 0) {
+        return call_original(
+            PyTuple_GET_ITEM(st->stream_writer_originals, W_DRAIN), self,
+            args, nargs, kwnames);
+    }
+    coro = cio_step_coro_new(st, "StreamWriter.drain", drain_step);
+    if (coro != NULL) {
+        coro->vars[0] = Py_NewRef(self);
+    }
+    return (PyObject *)coro;
+}
+
+static PyMethodDef writer_methods[] = {
+    STREAM_DEF("write", writer_write, NULL),
+    STREAM_DEF("drain", writer_drain, NULL),
+    {NULL, NULL, 0, NULL},
+};
+
 /* ---- adoption ---------------------------------------------------------- */
 
-/* Whether stdlib's classes still have the methods the subclasses replace
- * or inline: a look at each when a class's version tag moved (its dict,
- * or a base's, changed), then the tags are remembered. */
+/* Whether stdlib's class still has the methods its subclass replaces or
+ * inlines: a look at each when the class's version tag moved (its dict,
+ * or a base's, changed), then the tag is remembered. */
 static int
-classes_unchanged(cio_state *st)
+class_unchanged(PyTypeObject *cls, PyObject *originals,
+                const char *const *names, unsigned int *version)
 {
-    PyTypeObject *reader = st->stream_reader_type;
-    PyTypeObject *protocol = st->stream_protocol_type;
     PyObject *v;
 
-    if (reader->tp_version_tag != 0 &&
-        reader->tp_version_tag == st->stream_reader_version &&
-        protocol->tp_version_tag == st->stream_protocol_version) {
+    if (cls->tp_version_tag != 0 && cls->tp_version_tag == *version) {
         return 1;
     }
-    for (int i = 0; i < N_READER; i++) {
-        v = PyObject_GetAttrString((PyObject *)reader, reader_originals[i]);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(originals); i++) {
+        v = PyObject_GetAttrString((PyObject *)cls, names[i]);
         Py_XDECREF(v);
-        if (v != PyTuple_GET_ITEM(st->stream_reader_originals, i)) {
+        if (v != PyTuple_GET_ITEM(originals, i)) {
             PyErr_Clear();
             return 0;
         }
     }
-    for (int i = 0; i < N_PROTOCOL; i++) {
-        v = PyObject_GetAttrString((PyObject *)protocol,
-                                   protocol_originals[i]);
-        Py_XDECREF(v);
-        if (v != PyTuple_GET_ITEM(st->stream_protocol_originals, i)) {
-            PyErr_Clear();
-            return 0;
-        }
-    }
-    st->stream_reader_version = reader->tp_version_tag;
-    st->stream_protocol_version = protocol->tp_version_tag;
+    *version = cls->tp_version_tag;
     return 1;
 }
+
+/* obj.__class__ = type when type(obj) is exactly stdlib's class and that
+ * class is unchanged. */
+static int
+adopt(cio_state *st, PyObject *obj, PyTypeObject *cls, PyObject *originals,
+      const char *const *names, unsigned int *version, PyTypeObject *type)
+{
+    if (Py_TYPE(obj) != cls ||
+        !class_unchanged(cls, originals, names, version)) {
+        return 0;
+    }
+    return PyObject_SetAttr(obj, NAME(st, N_CLASS), (PyObject *)type);
+}
+
+/* What a server's protocol calls in place of its client_connected_cb:
+ * the StreamWriter connection_made() just made is adopted, then the
+ * callback gets its (reader, writer) and its result is returned. */
+static PyObject *
+adopt_writer_and_call(PyObject *module, PyObject *const *args,
+                      Py_ssize_t nargs)
+{
+    cio_state *st = PyModule_GetState(module);
+
+    if (nargs == 3 &&
+        adopt(st, args[2], st->stream_writer_type,
+              st->stream_writer_originals, writer_originals,
+              &st->stream_writer_version, st->c_stream_writer_type) < 0) {
+        return NULL;
+    }
+    return PyObject_Vectorcall(args[0], args + 1, nargs - 1, NULL);
+}
+
+static PyMethodDef adopt_writer_def = {
+    "adopt_writer_and_call", (PyCFunction)(void (*)(void))adopt_writer_and_call,
+    METH_FASTCALL, NULL};
 
 int
 cio_streams_adopt(cio_state *st, PyObject *protocol)
 {
-    PyObject *reader;
-    int rc = 0;
+    PyObject *reader, *callback, *wrapper;
+    int rc;
 
-    if (Py_TYPE(protocol) != st->stream_protocol_type ||
-        !classes_unchanged(st)) {
+    if (Py_TYPE(protocol) != st->stream_protocol_type) {
+        return 0;  /* the common case, decided at once */
+    }
+    if (!class_unchanged(st->stream_reader_type, st->stream_reader_originals,
+                         reader_originals, &st->stream_reader_version)) {
         return 0;
     }
-    if (set(st, protocol, N_CLASS, (PyObject *)st->c_stream_protocol_type) < 0) {
-        return -1;
+    rc = adopt(st, protocol, st->stream_protocol_type,
+               st->stream_protocol_originals, protocol_originals,
+               &st->stream_protocol_version, st->c_stream_protocol_type);
+    if (rc < 0 || Py_TYPE(protocol) != st->c_stream_protocol_type) {
+        return rc;
     }
     reader = stream_reader(st, protocol);
     if (reader == NULL) {
         return -1;
     }
-    if (Py_TYPE(reader) == st->stream_reader_type) {
-        rc = set(st, reader, N_CLASS, (PyObject *)st->c_stream_reader_type);
-    }
+    rc = adopt(st, reader, st->stream_reader_type, st->stream_reader_originals,
+               reader_originals, &st->stream_reader_version,
+               st->c_stream_reader_type);
     Py_DECREF(reader);
+    /* A server's writer is made in connection_made() and handed to the
+     * callback: the callback is wrapped to adopt it there. A client's is
+     * made by open_connection() after the transport, and stays stdlib's. */
+    callback = rc < 0 ? NULL : get(st, protocol, N_CLIENT_CONNECTED_CB);
+    if (callback == NULL || callback == Py_None) {
+        Py_XDECREF(callback);
+        return callback ? 0 : -1;
+    }
+    wrapper = PyObject_CallFunctionObjArgs(st->partial, st->stream_adopt_writer,
+                                           callback, NULL);
+    Py_DECREF(callback);
+    rc = wrapper ? set(st, protocol, N_CLIENT_CONNECTED_CB, wrapper) : -1;
+    Py_XDECREF(wrapper);
     return rc;
 }
 
@@ -1003,6 +1197,10 @@ cio_streams_init(PyObject *module, cio_state *st)
         "asyncio.streams", "StreamReader");
     st->stream_protocol_type = (PyTypeObject *)cio_import_attr(
         "asyncio.streams", "StreamReaderProtocol");
+    st->stream_writer_type = (PyTypeObject *)cio_import_attr(
+        "asyncio.streams", "StreamWriter");
+    st->stream_adopt_writer = PyCFunction_NewEx(&adopt_writer_def, module,
+                                                NULL);
     st->incomplete_read_error = cio_import_attr("asyncio.exceptions",
                                                 "IncompleteReadError");
     st->limit_overrun_error = cio_import_attr("asyncio.exceptions",
@@ -1010,15 +1208,19 @@ cio_streams_init(PyObject *module, cio_state *st)
     st->stream_names = cio_tuple_of_names(stream_names, N_NAMES);
     st->stream_newline = PyBytes_FromStringAndSize("\n", 1);
     if (!st->stream_reader_type || !st->stream_protocol_type ||
+        !st->stream_writer_type || !st->stream_adopt_writer ||
         !st->incomplete_read_error || !st->limit_overrun_error ||
         !st->stream_names || !st->stream_newline) {
         return -1;
     }
     st->stream_reader_originals = cio_tuple_of_attrs(
-        (PyObject *)st->stream_reader_type, reader_originals, N_READER);
+        (PyObject *)st->stream_reader_type, reader_originals, R_COUNT);
     st->stream_protocol_originals = cio_tuple_of_attrs(
-        (PyObject *)st->stream_protocol_type, protocol_originals, N_PROTOCOL);
-    if (!st->stream_reader_originals || !st->stream_protocol_originals) {
+        (PyObject *)st->stream_protocol_type, protocol_originals, P_COUNT);
+    st->stream_writer_originals = cio_tuple_of_attrs(
+        (PyObject *)st->stream_writer_type, writer_originals, W_COUNT);
+    if (!st->stream_reader_originals || !st->stream_protocol_originals ||
+        !st->stream_writer_originals) {
         return -1;
     }
     st->c_stream_reader_type = make_subclass(
@@ -1027,7 +1229,11 @@ cio_streams_init(PyObject *module, cio_state *st)
     st->c_stream_protocol_type = make_subclass(
         module, "asyncio.streams.StreamReaderProtocol",
         st->stream_protocol_type, protocol_methods);
-    if (!st->c_stream_reader_type || !st->c_stream_protocol_type) {
+    st->c_stream_writer_type = make_subclass(
+        module, "asyncio.streams.StreamWriter", st->stream_writer_type,
+        writer_methods);
+    if (!st->c_stream_reader_type || !st->c_stream_protocol_type ||
+        !st->c_stream_writer_type) {
         return -1;
     }
     /* feed_data's assert, off under -O as stdlib's is */
