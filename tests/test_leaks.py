@@ -205,6 +205,73 @@ def test_connect_echo_close_cycles_keep_memory_and_fds_flat():
 
 
 
+def test_stream_c_paths_keep_objects_flat():
+    """Every C path of the adopted streams (src/ext/streams.c), success and
+    error alike, run per connection: readline, readuntil, readexactly,
+    read, write, drain, LimitOverrunError and readline's ValueError,
+    IncompleteReadError, a cancelled read, an exception set on the
+    reader. The GC-tracked objects, fds and RSS stay flat."""
+    async def serve(reader, writer):
+        assert type(reader) is not asyncio.StreamReader  # the C path
+        line = await reader.readline()
+        part = await reader.readuntil(b"|")
+        exact = await reader.readexactly(3)
+        writer.write(line + part + exact)
+        await writer.drain()
+        try:
+            await reader.readline()  # longer than the limit
+        except ValueError:
+            pass
+        try:
+            await reader.readuntil(b"!")
+        except asyncio.LimitOverrunError:
+            pass
+        pending = asyncio.ensure_future(reader.read(10))
+        await asyncio.sleep(0)
+        pending.cancel()
+        try:
+            await pending
+        except asyncio.CancelledError:
+            pass
+        writer.write(b"done")
+        await writer.drain()
+        try:
+            await reader.readexactly(1000)  # more than is ever sent
+        except asyncio.IncompleteReadError:
+            pass
+        reader.set_exception(OSError("over"))
+        try:
+            await reader.read(1)
+        except OSError:
+            pass
+        writer.close()
+
+    async def cycles(n):
+        for _ in range(n):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"line\npart|abc" + b"y" * 300 + b"\n")
+            await writer.drain()
+            await reader.readexactly(13)
+            writer.write(b"z" * 300)
+            assert await reader.readexactly(4) == b"done"
+            writer.write(b"short")
+            writer.write_eof()
+            await reader.read()
+            writer.close()
+            await writer.wait_closed()
+
+    loop = casyncio.new_event_loop()
+    try:
+        server = loop.run_until_complete(
+            asyncio.start_server(serve, "127.0.0.1", 0, limit=100))
+        port = server.sockets[0].getsockname()[1]
+        assert_cycles_flat(loop, cycles, 100, 1000)
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+    finally:
+        loop.close()
+
+
 def test_sendfile_over_a_transport_keeps_memory_and_fds_flat(tmp_path):
     """loop.sendfile()'s zero-copy path (empty waiter, fd released and
     reclaimed), once behind queued data, on one connection many times."""

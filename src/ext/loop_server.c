@@ -103,6 +103,11 @@ loop_make_ssl_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
         goto done;
     }
     sslproto_type = self->state->ssl_protocol_type;
+    /* The app protocol sits behind the SSLProtocol: streams over TLS are
+     * adopted here (see streams.c). */
+    if (cio_streams_adopt(self->state, protocol) < 0) {
+        goto done;
+    }
     {
         PyObject *pos = PyTuple_Pack(3, (PyObject *)self, protocol,
                                      sslcontext);
