@@ -152,7 +152,7 @@ compare_to_limit(cio_state *st, PyObject *self, Py_ssize_t size,
                  int factor, int op)
 {
     PyObject *limit = get(st, self, N_LIMIT), *lhs = NULL, *rhs = NULL;
-    PyObject *two = NULL;
+    PyObject *factor_obj = NULL;
     int overflow, rc = -1;
     long long bound;
 
@@ -164,19 +164,24 @@ compare_to_limit(cio_state *st, PyObject *self, Py_ssize_t size,
         if (bound == -1 && PyErr_Occurred()) {
             goto done;
         }
-        if (overflow == 0 && bound <= LLONG_MAX / 2 && bound >= LLONG_MIN / 2) {
+        if (overflow == 0 && bound <= LLONG_MAX / 2 &&
+            bound >= LLONG_MIN / 2) {
             bound *= factor;
             rc = op == Py_GT ? size > bound : size <= bound;
             goto done;
         }
-        /* |limit| beyond 2**62: the sign decides. */
+        /* |limit| beyond 2**62: its sign decides. */
         rc = (op == Py_GT) == (overflow < 0 || bound < 0);
         goto done;
     }
     lhs = PyLong_FromSsize_t(size);
-    two = factor == 1 ? Py_NewRef(limit) : PyLong_FromLong(factor);
-    rhs = factor == 1 ? Py_NewRef(limit)
-                      : (two ? PyNumber_Multiply(two, limit) : NULL);
+    if (factor == 1) {
+        rhs = Py_NewRef(limit);
+    }
+    else {
+        factor_obj = PyLong_FromLong(factor);
+        rhs = factor_obj ? PyNumber_Multiply(factor_obj, limit) : NULL;
+    }
     if (lhs != NULL && rhs != NULL) {
         rc = PyObject_RichCompareBool(lhs, rhs, op);
     }
@@ -184,7 +189,7 @@ done:
     Py_DECREF(limit);
     Py_XDECREF(lhs);
     Py_XDECREF(rhs);
-    Py_XDECREF(two);
+    Py_XDECREF(factor_obj);
     return rc;
 }
 
