@@ -626,7 +626,7 @@ end_wait(cio_state *st, PyObject *self, PyObject *value)
 static cio_step_t
 readline_except(cio_state *st, PyObject *self, PyObject **out)
 {
-    PyObject *exc, *consumed_obj, *buffer, *message;
+    PyObject *exc, *consumed_obj, *buffer, *message, *value_error;
     Py_ssize_t consumed, size;
     int rc;
 
@@ -668,10 +668,13 @@ readline_except(cio_state *st, PyObject *self, PyObject **out)
     }
     /* raise ValueError(e.args[0]), raised while handling e */
     message = PySequence_GetItem(((PyBaseExceptionObject *)exc)->args, 0);
-    if (message != NULL) {
-        PyErr_SetObject(PyExc_ValueError, message);
-        Py_DECREF(message);
+    value_error = message ? PyObject_CallOneArg(PyExc_ValueError, message)
+                          : NULL;
+    if (value_error != NULL) {
+        PyErr_SetObject(PyExc_ValueError, value_error);
     }
+    Py_XDECREF(message);
+    Py_XDECREF(value_error);
     cio_finally_end(exc);
     return CIO_STEP_ERROR;
 }
