@@ -748,6 +748,25 @@ call_original(PyObject *original, PyObject *self, PyObject *const *args,
     return res;
 }
 
+/* A method taking no argument that is a StepCoroutine over self; called
+ * otherwise, stdlib's method (original) says what it says. */
+static PyObject *
+self_step_coro(cio_state *st, PyObject *self, PyObject *original,
+               const char *qualname, cio_step_fn step, PyObject *const *args,
+               Py_ssize_t nargs, PyObject *kwnames)
+{
+    CioStepCoroObject *coro;
+
+    if (kwnames != NULL || nargs != 0) {
+        return call_original(original, self, args, nargs, kwnames);
+    }
+    coro = cio_step_coro_new(st, qualname, step);
+    if (coro != NULL) {
+        coro->vars[0] = Py_NewRef(self);
+    }
+    return (PyObject *)coro;
+}
+
 /* An exact int n >= 0 as the only, positional, argument. */
 static int
 size_argument(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
@@ -929,19 +948,12 @@ drain_helper_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
 STREAM_METHOD(protocol_drain_helper)
 {
     cio_state *st = PyType_GetModuleState(cls);
-    CioStepCoroObject *coro;
 
-    if (kwnames != NULL || nargs != 0) {
-        return call_original(
-            PyTuple_GET_ITEM(st->stream_protocol_originals, P_DRAIN_HELPER),
-            self, args, nargs, kwnames);
-    }
-    coro = cio_step_coro_new(st, "FlowControlMixin._drain_helper",
-                             drain_helper_step);
-    if (coro != NULL) {
-        coro->vars[0] = Py_NewRef(self);
-    }
-    return (PyObject *)coro;
+    return self_step_coro(
+        st, self,
+        PyTuple_GET_ITEM(st->stream_protocol_originals, P_DRAIN_HELPER),
+        "FlowControlMixin._drain_helper", drain_helper_step, args, nargs,
+        kwnames);
 }
 
 static PyMethodDef protocol_methods[] = {
@@ -1050,18 +1062,10 @@ drain_step(CioStepCoroObject *coro, PyObject *value, PyObject **out)
 STREAM_METHOD(writer_drain)
 {
     cio_state *st = PyType_GetModuleState(cls);
-    CioStepCoroObject *coro;
 
-    if (kwnames != NULL || nargs != 0) {
-        return call_original(
-            PyTuple_GET_ITEM(st->stream_writer_originals, W_DRAIN), self,
-            args, nargs, kwnames);
-    }
-    coro = cio_step_coro_new(st, "StreamWriter.drain", drain_step);
-    if (coro != NULL) {
-        coro->vars[0] = Py_NewRef(self);
-    }
-    return (PyObject *)coro;
+    return self_step_coro(
+        st, self, PyTuple_GET_ITEM(st->stream_writer_originals, W_DRAIN),
+        "StreamWriter.drain", drain_step, args, nargs, kwnames);
 }
 
 static PyMethodDef writer_methods[] = {
