@@ -693,8 +693,7 @@ static PyMemberDef server_members[] = {
     {"_loop", T_OBJECT, offsetof(ServerObject, loop), READONLY, NULL},
     {"_sockets", T_OBJECT, offsetof(ServerObject, sockets), READONLY, NULL},
     {"_waiters", T_OBJECT, offsetof(ServerObject, waiters), READONLY, NULL},
-#if SERVER_TRACKS_CLIENTS
-#else
+#if !SERVER_TRACKS_CLIENTS
     {"_active_count", T_PYSSIZET, offsetof(ServerObject, active_count),
      READONLY, NULL},
 #endif
