@@ -126,8 +126,7 @@ typedef struct {
 
     PyObject *names[CIO_NAME_COUNT];  /* see CIO_NAMES */
     /* streams.c: stdlib's StreamReader, StreamReaderProtocol and
-     * StreamWriter, their
-     * subclasses with C methods, what those use */
+     * StreamWriter, their subclasses with C methods, what those use */
     PyTypeObject *stream_reader_type, *stream_protocol_type;
     PyTypeObject *stream_writer_type;
     PyTypeObject *c_stream_reader_type, *c_stream_protocol_type;
@@ -420,8 +419,9 @@ int cio_tls_records_init(PyObject *module, cio_state *st);
 /* streams.c: C paths for asyncio streams */
 int cio_streams_init(PyObject *module, cio_state *st);
 /* Switches a protocol that is exactly a StreamReaderProtocol, and its
- * StreamReader, to the subclasses with C methods; anything else is left
- * alone. */
+ * StreamReader, to the subclasses with C methods, and wraps a server's
+ * client_connected_cb so its StreamWriter is switched too; anything else
+ * is left alone. */
 int cio_streams_adopt(cio_state *st, PyObject *protocol);
 
 /* coro.c: the coroutine protocol of the awaitables written in C */
