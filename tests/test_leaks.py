@@ -969,6 +969,53 @@ def test_start_tls_paths_keep_memory_and_fds_flat(tmp_path):
     assert_cycle_flat(cycle, 100, 300)
 
 
+def test_tls_handshake_and_shutdown_paths_keep_objects_flat(tmp_path):
+    """The C handshake and shutdown (src/ext/tls_protocol.c) per cycle: a
+    completed handshake with the app transport's write (bytes, empty, a
+    TypeError) and close_notify both ways, a certificate that fails
+    verification, and a peer that hangs up during the handshake."""
+    server_ctx, client_ctx = tls_contexts(tmp_path)
+    verifying_ctx = ssl.create_default_context()  # rejects the self-signed
+
+    async def echo_once(reader, writer):
+        try:
+            writer.write(await reader.readexactly(2))
+            await writer.drain()
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        writer.close()
+
+    async def hang_up(reader, writer):
+        await reader.read(1)
+        writer.close()
+
+    async def cycle(loop):
+        server = await asyncio.start_server(echo_once, "127.0.0.1", 0,
+                                            ssl=server_ctx)
+        silent = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                       ssl=client_ctx)
+        writer.write(b"")
+        writer.write(b"ok")
+        with pytest.raises(TypeError):
+            writer.transport.write("text")
+        assert await reader.readexactly(2) == b"ok"
+        writer.close()
+        await writer.wait_closed()
+        for ctx, target in ((verifying_ctx, server), (client_ctx, silent)):
+            with pytest.raises((ssl.SSLCertVerificationError,
+                                ConnectionResetError)):
+                await asyncio.open_connection(
+                    "127.0.0.1", target.sockets[0].getsockname()[1],
+                    ssl=ctx, server_hostname="localhost")
+        for s in (server, silent):
+            s.close()
+            await s.wait_closed()
+
+    assert_cycle_flat(cycle, 50, 300)
+
+
 def test_tls_connections_share_one_read_buffer(tmp_path):
     """stdlib's SSLProtocol zero-fills a 256 KiB read buffer per
     connection (over 500 KiB per client/server pair in one process);

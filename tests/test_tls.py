@@ -752,3 +752,169 @@ def test_sendfile_over_tls_without_fallback(loop, certs, tmp_path):
     assert result == ((RuntimeError, "fallback is disabled and native "
                        "sendfile is not supported for transport "
                        "<transport>"), b"", 0)
+
+
+# ---- the handshake, shutdown and app transport (src/ext/tls_protocol.c) ----
+
+def test_peer_closing_during_the_handshake_fails_it_quietly(loop, certs):
+    """stdlib's eof_received hands the ConnectionResetError class itself to
+    _on_handshake_complete, which raises it: the waiter gets an instance,
+    and an OSError reaches no exception handler."""
+    reports = []
+    loop.set_exception_handler(lambda loop, context: reports.append(context))
+
+    async def main():
+        async def hang_up(reader, writer):
+            await reader.read(1)  # the ClientHello has arrived
+            writer.close()
+        silent = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = silent.sockets[0].getsockname()[1]
+        try:
+            await loop.create_connection(
+                asyncio.Protocol, "127.0.0.1", port,
+                ssl=client_context(certs), server_hostname="localhost")
+        except Exception as exc:
+            return exc
+        finally:
+            silent.close()
+            await silent.wait_closed()
+    exc = run(loop, main())
+    assert type(exc) is ConnectionResetError
+    assert reports == []
+
+
+def test_handshake_time_is_logged_in_debug_mode(loop, certs, caplog):
+    loop.set_debug(True)
+
+    async def main():
+        server, port = await start_echo_server(server_context(certs))
+        reader, writer = await open_client(port, certs)
+        writer.write(b"x")
+        await reader.readexactly(1)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+    with caplog.at_level("DEBUG", logger="asyncio"):
+        run(loop, main())
+    took = [r.getMessage() for r in caplog.records
+            if "SSL handshake took" in r.getMessage()]
+    assert len(took) == 2  # the client's and the server's
+    assert all(re.search(r"SSL handshake took \d+\.\d ms$", m) for m in took)
+
+
+async def tls_echo_connection(loop, certs, ctx=None):
+    """A TLS echo server and a Protocol client that collects what comes
+    back: (server, transport, received, closed)."""
+    server, port = await start_echo_server(server_context(certs))
+    received = bytearray()
+    closed = loop.create_future()
+
+    class Client(asyncio.Protocol):
+        def data_received(self, data):
+            received.extend(data)
+
+        def connection_lost(self, exc):
+            closed.set_result(exc)
+    tr, _ = await loop.create_connection(
+        Client, "127.0.0.1", port, ssl=ctx or client_context(certs),
+        server_hostname="localhost")
+    return server, tr, received, closed
+
+
+async def until(predicate):
+    while not predicate():
+        await asyncio.sleep(0.005)
+
+
+def test_app_transport_is_stdlibs_and_checks_what_it_writes(loop, certs):
+    from asyncio import sslproto
+
+    async def main():
+        server, tr, received, closed = await tls_echo_connection(loop,
+                                                                 certs)
+        seen = {
+            "class": (type(tr).__module__, type(tr).__qualname__),
+            "isinstance": isinstance(tr, sslproto._SSLProtocolTransport),
+            "repr": re.sub(r"0x[0-9a-f]+", "ADDR", repr(tr)),
+        }
+        for bad in ("text", 7, None, [b"x"]):
+            try:
+                tr.write(bad)
+            except TypeError as exc:
+                seen.setdefault("errors", []).append(str(exc))
+        tr.write(b"")
+        tr.write(b"ab")
+        tr.write(bytearray(b"cd"))
+        tr.write(memoryview(b"xefx")[1:3])
+        await until(lambda: len(received) >= 6)
+        proto = tr._ssl_protocol
+        seen["buffers"] = [len(proto.get_buffer(n)) == proto.max_size
+                           for n in (-1, 0, 100, proto.max_size)]
+        tr.close()
+        await closed
+        tr.write(b"after close")  # dropped, as stdlib drops it
+        server.close()
+        await server.wait_closed()
+        return seen, bytes(received)
+    seen, received = run(loop, main())
+    assert received == b"abcdef"
+    assert seen == {
+        "class": ("asyncio.sslproto", "_SSLProtocolTransport"),
+        "isinstance": True,
+        "repr": "<asyncio.sslproto._SSLProtocolTransport object at ADDR>",
+        "errors": ["data: expecting a bytes-like instance, got str",
+                   "data: expecting a bytes-like instance, got int",
+                   "data: expecting a bytes-like instance, got NoneType",
+                   "data: expecting a bytes-like instance, got list"],
+        "buffers": [True, True, True, True]}
+
+
+def test_replaced_tls_classes_and_methods_are_used(loop, certs,
+                                                   monkeypatch):
+    """A replaced sslproto._SSLProtocolTransport, a patched ssl.SSLObject
+    method and a context's own sslobject_class are each used as stdlib
+    uses them; tls_protocol.c's shortcuts step aside."""
+    from asyncio import sslproto
+    calls = []
+
+    class AppTransport(sslproto._SSLProtocolTransport):
+        def write(self, data):
+            calls.append("transport.write")
+            super().write(data)
+
+    def counting(name):
+        original = getattr(ssl.SSLObject, name)
+
+        def method(self, *args):
+            calls.append(name)
+            return original(self, *args)
+        return method
+
+    class OwnSSLObject(ssl.SSLObject):
+        def getpeercert(self, binary_form=False):
+            calls.append("own getpeercert")
+            return super().getpeercert(binary_form)
+
+    async def main():
+        monkeypatch.setattr(sslproto, "_SSLProtocolTransport", AppTransport)
+        monkeypatch.setattr(ssl.SSLObject, "do_handshake",
+                            counting("do_handshake"))
+        monkeypatch.setattr(ssl.SSLObject, "read", counting("read"))
+        ctx = client_context(certs)
+        ctx.sslobject_class = OwnSSLObject
+        server, tr, received, closed = await tls_echo_connection(loop, certs,
+                                                                 ctx)
+        tr.write(b"hello")
+        await until(lambda: len(received) >= 5)
+        kinds = (type(tr) is AppTransport,
+                 type(tr.get_extra_info("ssl_object")) is OwnSSLObject)
+        tr.close()
+        await closed
+        server.close()
+        await server.wait_closed()
+        return kinds
+    assert run(loop, main()) == (True, True)
+    for call in ("transport.write", "do_handshake", "read",
+                 "own getpeercert"):
+        assert call in calls

@@ -92,11 +92,22 @@ typedef struct {
     PyObject *datagram_transport_abc; /* asyncio.DatagramTransport */
     PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
     PyObject *transport_socket_type;  /* asyncio.trsock.TransportSocket */
-    PyObject *ssl_protocol_type;      /* see tls_records.c */
+    PyObject *ssl_protocol_type;      /* see tls_protocol.c */
     PyObject *ssl_max_size;           /* sslproto.SSLProtocol.max_size */
     PyObject *ssl_again_errors;       /* sslproto.SSLAgainErrors */
     PyObject *tls_states;             /* SSLProtocolState members */
-    PyObject *tls_names;              /* tls_records.c's attribute names */
+    PyObject *tls_app_states;         /* AppProtocolState members */
+    PyObject *tls_names;              /* tls_protocol.c's attribute names */
+    PyObject *sslproto_module;        /* its _SSLProtocolTransport read per
+                                         connection */
+    PyObject *ssl_app_transport_base; /* sslproto._SSLProtocolTransport */
+    PyObject *ssl_app_transport_type; /* its subclass with a C write() */
+    PyTypeObject *ssl_object_type;    /* ssl.SSLObject */
+    PyObject *ssl_object_originals;   /* its methods tls_protocol.c skips */
+    PyObject *ssl_object_names;       /* their names, and the names of */
+    PyObject *ssl_inner_names;        /* what they call on the _ssl object */
+    PyObject *ssl_error;              /* ssl.SSLError */
+    PyObject *ssl_certificate_error;  /* ssl.CertificateError */
     PyObject *str_ssl_fatal_error;
     PyObject *str_ssl_closed;
     PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */
@@ -135,6 +146,7 @@ typedef struct {
     PyObject *stream_names, *stream_newline, *stream_adopt_writer;
     PyObject *stream_reader_originals, *stream_protocol_originals;
     PyObject *stream_writer_originals;
+    unsigned int ssl_object_version;  /* see cio_class_unchanged */
     unsigned int stream_reader_version, stream_protocol_version;
     unsigned int stream_writer_version;
     int python_optimized;             /* sys.flags.optimize */
@@ -314,6 +326,19 @@ PyObject *cio_import_attr(const char *module_name, const char *attr);
 /* A tuple of the names, interned; of obj's attributes of those names. */
 PyObject *cio_tuple_of_names(const char *const *names, int n);
 PyObject *cio_tuple_of_attrs(PyObject *obj, const char *const *names, int n);
+/* Whether class cls still has, under names[i], the objects in originals
+ * (a tuple made by cio_tuple_of_attrs): checked again only when the
+ * class's version tag moved (its dict, or a base's, changed); *version
+ * remembers the tag of the last check that passed. Never fails. */
+int cio_class_unchanged(PyTypeObject *cls, PyObject *originals,
+                        const char *const *names, unsigned int *version);
+/* obj.<name> read, and written, in the instance's __dict__ directly, for
+ * the attributes that stdlib's classes keep there and define no
+ * descriptor for: a generic getattr would first look the name up in the
+ * type. A name not in the dict is looked up as Python would, which
+ * raises AttributeError as stdlib's code would. */
+PyObject *cio_instance_get(PyObject *obj, PyObject *name);
+int cio_instance_set(PyObject *obj, PyObject *name, PyObject *value);
 #if PY_VERSION_HEX >= 0x030E0000
 HandleObject *cio_handle_new_py_runner(LoopObject *loop, PyObject *py_handle);
 #endif
@@ -412,9 +437,9 @@ int cio_acceptor_init(cio_state *st, PyObject *sock,
 PyObject *cio_acceptor_accept(cio_state *st,
                               const cio_acceptor_t *acceptor);
 
-/* tls_records.c: casyncio's SSLProtocol, stdlib's with its record path in
- * C (st->ssl_protocol_type) */
-int cio_tls_records_init(PyObject *module, cio_state *st);
+/* tls_protocol.c: casyncio's SSLProtocol, stdlib's with its handshake,
+ * record path and shutdown in C (st->ssl_protocol_type) */
+int cio_tls_protocol_init(PyObject *module, cio_state *st);
 
 /* streams.c: C paths for asyncio streams */
 int cio_streams_init(PyObject *module, cio_state *st);

@@ -1,7 +1,7 @@
 /* The loop's transport factories and accept loop: the private methods
  * that the connection set-up code (create_connection, create_server, the
  * Server) calls on the loop, and start_tls, which puts casyncio's
- * SSLProtocol (tls_records.c) on an open transport.
+ * SSLProtocol (tls_protocol.c) on an open transport.
  *
  * The accept loop follows selector_events._accept_connection: up to
  * backlog accepts per wake-up, and running out of fds pauses accepting
@@ -37,7 +37,7 @@ loop_make_socket_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
 }
 
 /* Gives a new SSLProtocol its read buffer and stdlib's max_size (see
- * tls_records.c). Every TLS connection of a loop shares one buffer:
+ * tls_protocol.c). Every TLS connection of a loop shares one buffer:
  * SSLProtocol.buffer_updated copies what a read put there into its
  * MemoryBIO before anything else runs, and reads on a loop never nest, so
  * the buffer is free again whenever the next read asks for it. It is

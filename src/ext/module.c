@@ -406,6 +406,55 @@ cio_tuple_of_attrs(PyObject *obj, const char *const *names, int n)
     return t;
 }
 
+int
+cio_class_unchanged(PyTypeObject *cls, PyObject *originals,
+                    const char *const *names, unsigned int *version)
+{
+    PyObject *v;
+
+    if (cls->tp_version_tag != 0 && cls->tp_version_tag == *version) {
+        return 1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(originals); i++) {
+        v = PyObject_GetAttrString((PyObject *)cls, names[i]);
+        Py_XDECREF(v);
+        if (v != PyTuple_GET_ITEM(originals, i)) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+    *version = cls->tp_version_tag;
+    return 1;
+}
+
+PyObject *
+cio_instance_get(PyObject *obj, PyObject *name)
+{
+    PyObject **dict = _PyObject_GetDictPtr(obj), *value;
+
+    if (dict != NULL && *dict != NULL) {
+        value = PyDict_GetItemWithError(*dict, name);
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+int
+cio_instance_set(PyObject *obj, PyObject *name, PyObject *value)
+{
+    PyObject **dict = _PyObject_GetDictPtr(obj);
+
+    if (dict != NULL && *dict != NULL) {
+        return PyDict_SetItem(*dict, name, value);
+    }
+    return PyObject_SetAttr(obj, name, value);
+}
+
 #define IMPORT(field, mod, attr)                                            \
     do {                                                                    \
         st->field = cio_import_attr(mod, attr);                                 \
@@ -551,7 +600,7 @@ casyncio_exec(PyObject *module)
     PyObject *bases;
     int rc;
 
-    if (state_import(st) < 0 || cio_tls_records_init(module, st) < 0 ||
+    if (state_import(st) < 0 || cio_tls_protocol_init(module, st) < 0 ||
         cio_streams_init(module, st) < 0 ||
         cio_fork_hook_install(st) < 0) {
         return -1;
@@ -669,7 +718,10 @@ casyncio_exec(PyObject *module)
     X(limit_overrun_error) X(stream_names) X(stream_newline)                \
     X(stream_reader_originals) X(stream_protocol_originals)                \
     X(stream_writer_type) X(c_stream_writer_type) X(stream_adopt_writer)   \
-    X(stream_writer_originals)
+    X(stream_writer_originals) X(tls_app_states) X(sslproto_module)        \
+    X(ssl_app_transport_base) X(ssl_app_transport_type) X(ssl_object_type)  \
+    X(ssl_object_originals) X(ssl_object_names) X(ssl_inner_names)         \
+    X(ssl_error) X(ssl_certificate_error)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

@@ -77,37 +77,18 @@ static const char *const writer_originals[W_COUNT] = {"write", "drain"};
 #define READER_ORIGINAL(st, i) \
     PyTuple_GET_ITEM((st)->stream_reader_originals, (i))
 
-/* The instance attributes are read and written in the instance's
- * __dict__ directly: the classes define no descriptor of these names,
- * and a generic getattr would first look each name up in the type. A
- * name not in the dict is looked up as Python would (which raises
- * AttributeError as stdlib's code would). */
+/* The instance attributes live in the instance's __dict__ (see
+ * cio_instance_get). */
 static inline PyObject *
 get(cio_state *st, PyObject *obj, stream_name_t name)
 {
-    PyObject **dict = _PyObject_GetDictPtr(obj), *value;
-
-    if (dict != NULL && *dict != NULL) {
-        value = PyDict_GetItemWithError(*dict, NAME(st, name));
-        if (value != NULL) {
-            return Py_NewRef(value);
-        }
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    return PyObject_GetAttr(obj, NAME(st, name));
+    return cio_instance_get(obj, NAME(st, name));
 }
 
 static inline int
 set(cio_state *st, PyObject *obj, stream_name_t name, PyObject *value)
 {
-    PyObject **dict = _PyObject_GetDictPtr(obj);
-
-    if (dict != NULL && *dict != NULL) {
-        return PyDict_SetItem(*dict, NAME(st, name), value);
-    }
-    return PyObject_SetAttr(obj, NAME(st, name), value);
+    return cio_instance_set(obj, NAME(st, name), value);
 }
 
 /* bool(obj.<name>): 1, 0, or -1 with an error. */
@@ -1076,30 +1057,6 @@ static PyMethodDef writer_methods[] = {
 
 /* ---- adoption ---------------------------------------------------------- */
 
-/* Whether stdlib's class still has the methods its subclass replaces or
- * inlines: a look at each when the class's version tag moved (its dict,
- * or a base's, changed), then the tag is remembered. */
-static int
-class_unchanged(PyTypeObject *cls, PyObject *originals,
-                const char *const *names, unsigned int *version)
-{
-    PyObject *v;
-
-    if (cls->tp_version_tag != 0 && cls->tp_version_tag == *version) {
-        return 1;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(originals); i++) {
-        v = PyObject_GetAttrString((PyObject *)cls, names[i]);
-        Py_XDECREF(v);
-        if (v != PyTuple_GET_ITEM(originals, i)) {
-            PyErr_Clear();
-            return 0;
-        }
-    }
-    *version = cls->tp_version_tag;
-    return 1;
-}
-
 /* obj.__class__ = type when type(obj) is exactly stdlib's class and that
  * class is unchanged. */
 static int
@@ -1107,7 +1064,7 @@ adopt(cio_state *st, PyObject *obj, PyTypeObject *cls, PyObject *originals,
       const char *const *names, unsigned int *version, PyTypeObject *type)
 {
     if (Py_TYPE(obj) != cls ||
-        !class_unchanged(cls, originals, names, version)) {
+        !cio_class_unchanged(cls, originals, names, version)) {
         return 0;
     }
     return PyObject_SetAttr(obj, NAME(st, N_CLASS), (PyObject *)type);
@@ -1144,8 +1101,8 @@ cio_streams_adopt(cio_state *st, PyObject *protocol)
     if (Py_TYPE(protocol) != st->stream_protocol_type) {
         return 0;  /* the common case, decided at once */
     }
-    if (!class_unchanged(st->stream_reader_type, st->stream_reader_originals,
-                         reader_originals, &st->stream_reader_version)) {
+    if (!cio_class_unchanged(st->stream_reader_type, st->stream_reader_originals,
+                             reader_originals, &st->stream_reader_version)) {
         return 0;
     }
     rc = adopt(st, protocol, st->stream_protocol_type,
