@@ -16,7 +16,10 @@ ones, where user space is what tells the loops apart, and a connection
 per request.
 
 A case is SERVER:SIZE (echo of SIZE-byte messages) or SERVER:connect
-(a new connection per request: accept, one byte echoed, close).
+(a new connection per request: accept, one byte echoed, close). Over TLS
+(tls_bench.py's servers and its OpenSSL load generator), tls-SERVER:SIZE
+or tls-SERVER:handshake (a full handshake, one byte echoed, close); there
+OpenSSL's own instructions are counted too, the same for every loop.
 
     python bench/echo_instructions.py [--cases protocol:1024,streams:connect]
 """
@@ -30,6 +33,7 @@ import time
 
 from echo_bench import LOOPS, build
 from results import progress, record
+from tls_bench import make_certificate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHORT, LONG = 4, 12  # seconds of load per run
@@ -85,13 +89,23 @@ def instructions_by_object(path):
     return per_object
 
 
-def callgrind_run(kind, server_kind, size, seconds, loadgen, directory):
+def callgrind_run(kind, server_kind, size, seconds, tools, directory):
     """(requests served, instructions executed) of one echo server run;
-    size "connect" makes every request a new connection."""
-    load = (["connect", "PORT", 1, 1] if size == "connect"
-            else ["echo", "PORT", 10, size])
+    size "connect" makes every request a new connection, and a server_kind
+    of tls-SERVER runs tls_bench.py's server (size "handshake": a TLS
+    connection per request)."""
+    if server_kind.startswith("tls-"):
+        script, loadgen = "tls_bench.py", tools["tls_loadgen"]
+        extra = tools["certificate"]
+        server_kind = server_kind[len("tls-"):]
+        load = (["handshake", "PORT", 1, 1] if size == "handshake"
+                else ["echo", "PORT", 10, size])
+    else:
+        script, loadgen, extra = "echo_bench.py", tools["loadgen"], ()
+        load = (["connect", "PORT", 1, 1] if size == "connect"
+                else ["echo", "PORT", 10, size])
     done, per_object = callgrind_server(
-        [os.path.join(HERE, "echo_bench.py"), "--serve", kind, server_kind],
+        [os.path.join(HERE, script), "--serve", kind, server_kind, *extra],
         [loadgen, *load, seconds],
         os.path.join(directory, f"{kind}.{server_kind}.{seconds}"))
     return done, sum(per_object.values())
@@ -100,28 +114,35 @@ def callgrind_run(kind, server_kind, size, seconds, loadgen, directory):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", default="protocol:1024,buffered:1024,"
-                                            "streams:1024,protocol:connect")
+                                            "streams:1024,protocol:connect,"
+                                            "tls-streams:1024,"
+                                            "tls-protocol:handshake")
     parser.add_argument("--loadgen")
     args = parser.parse_args()
-    loadgen = args.loadgen or build("loadgen.c", "casyncio-loadgen")
+    tools = {"loadgen": args.loadgen or build("loadgen.c", "casyncio-loadgen")}
+    if "tls-" in args.cases:
+        tools["tls_loadgen"] = build("tls_loadgen.c", "casyncio-tls-loadgen",
+                                     "-lssl", "-lcrypto")
     print(f"Python {sys.version.split()[0]}, 10 connections, under "
           f"callgrind: server user-space instructions per request (lower "
           f"is better)")
     print(f"{'server':<20}{'casyncio':>10}{'asyncio':>10}{'uvloop':>10}"
           f"{'vs uvloop':>11}")
     with tempfile.TemporaryDirectory() as directory:
+        tools["certificate"] = make_certificate(directory)
         for case in args.cases.split(","):
             server_kind, size = case.split(":")
             per = {}
             for kind in LOOPS:
                 progress("echo_instructions.py", f"{case}: {kind}")
                 r1, i1 = callgrind_run(kind, server_kind, size, SHORT,
-                                       loadgen, directory)
+                                       tools, directory)
                 r2, i2 = callgrind_run(kind, server_kind, size, LONG,
-                                       loadgen, directory)
+                                       tools, directory)
                 per[kind] = (i2 - i1) / (r2 - r1)
             c, a, u = (per[k] for k in LOOPS)
-            label = f"{server_kind} {size}{'' if size == 'connect' else 'B'}"
+            whole = size in ("connect", "handshake")
+            label = f"{server_kind} {size}{'' if whole else 'B'}"
             print(f"{label:<20}{c:>10,.0f}"
                   f"{a:>10,.0f}{u:>10,.0f}{c / u:>10.2f}x", flush=True)
             record("instructions", label,
