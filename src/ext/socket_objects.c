@@ -5,7 +5,7 @@
  * extra info, and the fd of a socket object.
  *
  * socket.socket.__init__ and TransportSocket.__init__ are a few lines of
- * Python each (the same on 3.11 to 3.13), and running their frames took
+ * Python each (the same on 3.11 to 3.14), and running their frames took
  * about 4,600 of the 30,000 instructions a server spent per connection
  * when each request is a new connection (3.11, callgrind). These functions
  * do what those lines do -- _socket.socket.__init__, then the __slots__
@@ -18,6 +18,10 @@
 
 #include <sys/socket.h>
 
+/* The __init__s were read in 3.11 to 3.14's socket.py and trsock.py (the
+ * same lines in each); a later Python calls the classes until they are
+ * read again. */
+#if PY_VERSION_HEX < 0x030F0000
 /* type.__dict__[name] when it is a __slots__ member descriptor. */
 static PyObject *
 slot_member(PyTypeObject *type, const char *name)
@@ -34,6 +38,28 @@ own_init(PyTypeObject *type)
 {
     return PyDict_GetItemString(type->tp_dict, "__init__");
 }
+
+/* What socket.socket.__init__ and TransportSocket.__init__ set, and the
+ * __init__s themselves; where one is not found it stays NULL and the
+ * class is called instead. */
+static void
+read_python_inits(cio_state *st)
+{
+    PyTypeObject *socket_type = (PyTypeObject *)st->socket_type;
+    PyTypeObject *trsock_type = (PyTypeObject *)st->transport_socket_type;
+
+    st->socket_io_refs = slot_member(socket_type, "_io_refs");
+    st->socket_closed = slot_member(socket_type, "_closed");
+    st->transport_socket_sock = slot_member(trsock_type, "_sock");
+    if (st->socket_io_refs && st->socket_closed &&
+        socket_type->tp_base->tp_init != NULL) {
+        st->socket_init = Py_XNewRef(own_init(socket_type));
+    }
+    if (st->transport_socket_sock) {
+        st->transport_socket_init = Py_XNewRef(own_init(trsock_type));
+    }
+}
+#endif
 
 /* Whether `type` still has the __init__ this module read at import. */
 static int
@@ -53,25 +79,14 @@ set_slot(PyObject *member, PyObject *obj, PyObject *value)
 int
 cio_socket_objects_init(cio_state *st)
 {
-    PyTypeObject *socket_type = (PyTypeObject *)st->socket_type;
-    PyTypeObject *trsock_type = (PyTypeObject *)st->transport_socket_type;
-    PyObject *base = (PyObject *)socket_type->tp_base;
+    PyObject *base = (PyObject *)((PyTypeObject *)st->socket_type)->tp_base;
 
     st->socket_fileno = PyObject_GetAttrString(base, "fileno");
     if (st->socket_fileno == NULL) {
         return -1;
     }
-#if PY_VERSION_HEX < 0x030E0000  /* the __init__s read: 3.11 to 3.13 */
-    st->socket_io_refs = slot_member(socket_type, "_io_refs");
-    st->socket_closed = slot_member(socket_type, "_closed");
-    st->transport_socket_sock = slot_member(trsock_type, "_sock");
-    if (st->socket_io_refs && st->socket_closed &&
-        socket_type->tp_base->tp_init != NULL) {
-        st->socket_init = Py_XNewRef(own_init(socket_type));
-    }
-    if (st->transport_socket_sock) {
-        st->transport_socket_init = Py_XNewRef(own_init(trsock_type));
-    }
+#if PY_VERSION_HEX < 0x030F0000
+    read_python_inits(st);
 #endif
     return 0;
 }
