@@ -972,8 +972,9 @@ def test_start_tls_paths_keep_memory_and_fds_flat(tmp_path):
 def test_tls_handshake_and_shutdown_paths_keep_objects_flat(tmp_path):
     """The C handshake and shutdown (src/ext/tls_protocol.c) per cycle: a
     completed handshake with the app transport's write (bytes, empty, a
-    TypeError) and close_notify both ways, a certificate that fails
-    verification, and a peer that hangs up during the handshake."""
+    TypeError) and close_notify both ways, a BufferedProtocol reading
+    through a small buffer, a certificate that fails verification, and a
+    peer that hangs up during the handshake."""
     server_ctx, client_ctx = tls_contexts(tmp_path)
     verifying_ctx = ssl.create_default_context()  # rejects the self-signed
 
@@ -989,10 +990,37 @@ def test_tls_handshake_and_shutdown_paths_keep_objects_flat(tmp_path):
         await reader.read(1)
         writer.close()
 
+    async def send_and_close(reader, writer):
+        writer.write(b"y" * 1000)
+        writer.close()
+
+    class SmallBuffer(asyncio.BufferedProtocol):
+        """Fills its 7 bytes with each read: _do_read__buffered's
+        call_soon of _do_read again (a lambda on 3.11), then eof."""
+        def __init__(self, done):
+            self.buffer, self.done = memoryview(bytearray(7)), done
+
+        def get_buffer(self, sizehint):
+            return self.buffer
+
+        def buffer_updated(self, nbytes):
+            pass
+
+        def connection_lost(self, exc):
+            self.done.set_result(exc)
+
     async def cycle(loop):
         server = await asyncio.start_server(echo_once, "127.0.0.1", 0,
                                             ssl=server_ctx)
         silent = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        sender = await asyncio.start_server(send_and_close, "127.0.0.1", 0,
+                                            ssl=server_ctx)
+        done = loop.create_future()
+        await loop.create_connection(
+            lambda: SmallBuffer(done), "127.0.0.1",
+            sender.sockets[0].getsockname()[1], ssl=client_ctx,
+            server_hostname="localhost")
+        assert await done is None
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port,
                                                        ssl=client_ctx)
@@ -1009,7 +1037,7 @@ def test_tls_handshake_and_shutdown_paths_keep_objects_flat(tmp_path):
                 await asyncio.open_connection(
                     "127.0.0.1", target.sockets[0].getsockname()[1],
                     ssl=ctx, server_hostname="localhost")
-        for s in (server, silent):
+        for s in (server, silent, sender):
             s.close()
             await s.wait_closed()
 

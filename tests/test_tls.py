@@ -354,6 +354,77 @@ def test_buffered_app_protocol_over_tls(loop, certs):
     assert run(loop, main())
 
 
+def test_buffered_app_protocol_with_a_small_buffer_then_eof(loop, certs):
+    """A BufferedProtocol whose buffer is smaller than a record: each full
+    buffer has _do_read run again through call_soon, with the callback the
+    installed stdlib gives (a lambda on 3.11, the bound method from 3.13),
+    and the peer's close_notify reaches eof_received before
+    connection_lost."""
+    payload = os.urandom(50000)
+
+    class SmallBuffer(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buffer = memoryview(bytearray(7))
+            self.received = bytearray()
+            self.events = []
+            self.done = loop.create_future()
+
+        def get_buffer(self, sizehint):
+            return self.buffer
+
+        def buffer_updated(self, nbytes):
+            self.events.append(0 < nbytes <= 7)
+            self.received += self.buffer[:nbytes]
+
+        def eof_received(self):
+            self.events.append("eof")
+
+        def connection_lost(self, exc):
+            self.events.append(("lost", exc))
+            self.done.set_result(None)
+
+    async def send_and_close(reader, writer):
+        writer.write(payload)
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        callbacks = set()
+        call_soon = loop.call_soon
+
+        def spy(callback, *args, **kwargs):
+            if "_do_read" in getattr(callback, "__qualname__", ""):
+                callbacks.add(callback.__name__)
+            return call_soon(callback, *args, **kwargs)
+        server = await asyncio.start_server(send_and_close, "127.0.0.1", 0,
+                                            ssl=server_context(certs))
+        loop.call_soon = spy
+        try:
+            tr, proto = await loop.create_connection(
+                SmallBuffer, "127.0.0.1", server.sockets[0].getsockname()[1],
+                ssl=client_context(certs), server_hostname="localhost")
+            await proto.done
+        finally:
+            del loop.call_soon
+        server.close()
+        await server.wait_closed()
+        return proto, callbacks
+    proto, callbacks = run(loop, main())
+    assert bytes(proto.received) == payload
+    assert set(proto.events[:-2]) == {True}
+    assert proto.events[-2:] == ["eof", ("lost", None)]
+    assert callbacks == {"<lambda>" if on_stdlib_lambda() else "_do_read"}
+
+
+def on_stdlib_lambda():
+    """Whether the installed sslproto's _do_read__buffered hands call_soon
+    a lambda (3.11, early 3.12s) rather than the bound method."""
+    from asyncio import sslproto
+    code = sslproto.SSLProtocol._do_read__buffered.__code__
+    return any(getattr(c, "co_name", None) == "<lambda>"
+               for c in code.co_consts)
+
+
 def test_tls_write_after_close_is_dropped_then_warned(loop, certs, caplog):
     async def main():
         server, port = await start_echo_server(server_context(certs))

@@ -108,6 +108,7 @@ typedef struct {
     PyObject *ssl_inner_names;        /* what they call on the _ssl object */
     PyObject *ssl_error;              /* ssl.SSLError */
     PyObject *ssl_certificate_error;  /* ssl.CertificateError */
+    PyObject *ssl_read_again_lambda;  /* see read_again_callback() */
     PyObject *str_ssl_fatal_error;
     PyObject *str_ssl_closed;
     PyObject *ssl_socket_type;        /* ssl.SSLSocket; NULL without ssl */

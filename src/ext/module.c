@@ -721,7 +721,7 @@ casyncio_exec(PyObject *module)
     X(stream_writer_originals) X(tls_app_states) X(sslproto_module)        \
     X(ssl_app_transport_base) X(ssl_app_transport_type) X(ssl_object_type)  \
     X(ssl_object_originals) X(ssl_object_names) X(ssl_inner_names)         \
-    X(ssl_error) X(ssl_certificate_error)
+    X(ssl_error) X(ssl_certificate_error) X(ssl_read_again_lambda)
 
 static int
 casyncio_traverse(PyObject *module, visitproc visit, void *arg)

@@ -9,14 +9,16 @@
  *   _do_handshake, _on_handshake_complete, _wakeup_waiter
  *   get_buffer, buffer_updated      the loop's read lands in the incoming BIO
  *   _do_read, _do_read__copied      decrypt, hand the plaintext to the app
+ *   _do_read__buffered              ... or into the app's own buffer
  *   _write_appdata, _do_write       encrypt what the app writes
  *   _process_outgoing               write the records to the transport
  *   _do_flush, _do_shutdown         close_notify both ways
  * What differs between Python versions stays stdlib's Python and is called
  * by name: _start_handshake, _start_shutdown, _on_shutdown_complete, the
- * timeout checks, _abort, connection_lost, _do_read__buffered and the
- * flow-control transitions (_control_ssl_reading, _control_app_writing,
- * run when a water mark is crossed).
+ * timeout checks, _abort, connection_lost and the flow-control transitions
+ * (_control_ssl_reading, _control_app_writing, run when a water mark is
+ * crossed). _do_read__buffered's one difference, a lambda or a bound
+ * method given to call_soon, is taken from stdlib's code at start-up.
  *
  * The app transport is a subclass of stdlib's _SSLProtocolTransport, named
  * as it is, whose write() is C; it is used while sslproto's module-level
@@ -33,7 +35,12 @@
  * soon as neither the incoming BIO nor the SSLObject holds a byte, when
  * the next read could only raise (Python leaves OpenSSL's read-ahead off,
  * so no record waits inside OpenSSL uncounted). Raising and catching that
- * error cost about a microsecond per record.
+ * error cost about a microsecond per record. And stdlib asks each read for
+ * max_size (256 KiB) bytes, which glibc serves with mmap, mremap and
+ * munmap (or brk calls) per read unless the process happens to have
+ * freed a block that large before (glibc's mmap threshold rises then):
+ * that tripled a TLS server's CPU per 1 KiB request. These reads ask for
+ * what the incoming BIO holds plus one record (see read_size).
  *
  * The subclass also makes stdlib's read buffer 1 byte: stdlib zero-fills
  * 256 KiB (max_size) per connection, faulting in 64 fresh pages, a sixth
@@ -54,12 +61,13 @@ typedef enum {
     A_WAITER, A_EXTRA, A_APP_STATE, A_APP_TRANSPORT,
     A_APP_TRANSPORT_CREATED, A_HANDSHAKE_TIMEOUT_HANDLE,
     A_HANDSHAKE_START_TIME, A_EOF_RECEIVED, A_SSL_PROTOCOL,
-    A_SSLPROTO_TRANSPORT,
+    A_SSLPROTO_TRANSPORT, A_APP_GET_BUFFER, A_APP_BUFFER_UPDATED,
     M_READ, M_WRITE, M_DATA_RECEIVED, M_DO_READ_BUFFERED,
     M_CONTROL_SSL_READING, M_CONTROL_APP_WRITING, M_FATAL_ERROR,
     M_CALL_EOF_RECEIVED, M_START_SHUTDOWN, M_APPEND, M_CANCEL, M_SET_STATE,
     M_GET_DEBUG, M_TIME, M_UPDATE, M_CONNECTION_MADE, M_CANCELLED,
     M_SET_RESULT, M_SET_EXCEPTION, M_ON_SHUTDOWN_COMPLETE, M_WRITE_APPDATA,
+    M_GET_READ_BUFFER_SIZE, M_DO_READ, M_CALL_SOON,
     N_NAMES
 } tls_name_t;
 
@@ -73,13 +81,14 @@ static const char *const tls_names[N_NAMES] = {
     "pending", "_loop", "_waiter", "_extra", "_app_state", "_app_transport",
     "_app_transport_created", "_handshake_timeout_handle",
     "_handshake_start_time", "_eof_received", "_ssl_protocol",
-    "_SSLProtocolTransport",
+    "_SSLProtocolTransport", "_app_protocol_get_buffer",
+    "_app_protocol_buffer_updated",
     "read", "write", "data_received", "_do_read__buffered",
     "_control_ssl_reading", "_control_app_writing", "_fatal_error",
     "_call_eof_received", "_start_shutdown", "append", "cancel",
     "_set_state", "get_debug", "time", "update", "connection_made",
     "cancelled", "set_result", "set_exception", "_on_shutdown_complete",
-    "_write_appdata"};
+    "_write_appdata", "_get_read_buffer_size", "_do_read", "call_soon"};
 
 /* sslproto.SSLProtocolState members, in st->tls_states. */
 enum { S_DO_HANDSHAKE, S_WRAPPED, S_FLUSHING, S_SHUTDOWN, S_UNWRAPPED,
@@ -177,7 +186,8 @@ ssl_call(proto_t *p, PyObject *sslobj, ssl_method_t method,
          PyObject *const *args, size_t nargs)
 {
     cio_state *st = p->st;
-    PyObject *stack[2] = {NULL, nargs > 0 ? args[0] : NULL}, *r;
+    PyObject *stack[3] = {NULL, nargs > 0 ? args[0] : NULL,
+                          nargs > 1 ? args[1] : NULL}, *r;
     const size_t flags = (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET;
 
     if (Py_TYPE(sslobj) != st->ssl_object_type ||
@@ -353,6 +363,22 @@ more_to_read(proto_t *p, PyObject *incoming, PyObject *sslobj)
     return n > 0;
 }
 
+/* The size a read asks for: at most what the incoming BIO holds plus one
+ * record's plaintext (16 KiB), which OpenSSL may hold decrypted or half
+ * read; max_size at most. A read can only return less than is there, and
+ * then the loop reads again. */
+static PyObject *
+read_size(proto_t *p, PyObject *incoming, Py_ssize_t max_size)
+{
+    enum { TLS_MAX_PLAINTEXT = 16384 };
+    Py_ssize_t n = get_size(p, incoming, A_PENDING);
+
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(Py_MIN(n + TLS_MAX_PLAINTEXT, max_size));
+}
+
 /* One bytes of first followed by the chunks in rest. */
 static PyObject *
 join_chunks(PyObject *first, PyObject *rest)
@@ -386,16 +412,19 @@ static int
 do_read_copied(proto_t *p)
 {
     PyObject *sslobj = get(p, p->self, A_SSLOBJ);
-    PyObject *max_size = get(p, p->self, A_MAX_SIZE);
+    Py_ssize_t max_size = get_size(p, p->self, A_MAX_SIZE);
     PyObject *incoming = get(p, p->self, A_INCOMING);
-    PyObject *first = NULL, *rest = NULL, *chunk, *app;
+    PyObject *first = NULL, *rest = NULL, *chunk, *app, *size;
     int more = 1, eof = 0, rc = -1;
 
-    if (sslobj == NULL || max_size == NULL || incoming == NULL) {
+    if (sslobj == NULL || (max_size == -1 && PyErr_Occurred()) ||
+        incoming == NULL) {
         goto done;
     }
     while (more > 0) {
-        chunk = ssl_call(p, sslobj, SSL_READ, &max_size, 1);
+        size = read_size(p, incoming, max_size);
+        chunk = size ? ssl_call(p, sslobj, SSL_READ, &size, 1) : NULL;
+        Py_XDECREF(size);
         if (chunk == NULL) {
             if (!clear_if_again(p)) {
                 goto done;
@@ -448,10 +477,153 @@ do_read_copied(proto_t *p)
     }
 done:
     Py_XDECREF(sslobj);
-    Py_XDECREF(max_size);
     Py_XDECREF(incoming);
     Py_XDECREF(first);
     Py_XDECREF(rest);
+    return rc;
+}
+
+/* The callback _do_read__buffered gives call_soon when the app's buffer
+ * filled up: `lambda: self._do_read()` in 3.11 and the first 3.12s, the
+ * bound self._do_read in later ones. st->ssl_read_again_lambda is that
+ * lambda's code taken from the installed stdlib (None where there is no
+ * lambda), so the callback, and a debug-mode handle's repr, are the
+ * installed version's. */
+static PyObject *
+read_again_callback(proto_t *p)
+{
+    PyObject *code = p->st->ssl_read_again_lambda, *fn, *cell, *closure;
+
+    if (code == Py_None) {
+        return PyObject_GetAttr(p->self, NAME(p, M_DO_READ));
+    }
+    fn = PyFunction_New(code, PyModule_GetDict(p->st->sslproto_module));
+    cell = fn ? PyCell_New(p->self) : NULL;
+    closure = cell ? PyTuple_Pack(1, cell) : NULL;
+    Py_XDECREF(cell);
+    if (closure == NULL || PyFunction_SetClosure(fn, closure) < 0) {
+        Py_CLEAR(fn);
+    }
+    Py_XDECREF(closure);
+    return fn;
+}
+
+/* *count = self._sslobj.read(wants - offset, buf[offset:]) (buf itself at
+ * offset 0). 1 for `except SSLAgainErrors`, *count unchanged. */
+static int
+read_into(proto_t *p, PyObject *sslobj, PyObject *buf, Py_ssize_t offset,
+          Py_ssize_t wants, Py_ssize_t *count)
+{
+    PyObject *args[2] = {PyLong_FromSsize_t(wants - offset), NULL}, *r;
+    Py_ssize_t n;
+
+    if (offset == 0) {
+        args[1] = Py_NewRef(buf);
+    }
+    else {
+        PyObject *start = PyLong_FromSsize_t(offset);
+        PyObject *slice = start ? PySlice_New(start, NULL, NULL) : NULL;
+
+        args[1] = slice ? PyObject_GetItem(buf, slice) : NULL;
+        Py_XDECREF(start);
+        Py_XDECREF(slice);
+    }
+    if (args[0] == NULL || args[1] == NULL) {
+        Py_XDECREF(args[0]);
+        Py_XDECREF(args[1]);
+        return -1;
+    }
+    r = ssl_call(p, sslobj, SSL_READ, args, 2);
+    Py_DECREF(args[0]);
+    Py_DECREF(args[1]);
+    if (r == NULL) {
+        return clear_if_again(p) ? 1 : -1;
+    }
+    n = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *count = n;
+    return 0;
+}
+
+/* self.<name>(offset) where <name> holds a callable. */
+static int
+call_held(proto_t *p, tls_name_t name, Py_ssize_t offset)
+{
+    PyObject *fn = get(p, p->self, name);
+    PyObject *arg = fn ? PyLong_FromSsize_t(offset) : NULL;
+    PyObject *r = arg ? PyObject_CallOneArg(fn, arg) : NULL;
+
+    Py_XDECREF(fn);
+    Py_XDECREF(arg);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* self._loop.call_soon(<read again>) */
+static int
+read_again_soon(proto_t *p)
+{
+    PyObject *cb = read_again_callback(p);
+    int rc = cb ? call_attr(p, A_LOOP, M_CALL_SOON, cb) : -1;
+
+    Py_XDECREF(cb);
+    return rc;
+}
+
+/* _do_read__buffered: decrypt into the buffer the app protocol's
+ * get_buffer() gives, then buffer_updated(); a buffer filled to its end
+ * means more may wait, so _do_read runs again from the ready queue. As in
+ * do_read_copied, a read that could only raise SSLWantReadError is not
+ * made. */
+static int
+do_read_buffered(proto_t *p)
+{
+    PyObject *sslobj = get(p, p->self, A_SSLOBJ), *incoming = NULL;
+    PyObject *size = NULL, *get_buffer = NULL, *buf = NULL;
+    Py_ssize_t wants, offset = 0, count = 1;
+    int rc = -1, r;
+
+    if (sslobj == NULL || (incoming = get(p, p->self, A_INCOMING)) == NULL ||
+        (size = call(p, p->self, M_GET_READ_BUFFER_SIZE, NULL, 0)) == NULL ||
+        (get_buffer = get(p, p->self, A_APP_GET_BUFFER)) == NULL ||
+        (buf = PyObject_CallOneArg(get_buffer, size)) == NULL ||
+        (wants = PyObject_Length(buf)) < 0) {
+        goto done;
+    }
+    r = read_into(p, sslobj, buf, 0, wants, &count);
+    if (r == 0 && count > 0) {
+        offset = count;
+        while (offset < wants) {
+            r = more_to_read(p, incoming, sslobj);
+            r = r < 0 ? -1 : r == 0 ? 1
+                           : read_into(p, sslobj, buf, offset, wants, &count);
+            if (r != 0 || count <= 0) {
+                break;
+            }
+            offset += count;
+        }
+        if (offset >= wants) {  /* not left by a break */
+            r = read_again_soon(p);
+        }
+    }
+    if (r < 0 || (offset > 0 &&
+                  call_held(p, A_APP_BUFFER_UPDATED, offset) < 0)) {
+        goto done;
+    }
+    rc = 0;
+    if (count == 0 && (call_self(p, M_CALL_EOF_RECEIVED, NULL, 0) < 0 ||
+                       call_self(p, M_START_SHUTDOWN, NULL, 0) < 0)) {
+        rc = -1;
+    }
+done:
+    Py_XDECREF(sslobj);
+    Py_XDECREF(incoming);
+    Py_XDECREF(size);
+    Py_XDECREF(get_buffer);
+    Py_XDECREF(buf);
     return rc;
 }
 
@@ -599,8 +771,10 @@ do_read(proto_t *p)
         int buffered = truth(p, A_APP_PROTOCOL_IS_BUFFER);
 
         rc = buffered < 0 ? -1
-             : buffered   ? call_self(p, M_DO_READ_BUFFERED, NULL, 0)
-                          : do_read_copied(p);
+             : !buffered  ? do_read_copied(p)
+             : p->st->ssl_read_again_lambda ? do_read_buffered(p)
+                                            : call_self(p, M_DO_READ_BUFFERED,
+                                                        NULL, 0);
         if (rc == 0) {
             int backlog = truth(p, A_WRITE_BACKLOG);
 
@@ -1111,6 +1285,7 @@ unpack(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
 TLS_METHOD(m_buffer_updated, "buffer_updated", 2, buffer_updated(p, args[1]))
 TLS_METHOD(m_do_read, "_do_read", 1, do_read(p))
 TLS_METHOD(m_do_read_copied, "_do_read__copied", 1, do_read_copied(p))
+TLS_METHOD(m_do_read_buffered, "_do_read__buffered", 1, do_read_buffered(p))
 TLS_METHOD(m_write_appdata, "_write_appdata", 2, write_appdata(p, args[1]))
 TLS_METHOD(m_do_write, "_do_write", 1, do_write(p))
 TLS_METHOD(m_process_outgoing, "_process_outgoing", 1, process_outgoing(p))
@@ -1214,6 +1389,13 @@ m_app_write(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
+/* Installed when stdlib's _do_read__buffered is of a known shape (see
+ * find_read_again_lambda). */
+static PyMethodDef tls_buffered_read_methods[] = {
+    TLS_DEF(m_do_read_buffered, "_do_read__buffered"),
+    {NULL, NULL, 0, NULL},
+};
+
 static PyMethodDef app_transport_methods[] = {
     TLS_DEF(m_app_write, "write"),
     {NULL, NULL, 0, NULL},
@@ -1265,6 +1447,60 @@ import_state_machine(cio_state *st, PyObject *sslproto)
         return -1;
     }
     return 0;
+}
+
+/* st->ssl_read_again_lambda (see read_again_callback): the one code
+ * object among the constants of stdlib's _do_read__buffered, a lambda
+ * over self, or None when it has none. Left NULL, and stdlib's method
+ * kept, for code of any other shape. */
+static int
+find_read_again_lambda(cio_state *st, PyObject *base)
+{
+    PyObject *method = PyObject_GetAttrString(base, "_do_read__buffered");
+    PyObject *code = method ? PyObject_GetAttrString(method, "__code__")
+                            : NULL;
+    PyObject *consts = code ? PyObject_GetAttrString(code, "co_consts")
+                            : NULL;
+    PyObject *found = Py_None;
+    int rc = -1, known = 1;
+
+    if (consts == NULL || !PyTuple_Check(consts)) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+        PyObject *c = PyTuple_GET_ITEM(consts, i);
+
+        if (PyCode_Check(c)) {
+            known = known && found == Py_None;
+            found = c;
+        }
+    }
+    if (known && found != Py_None) {
+        PyObject *freevars = PyObject_GetAttrString(found, "co_freevars");
+        PyObject *name = PyObject_GetAttrString(found, "co_name");
+
+        known = freevars && name && PyTuple_Check(freevars) &&
+                PyTuple_GET_SIZE(freevars) == 1 &&
+                PyUnicode_Check(PyTuple_GET_ITEM(freevars, 0)) &&
+                PyUnicode_CompareWithASCIIString(
+                    PyTuple_GET_ITEM(freevars, 0), "self") == 0 &&
+                PyUnicode_Check(name) &&
+                PyUnicode_CompareWithASCIIString(name, "<lambda>") == 0;
+        Py_XDECREF(freevars);
+        Py_XDECREF(name);
+        if (PyErr_Occurred()) {
+            goto done;
+        }
+    }
+    if (known) {
+        st->ssl_read_again_lambda = Py_NewRef(found);
+    }
+    rc = 0;
+done:
+    Py_XDECREF(method);
+    Py_XDECREF(code);
+    Py_XDECREF(consts);
+    return rc;
 }
 
 static int
@@ -1343,7 +1579,11 @@ cio_tls_protocol_init(PyObject *module, cio_state *st)
     rc = import_state_machine(st, sslproto) < 0 ||
                  make_app_transport_type(module, st, sslproto) < 0 ||
                  install_methods(module, st->ssl_protocol_type,
-                                 tls_methods) < 0
+                                 tls_methods) < 0 ||
+                 find_read_again_lambda(st, base) < 0 ||
+                 (st->ssl_read_again_lambda != NULL &&
+                  install_methods(module, st->ssl_protocol_type,
+                                  tls_buffered_read_methods) < 0)
              ? -1 : 0;
 done:
     Py_XDECREF(sslproto);
