@@ -26,7 +26,8 @@ import statistics
 import sys
 import tempfile
 
-from echo_bench import LOOPS, add_common_arguments, measure_server, new_loop
+from echo_bench import (LOOPS, add_common_arguments, measure_server, new_loop,
+                        settle_malloc)
 from echo_instructions import LONG, SHORT, callgrind_server
 from results import progress, record
 
@@ -60,6 +61,7 @@ def serve(kind, server):
     # itself: asyncio sets TCP_NODELAY only on sockets of that protocol,
     # and without it uvicorn's two writes per response wait out delayed
     # ACKs (40 ms a request; uvloop sets it on every TCP socket).
+    settle_malloc()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM,
                          socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

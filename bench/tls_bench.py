@@ -18,7 +18,8 @@ import tempfile
 
 from echo_bench import (HEADER, EchoProtocol, add_common_arguments, best_of,
                         build, echo_stream, measure_server, new_loop,
-                        print_columns, print_row, serve_command)
+                        print_columns, print_row, serve_command,
+                        settle_malloc)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = [("protocol", "echo", 1024), ("protocol", "echo", 65536),
@@ -35,6 +36,7 @@ def make_certificate(directory):
 
 
 def serve(kind, server_kind, cert, key):
+    settle_malloc()
     loop = new_loop(kind)
     asyncio.set_event_loop(loop)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
