@@ -413,10 +413,10 @@ def test_buffered_app_protocol_with_a_small_buffer_then_eof(loop, certs):
     assert bytes(proto.received) == payload
     assert set(proto.events[:-2]) == {True}
     assert proto.events[-2:] == ["eof", ("lost", None)]
-    assert callbacks == {"<lambda>" if on_stdlib_lambda() else "_do_read"}
+    assert callbacks == {"<lambda>" if stdlib_reads_again_through_a_lambda() else "_do_read"}
 
 
-def on_stdlib_lambda():
+def stdlib_reads_again_through_a_lambda():
     """Whether the installed sslproto's _do_read__buffered hands call_soon
     a lambda (3.11, early 3.12s) rather than the bound method."""
     from asyncio import sslproto

@@ -1465,6 +1465,11 @@ find_read_again_lambda(cio_state *st, PyObject *base)
     int rc = -1, known = 1;
 
     if (consts == NULL || !PyTuple_Check(consts)) {
+        /* no such method, or not a Python function: stdlib's is called */
+        if (consts != NULL || PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            rc = 0;
+        }
         goto done;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
