@@ -57,11 +57,11 @@ def serve(kind, server):
     """Serves the hello world on a loopback port, which it prints once the
     server is about to accept (the load must not time out while a server
     under valgrind starts)."""
+    settle_malloc()
     # IPPROTO_TCP, as getaddrinfo gives it when uvicorn binds --port
     # itself: asyncio sets TCP_NODELAY only on sockets of that protocol,
     # and without it uvicorn's two writes per response wait out delayed
     # ACKs (40 ms a request; uvloop sets it on every TCP socket).
-    settle_malloc()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM,
                          socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
