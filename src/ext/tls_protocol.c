@@ -344,11 +344,12 @@ clear_if_again(proto_t *p)
 /* ---- reading ------------------------------------------------------------ */
 
 /* Whether a read could return something: bytes left in the incoming BIO
- * or decrypted in the SSLObject. */
+ * (also stored in *in_bio) or decrypted in the SSLObject. */
 static int
-more_to_read(proto_t *p, PyObject *incoming, PyObject *sslobj)
+more_to_read(proto_t *p, PyObject *incoming, PyObject *sslobj,
+             Py_ssize_t *in_bio)
 {
-    Py_ssize_t n = get_size(p, incoming, A_PENDING);
+    Py_ssize_t n = *in_bio = get_size(p, incoming, A_PENDING);
     PyObject *r;
 
     if (n != 0) {
@@ -363,20 +364,25 @@ more_to_read(proto_t *p, PyObject *incoming, PyObject *sslobj)
     return n > 0;
 }
 
-/* The size a read asks for: at most what the incoming BIO holds plus one
- * record's plaintext (16 KiB), which OpenSSL may hold decrypted or half
- * read; max_size at most. A read can only return less than is there, and
- * then the loop reads again. */
+/* The size a read asks for: what the incoming BIO holds (in_bio) plus
+ * one record's plaintext (16 KiB), which OpenSSL may hold decrypted or
+ * half read; max_size at most. A read can only return less than is
+ * there, and then the loop reads again. */
 static PyObject *
-read_size(proto_t *p, PyObject *incoming, Py_ssize_t max_size)
+read_size(Py_ssize_t in_bio, Py_ssize_t max_size)
 {
     enum { TLS_MAX_PLAINTEXT = 16384 };
-    Py_ssize_t n = get_size(p, incoming, A_PENDING);
 
-    if (n == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    return PyLong_FromSsize_t(Py_MIN(n + TLS_MAX_PLAINTEXT, max_size));
+    return PyLong_FromSsize_t(Py_MIN(in_bio + TLS_MAX_PLAINTEXT, max_size));
+}
+
+/* The peer's close_notify: eof_received, then the shutdown. */
+static int
+on_close_notify(proto_t *p)
+{
+    return call_self(p, M_CALL_EOF_RECEIVED, NULL, 0) < 0 ||
+                   call_self(p, M_START_SHUTDOWN, NULL, 0) < 0
+               ? -1 : 0;
 }
 
 /* One bytes of first followed by the chunks in rest. */
@@ -415,14 +421,17 @@ do_read_copied(proto_t *p)
     Py_ssize_t max_size = get_size(p, p->self, A_MAX_SIZE);
     PyObject *incoming = get(p, p->self, A_INCOMING);
     PyObject *first = NULL, *rest = NULL, *chunk, *app, *size;
+    Py_ssize_t in_bio = -1;
     int more = 1, eof = 0, rc = -1;
 
     if (sslobj == NULL || (max_size == -1 && PyErr_Occurred()) ||
-        incoming == NULL) {
+        incoming == NULL ||
+        ((in_bio = get_size(p, incoming, A_PENDING)) == -1 &&
+         PyErr_Occurred())) {
         goto done;
     }
     while (more > 0) {
-        size = read_size(p, incoming, max_size);
+        size = read_size(in_bio, max_size);
         chunk = size ? ssl_call(p, sslobj, SSL_READ, &size, 1) : NULL;
         Py_XDECREF(size);
         if (chunk == NULL) {
@@ -453,7 +462,7 @@ do_read_copied(proto_t *p)
                 goto done;
             }
         }
-        more = more_to_read(p, incoming, sslobj);
+        more = more_to_read(p, incoming, sslobj, &in_bio);
     }
     if (more < 0) {
         goto done;
@@ -470,11 +479,7 @@ do_read_copied(proto_t *p)
             goto done;
         }
     }
-    rc = 0;
-    if (eof && (call_self(p, M_CALL_EOF_RECEIVED, NULL, 0) < 0 ||
-                call_self(p, M_START_SHUTDOWN, NULL, 0) < 0)) {
-        rc = -1;
-    }
+    rc = eof ? on_close_notify(p) : 0;
 done:
     Py_XDECREF(sslobj);
     Py_XDECREF(incoming);
@@ -583,7 +588,7 @@ do_read_buffered(proto_t *p)
 {
     PyObject *sslobj = get(p, p->self, A_SSLOBJ), *incoming = NULL;
     PyObject *size = NULL, *get_buffer = NULL, *buf = NULL;
-    Py_ssize_t wants, offset = 0, count = 1;
+    Py_ssize_t wants, offset = 0, count = 1, in_bio;
     int rc = -1, r;
 
     if (sslobj == NULL || (incoming = get(p, p->self, A_INCOMING)) == NULL ||
@@ -597,7 +602,7 @@ do_read_buffered(proto_t *p)
     if (r == 0 && count > 0) {
         offset = count;
         while (offset < wants) {
-            r = more_to_read(p, incoming, sslobj);
+            r = more_to_read(p, incoming, sslobj, &in_bio);
             r = r < 0 ? -1 : r == 0 ? 1
                            : read_into(p, sslobj, buf, offset, wants, &count);
             if (r != 0 || count <= 0) {
@@ -613,11 +618,7 @@ do_read_buffered(proto_t *p)
                   call_held(p, A_APP_BUFFER_UPDATED, offset) < 0)) {
         goto done;
     }
-    rc = 0;
-    if (count == 0 && (call_self(p, M_CALL_EOF_RECEIVED, NULL, 0) < 0 ||
-                       call_self(p, M_START_SHUTDOWN, NULL, 0) < 0)) {
-        rc = -1;
-    }
+    rc = count == 0 ? on_close_notify(p) : 0;
 done:
     Py_XDECREF(sslobj);
     Py_XDECREF(incoming);
