@@ -15,6 +15,14 @@
 
 typedef struct HandleObject HandleObject;
 
+/* 3.15 runs a socket transport's protocol callbacks in one context that
+ * belongs to the connection (gh-140947): the caller's context, copied
+ * when a client connection is made; for an accepted one, a copy of the
+ * context its Server captured when it was created. Before 3.15 each
+ * callback runs in a copy of the context current when it was scheduled,
+ * which is what a transport whose context is NULL does. */
+#define CIO_TRANSPORT_CONTEXT (PY_VERSION_HEX >= 0x030F0000)
+
 /* Names the binding looks up or calls once or more per connection,
  * interned once (module.c). A str made from a C string on each call would
  * be created, hashed and then miss the type's method cache, which keys on
@@ -157,6 +165,7 @@ typedef struct {
     PyObject *kwnames_loop;           /* ("loop",) */
     PyObject *kwnames_socket;         /* ("family", "type", "proto") */
     PyObject *kwnames_debug;          /* ("debug",) */
+    PyObject *kwnames_context;        /* ("context",) */
     PyObject *empty_tuple;
     HandleObject *free_handles;       /* see cio_handle_new */
     int n_free_handles;
@@ -371,11 +380,13 @@ int cio_loop_dispatch_io(LoopObject *self, const cio_poll_event_t *events,
 void cio_loop_fds_clear(LoopObject *self);
 int cio_loop_fds_traverse(LoopObject *self, visitproc visit, void *arg);
 /* add_reader/add_writer from C: callback(*args) runs whenever fd is ready
- * for event. handle_out, when given, receives a new reference to the
+ * for event, in context (NULL: a copy of the current one, as stdlib's
+ * Handle makes). handle_out, when given, receives a new reference to the
  * Handle. remove returns 1 if a watcher was removed, 0 if none, -1. */
 int cio_loop_add_watcher(LoopObject *self, int fd, unsigned event,
                          PyObject *callback, PyObject *const *args,
-                         Py_ssize_t nargs, HandleObject **handle_out);
+                         Py_ssize_t nargs, PyObject *context,
+                         HandleObject **handle_out);
 int cio_loop_remove_watcher(LoopObject *self, int fd, unsigned event);
 int cio_loop_is_watching(LoopObject *self, int fd, unsigned event);
 /* An fd from an int or an object with fileno(), as selectors accept it;
@@ -392,10 +403,13 @@ void cio_loop_forget_fd_transport(LoopObject *self, int fd,
 
 /* transport_stream.c */
 extern PyType_Spec cio_socket_transport_spec;
-/* stdlib's _make_socket_transport: takes over the connected socket. */
+/* stdlib's _make_socket_transport: takes over the connected socket. Its
+ * callbacks run in context, a contextvars.Context, or NULL (see
+ * CIO_TRANSPORT_CONTEXT). */
 PyObject *cio_socket_transport_new(LoopObject *loop, PyObject *sock,
                                    PyObject *protocol, PyObject *waiter,
-                                   PyObject *extra, PyObject *server);
+                                   PyObject *extra, PyObject *server,
+                                   PyObject *context);
 
 /* loop_server.c: transports and the accept loop, as the loop's methods */
 extern PyMethodDef cio_loop_server_methods[];

@@ -75,6 +75,10 @@ typedef struct {
     PyObject *race;               /* the race's Future while racing */
     PyObject *attempt_errors;     /* each raced attempt's errors list */
     PyObject *protocol, *transport;
+    PyObject *context;            /* 3.15+: the transport's context, the
+                                     caller's copied unless
+                                     _create_connection_transport was
+                                     given one */
     PyObject *awaiting;           /* the iterator being awaited */
     Py_ssize_t next_info;         /* index in infos of the next attempt */
     char all_errors;
@@ -141,14 +145,21 @@ make_ssl_transport(ConnectCallObject *self, PyObject *waiter)
 {
     /* ssl=True asks for the default context. */
     PyObject *sslcontext = PyBool_Check(self->ssl) ? Py_None : self->ssl;
-    PyObject *stack[9] = {(PyObject *)self->loop, self->sock, self->protocol,
-                          sslcontext, waiter, self->server_side,
-                          self->server_hostname, self->handshake_timeout,
-                          self->shutdown_timeout};
+    PyObject *stack[10] = {(PyObject *)self->loop, self->sock,
+                           self->protocol, sslcontext, waiter,
+                           self->server_side, self->server_hostname,
+                           self->handshake_timeout, self->shutdown_timeout,
+                           self->context};
     PyObject *kwnames, *transport;
 
+#if CIO_TRANSPORT_CONTEXT
+    kwnames = Py_BuildValue("(sssss)", "server_side", "server_hostname",
+                            "ssl_handshake_timeout", "ssl_shutdown_timeout",
+                            "context");
+#else
     kwnames = Py_BuildValue("(ssss)", "server_side", "server_hostname",
                             "ssl_handshake_timeout", "ssl_shutdown_timeout");
+#endif
     if (kwnames == NULL) {
         return NULL;
     }
@@ -156,6 +167,20 @@ make_ssl_transport(ConnectCallObject *self, PyObject *waiter)
         CIO_NAME(self->loop->state, _make_ssl_transport), stack, 5, kwnames);
     Py_DECREF(kwnames);
     return transport;
+}
+
+/* loop._make_socket_transport(sock, protocol, waiter), and from 3.15 on
+ * context=self->context. */
+static PyObject *
+make_socket_transport(ConnectCallObject *self, PyObject *waiter)
+{
+    cio_state *st = self->loop->state;
+    PyObject *stack[5] = {(PyObject *)self->loop, self->sock, self->protocol,
+                          waiter, self->context};
+
+    return PyObject_VectorcallMethod(
+        CIO_NAME(st, _make_socket_transport), stack, 4,
+        CIO_TRANSPORT_CONTEXT ? st->kwnames_context : NULL);
 }
 
 /* The protocol, the transport over the connected socket, and the wait
@@ -170,6 +195,14 @@ make_transport(ConnectCallObject *self, PyObject **result)
     if (ssl < 0 || (!self->own_sock && set_nonblocking(self) < 0)) {
         return PYGEN_ERROR;
     }
+#if CIO_TRANSPORT_CONTEXT
+    if (self->context == NULL) {
+        self->context = PyContext_CopyCurrent();
+        if (self->context == NULL) {
+            return PYGEN_ERROR;
+        }
+    }
+#endif
     self->protocol = PyObject_CallNoArgs(self->factory);
     if (self->protocol == NULL) {
         return PYGEN_ERROR;
@@ -182,9 +215,7 @@ make_transport(ConnectCallObject *self, PyObject **result)
         self->transport = make_ssl_transport(self, waiter);
     }
     else {
-        PyObject *args[3] = {self->sock, self->protocol, waiter};
-        self->transport = cio_call_method(
-            st, loop, CIO_NAME__make_socket_transport, args, 3);
+        self->transport = make_socket_transport(self, waiter);
     }
     if (self->transport == NULL) {
         Py_DECREF(waiter);
@@ -1290,8 +1321,8 @@ connect_call_finalize(ConnectCallObject *self)
     X(loop) X(factory) X(host) X(port) X(ssl) X(server_hostname) X(family) \
     X(proto) X(flags) X(sock) X(local_addr) X(server_side)                 \
     X(handshake_timeout) X(shutdown_timeout) X(infos) X(local_infos)       \
-    X(errors) X(protocol) X(transport) X(awaiting) X(happy_delay)          \
-    X(interleave) X(race) X(attempt_errors)
+    X(errors) X(protocol) X(transport) X(context) X(awaiting)              \
+    X(happy_delay) X(interleave) X(race) X(attempt_errors)
 
 static int
 connect_call_traverse(ConnectCallObject *self, visitproc visit, void *arg)
@@ -1547,16 +1578,25 @@ loop_create_connection_transport(LoopObject *self, PyObject *args,
 {
     static char *kwlist[] = {
         "sock", "protocol_factory", "ssl", "server_hostname", "server_side",
-        "ssl_handshake_timeout", "ssl_shutdown_timeout", NULL};
+        "ssl_handshake_timeout", "ssl_shutdown_timeout",
+#if CIO_TRANSPORT_CONTEXT
+        "context",
+#endif
+        NULL};
     PyObject *sock, *factory, *ssl, *server_hostname;
     PyObject *server_side = Py_False, *handshake_timeout = Py_None;
-    PyObject *shutdown_timeout = Py_None;
+    PyObject *shutdown_timeout = Py_None, *context = Py_None;
     ConnectCallObject *call;
 
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "OOOO|OOO:_create_connection_transport", kwlist,
-            &sock, &factory, &ssl, &server_hostname, &server_side,
-            &handshake_timeout, &shutdown_timeout)) {
+            args, kwargs,
+#if CIO_TRANSPORT_CONTEXT
+            "OOOO|OOOO:_create_connection_transport",
+#else
+            "OOOO|OOO:_create_connection_transport",
+#endif
+            kwlist, &sock, &factory, &ssl, &server_hostname, &server_side,
+            &handshake_timeout, &shutdown_timeout, &context)) {
         return NULL;
     }
     call = connect_call_new(self, CONNECT_TRANSPORT, factory);
@@ -1569,6 +1609,9 @@ loop_create_connection_transport(LoopObject *self, PyObject *args,
     call->server_side = Py_NewRef(server_side);
     call->handshake_timeout = Py_NewRef(handshake_timeout);
     call->shutdown_timeout = Py_NewRef(shutdown_timeout);
+    if (context != Py_None) {
+        call->context = Py_NewRef(context);
+    }
     return (PyObject *)call;
 }
 

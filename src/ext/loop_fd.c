@@ -141,7 +141,8 @@ watch_slot(cio_fd_watch_t *w, unsigned event)
 int
 cio_loop_add_watcher(LoopObject *self, int fd, unsigned event,
                      PyObject *callback, PyObject *const *args,
-                     Py_ssize_t nargs, HandleObject **handle_out)
+                     Py_ssize_t nargs, PyObject *context,
+                     HandleObject **handle_out)
 {
     HandleObject *h, *old;
 
@@ -149,7 +150,7 @@ cio_loop_add_watcher(LoopObject *self, int fd, unsigned event,
         return -1;
     }
     h = cio_handle_new(self, self->state->handle_type, callback, args, nargs,
-                       NULL);
+                       context);
     if (h == NULL || fds_reserve(self, fd) < 0 ||
         fd_set_events(self, fd, self->fds[fd].events | event) < 0) {
         Py_XDECREF(h);
@@ -240,10 +241,12 @@ cio_loop_ensure_fd_no_transport(LoopObject *self, int fd)
 }
 
 /* add_reader/add_writer; internal is the loop's own _add_reader, which
- * skips the transport check and returns the Handle. */
+ * skips the transport check, runs the callback in context (3.15's
+ * transports pass theirs) and returns the Handle. */
 static PyObject *
 loop_add_watcher(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
-                 unsigned event, const char *name, int internal)
+                 unsigned event, const char *name, int internal,
+                 PyObject *context)
 {
     HandleObject *h;
     int fd;
@@ -259,7 +262,7 @@ loop_add_watcher(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     if (cio_loop_add_watcher(self, fd, event, args[1], args + 2, nargs - 2,
-                             &h) < 0) {
+                             context, &h) < 0) {
         return NULL;
     }
     if (!PyLong_Check(args[0])) {
@@ -296,14 +299,14 @@ static PyObject *
 loop_add_reader(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return loop_add_watcher(self, args, nargs, CIO_POLL_READ, "add_reader",
-                            0);
+                            0, NULL);
 }
 
 static PyObject *
 loop_add_writer(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return loop_add_watcher(self, args, nargs, CIO_POLL_WRITE, "add_writer",
-                            0);
+                            0, NULL);
 }
 
 static PyObject *
@@ -319,21 +322,44 @@ loop_remove_writer(LoopObject *self, PyObject *fileobj)
 }
 
 /* The underscore versions that stdlib's own helpers (sendfile, sock_*)
- * call on the loop: no transport check, and _add_* return the Handle. */
+ * call on the loop: no transport check, and _add_* return the Handle.
+ * From 3.15 on they take context=, as stdlib's transports pass it. */
+static PyObject *
+add_watcher_internal(LoopObject *self, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames, unsigned event,
+                     const char *name)
+{
+    PyObject *context = NULL;
+
+#if CIO_TRANSPORT_CONTEXT
+    if (cio_parse_callback_args(name, args, nargs, kwnames, 0,
+                                &context) < 0) {
+        return NULL;
+    }
+#else
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword "
+                     "argument '%U'", name, PyTuple_GET_ITEM(kwnames, 0));
+        return NULL;
+    }
+#endif
+    return loop_add_watcher(self, args, nargs, event, name, 1, context);
+}
+
 static PyObject *
 loop_add_reader_internal(LoopObject *self, PyObject *const *args,
-                         Py_ssize_t nargs)
+                         Py_ssize_t nargs, PyObject *kwnames)
 {
-    return loop_add_watcher(self, args, nargs, CIO_POLL_READ, "_add_reader",
-                            1);
+    return add_watcher_internal(self, args, nargs, kwnames, CIO_POLL_READ,
+                                "_add_reader");
 }
 
 static PyObject *
 loop_add_writer_internal(LoopObject *self, PyObject *const *args,
-                         Py_ssize_t nargs)
+                         Py_ssize_t nargs, PyObject *kwnames)
 {
-    return loop_add_watcher(self, args, nargs, CIO_POLL_WRITE,
-                            "_add_writer", 1);
+    return add_watcher_internal(self, args, nargs, kwnames, CIO_POLL_WRITE,
+                                "_add_writer");
 }
 
 static PyObject *
@@ -434,9 +460,9 @@ PyMethodDef cio_loop_fd_methods[] = {
      "remove_writer($self, fd, /)\n--\n\nStop watching fd for writing; "
      "return True if a writer was registered."},
     {"_add_reader", (PyCFunction)(void (*)(void))loop_add_reader_internal,
-     METH_FASTCALL, NULL},
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_add_writer", (PyCFunction)(void (*)(void))loop_add_writer_internal,
-     METH_FASTCALL, NULL},
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_remove_reader", (PyCFunction)loop_remove_reader_internal, METH_O,
      NULL},
     {"_remove_writer", (PyCFunction)loop_remove_writer_internal, METH_O,

@@ -153,7 +153,7 @@ cio_loop_watch_child(LoopObject *self, long pid, PyObject *callback,
     if (key != NULL && entry != NULL && exited != NULL &&
         PyDict_SetItem(self->children, key, entry) == 0) {
         rc = cio_loop_add_watcher(self, fd, CIO_POLL_READ, exited, &key, 1,
-                                  NULL);
+                                  NULL, NULL);
         if (rc < 0) {
             PyObject *exc = cio_fetch_exception();
             PyDict_DelItem(self->children, key);

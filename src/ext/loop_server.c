@@ -16,24 +16,49 @@
 
 #define ACCEPT_RETRY_DELAY 1.0   /* seconds; asyncio.constants */
 
+/* A transport's context argument (borrowed): None becomes NULL, and
+ * anything but a Context raises TypeError, as it would once a callback
+ * ran in it. */
+static int
+check_transport_context(PyObject **context)
+{
+    if (*context == Py_None) {
+        *context = NULL;
+    }
+    if (*context != NULL && !PyContext_CheckExact(*context)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "context must be a contextvars.Context or None");
+        return -1;
+    }
+    return 0;
+}
+
 /* _make_socket_transport(sock, protocol, waiter=None, *, extra=None,
- *                        server=None) */
+ *                        server=None, context=None); context from 3.15 */
 static PyObject *
 loop_make_socket_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"sock", "protocol", "waiter", "extra", "server",
+#if CIO_TRANSPORT_CONTEXT
+                             "context",
+#endif
                              NULL};
     PyObject *sock, *protocol, *waiter = Py_None, *extra = Py_None;
-    PyObject *server = Py_None;
+    PyObject *server = Py_None, *context = NULL;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs,
-                                     "OO|O$OO:_make_socket_transport", kwlist,
-                                     &sock, &protocol, &waiter, &extra,
-                                     &server)) {
+#if CIO_TRANSPORT_CONTEXT
+                                     "OO|O$OOO:_make_socket_transport",
+#else
+                                     "OO|O$OO:_make_socket_transport",
+#endif
+                                     kwlist, &sock, &protocol, &waiter,
+                                     &extra, &server, &context) ||
+        check_transport_context(&context) < 0) {
         return NULL;
     }
     return cio_socket_transport_new(self, sock, protocol, waiter, extra,
-                                    server);
+                                    server, context);
 }
 
 /* Gives a new SSLProtocol its read buffer and stdlib's max_size (see
@@ -74,14 +99,16 @@ give_ssl_read_buffer(LoopObject *loop, PyObject *ssl_protocol)
 
 /* _make_ssl_transport(rawsock, protocol, sslcontext, waiter=None, *,
  *     server_side=False, server_hostname=None, extra=None, server=None,
- *     ssl_handshake_timeout=..., ssl_shutdown_timeout=...)
+ *     ssl_handshake_timeout=..., ssl_shutdown_timeout=..., context=None)
  * TLS is stdlib's sslproto.SSLProtocol layered on our stream transport;
- * the keywords go to SSLProtocol unchanged, so its defaults apply. */
+ * the keywords go to SSLProtocol unchanged, so its defaults apply. From
+ * 3.15 on, context is the socket transport's, as in stdlib. */
 static PyObject *
 loop_make_ssl_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
 {
     PyObject *rawsock, *protocol, *sslcontext, *waiter = Py_None;
-    PyObject *extra = NULL, *server = NULL, *ssl_kwargs = NULL;
+    PyObject *extra = NULL, *server = NULL, *context = NULL;
+    PyObject *transport_context = NULL, *ssl_kwargs = NULL;
     PyObject *ssl_protocol = NULL, *transport = NULL, *result = NULL;
     PyObject *sslproto_type;
 
@@ -93,11 +120,21 @@ loop_make_ssl_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
     if (ssl_kwargs == NULL) {
         return NULL;
     }
-    /* extra and server belong to the socket transport. */
+    /* extra and server (and from 3.15 on, context) belong to the socket
+     * transport. */
     if (cio_dict_pop(ssl_kwargs, "extra", &extra) < 0 ||
         cio_dict_pop(ssl_kwargs, "server", &server) < 0) {
         goto done;
     }
+#if CIO_TRANSPORT_CONTEXT
+    if (cio_dict_pop(ssl_kwargs, "context", &context) < 0) {
+        goto done;
+    }
+    transport_context = context;
+    if (check_transport_context(&transport_context) < 0) {
+        goto done;
+    }
+#endif
     if (PyDict_GetItemString(ssl_kwargs, "waiter") == NULL &&
         PyDict_SetItemString(ssl_kwargs, "waiter", waiter) < 0) {
         goto done;
@@ -123,29 +160,39 @@ loop_make_ssl_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
     }
     transport = cio_socket_transport_new(self, rawsock, ssl_protocol,
                                          Py_None, extra ? extra : Py_None,
-                                         server ? server : Py_None);
+                                         server ? server : Py_None,
+                                         transport_context);
     if (transport != NULL) {
         result = PyObject_GetAttrString(ssl_protocol, "_app_transport");
     }
 done:
     Py_XDECREF(extra);
     Py_XDECREF(server);
+    Py_XDECREF(context);
     Py_XDECREF(transport);
     Py_XDECREF(ssl_protocol);
     Py_DECREF(ssl_kwargs);
     return result;
 }
 
-/* The arguments _start_serving and _accept_connection pass along. */
+/* The arguments _start_serving and _accept_connection pass along; 3.15
+ * adds the server's context. */
 enum {
     SERVE_FACTORY, SERVE_SOCK, SERVE_SSLCONTEXT, SERVE_SERVER, SERVE_BACKLOG,
-    SERVE_HANDSHAKE_TIMEOUT, SERVE_SHUTDOWN_TIMEOUT, SERVE_NARGS
+    SERVE_HANDSHAKE_TIMEOUT, SERVE_SHUTDOWN_TIMEOUT,
+#if CIO_TRANSPORT_CONTEXT
+    SERVE_CONTEXT,
+#endif
+    SERVE_NARGS
 };
 
+/* Positional arguments, and context= where 3.15's Server passes it so. */
 static int
-parse_serve_args(PyObject *const *args, Py_ssize_t nargs, const char *name,
-                 PyObject *out[SERVE_NARGS])
+parse_serve_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                 const char *name, PyObject *out[SERVE_NARGS])
 {
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
     if (nargs < 2 || nargs > SERVE_NARGS) {
         PyErr_Format(PyExc_TypeError, "%s() takes from 2 to %d arguments "
                      "(%zd given)", name, SERVE_NARGS, nargs);
@@ -154,17 +201,32 @@ parse_serve_args(PyObject *const *args, Py_ssize_t nargs, const char *name,
     for (Py_ssize_t i = 0; i < SERVE_NARGS; i++) {
         out[i] = i < nargs ? args[i] : Py_None;
     }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+#if CIO_TRANSPORT_CONTEXT
+        if (PyUnicode_CompareWithASCIIString(key, "context") == 0 &&
+            nargs <= SERVE_CONTEXT) {
+            out[SERVE_CONTEXT] = args[nargs + i];
+            continue;
+        }
+#endif
+        PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword "
+                     "argument '%U'", name, key);
+        return -1;
+    }
     return 0;
 }
 
-/* stdlib passes all seven arguments; a missing backlog means 100. */
+/* stdlib passes all seven arguments (eight from 3.15 on); a missing
+ * backlog means 100. */
 static PyObject *
-loop_start_serving(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
+loop_start_serving(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames)
 {
     PyObject *a[SERVE_NARGS], *accept;
     int fd, rc;
 
-    if (parse_serve_args(args, nargs, "_start_serving", a) < 0) {
+    if (parse_serve_args(args, nargs, kwnames, "_start_serving", a) < 0) {
         return NULL;
     }
     fd = PyObject_AsFileDescriptor(a[SERVE_SOCK]);
@@ -176,7 +238,7 @@ loop_start_serving(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     rc = cio_loop_add_watcher(self, fd, CIO_POLL_READ, accept, a,
-                              SERVE_NARGS, NULL);
+                              SERVE_NARGS, NULL, NULL);
     Py_DECREF(accept);
     if (rc < 0) {
         return NULL;
@@ -291,9 +353,15 @@ accept_pause(LoopObject *self, PyObject *exc, PyObject *const *a, int fd)
     if (retry == NULL) {
         return -1;
     }
+#if CIO_TRANSPORT_CONTEXT
+    timer = PyObject_CallMethod(
+        (PyObject *)self, "call_later", "dOOOOOOOOO", ACCEPT_RETRY_DELAY,
+        retry, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+#else
     timer = PyObject_CallMethod(
         (PyObject *)self, "call_later", "dOOOOOOOO", ACCEPT_RETRY_DELAY,
         retry, a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+#endif
     Py_DECREF(retry);
     Py_XDECREF(timer);
     return timer ? 0 : -1;
@@ -349,14 +417,15 @@ accept_failed(LoopObject *self, PyObject *conn, PyObject *protocol)
 /* Gives an accepted socket its protocol and transport. */
 static int
 accept_plain(LoopObject *self, PyObject *factory, PyObject *conn,
-             PyObject *extra, PyObject *server)
+             PyObject *extra, PyObject *server, PyObject *context)
 {
     PyObject *protocol, *transport;
     int rc = 0;
 
     protocol = PyObject_CallNoArgs(factory);
     transport = protocol ? cio_socket_transport_new(self, conn, protocol,
-                                                    Py_None, extra, server)
+                                                    Py_None, extra, server,
+                                                    context)
                          : NULL;
     if (transport == NULL) {
         rc = accept_failed(self, conn, protocol);
@@ -401,7 +470,7 @@ static PyMethodDef tls_accept_done_def = {
  * callback takes over the error handling. */
 static int
 accept_tls(LoopObject *self, PyObject *const *a, PyObject *conn,
-           PyObject *extra)
+           PyObject *extra, PyObject *context)
 {
     PyObject *protocol, *waiter = NULL, *args = NULL, *kwargs = NULL;
     PyObject *transport = NULL, *bound, *done, *res;
@@ -418,6 +487,10 @@ accept_tls(LoopObject *self, PyObject *const *a, PyObject *conn,
             a[SERVE_SERVER], "ssl_handshake_timeout",
             a[SERVE_HANDSHAKE_TIMEOUT], "ssl_shutdown_timeout",
             a[SERVE_SHUTDOWN_TIMEOUT]);
+        if (kwargs != NULL && context != NULL &&
+            PyDict_SetItemString(kwargs, "context", context) < 0) {
+            Py_CLEAR(kwargs);
+        }
     }
     if (args != NULL && kwargs != NULL) {
         transport = loop_make_ssl_transport(self, args, kwargs);
@@ -440,6 +513,47 @@ done:
     Py_XDECREF(protocol);
     Py_XDECREF(waiter);
     Py_XDECREF(transport);
+    return rc;
+}
+
+/* Makes an accepted connection's protocol and transport in a context of
+ * their own, as stdlib does in the Task it makes them in: a copy of the
+ * current context, so that what the protocol factory sets stays with its
+ * connection. From 3.15 on that is a copy of the server's context
+ * instead, and the transport keeps it for all its callbacks. */
+static int
+accept_in_context(LoopObject *self, PyObject *const *a, PyObject *conn,
+                  PyObject *extra, int is_tls)
+{
+    PyObject *server_context = NULL, *entered, *exc;
+    int rc;
+
+#if CIO_TRANSPORT_CONTEXT
+    if (a[SERVE_CONTEXT] != Py_None) {
+        server_context = a[SERVE_CONTEXT];
+    }
+#endif
+    entered = server_context ? PyContext_Copy(server_context)
+                             : PyContext_CopyCurrent();
+    if (entered == NULL || PyContext_Enter(entered) < 0) {
+        Py_XDECREF(entered);
+        return -1;
+    }
+    {
+        PyObject *transport_context = server_context ? entered : NULL;
+        rc = is_tls ? accept_tls(self, a, conn, extra, transport_context)
+                    : accept_plain(self, a[SERVE_FACTORY], conn, extra,
+                                   a[SERVE_SERVER], transport_context);
+    }
+    exc = cio_fetch_exception();
+    if (PyContext_Exit(entered) < 0) {
+        Py_XDECREF(exc);
+        rc = -1;
+    }
+    else {
+        cio_restore_exception(exc);
+    }
+    Py_DECREF(entered);
     return rc;
 }
 
@@ -502,12 +616,8 @@ accept_one(LoopObject *self, PyObject *const *a, int fd,
     if (extra == NULL || is_tls < 0) {
         rc = -1;
     }
-    else if (is_tls) {
-        rc = accept_tls(self, a, conn, extra);
-    }
     else {
-        rc = accept_plain(self, a[SERVE_FACTORY], conn, extra,
-                          a[SERVE_SERVER]);
+        rc = accept_in_context(self, a, conn, extra, is_tls);
     }
     Py_XDECREF(extra);
     Py_DECREF(pair);
@@ -516,14 +626,15 @@ accept_one(LoopObject *self, PyObject *const *a, int fd,
 
 static PyObject *
 loop_accept_connection(LoopObject *self, PyObject *const *args,
-                       Py_ssize_t nargs)
+                       Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *a[SERVE_NARGS];
     cio_acceptor_t acceptor;
     long backlog;
     int fd;
 
-    if (parse_serve_args(args, nargs, "_accept_connection", a) < 0) {
+    if (parse_serve_args(args, nargs, kwnames, "_accept_connection",
+                         a) < 0) {
         return NULL;
     }
     backlog = a[SERVE_BACKLOG] == Py_None ? 100
@@ -837,7 +948,7 @@ PyMethodDef cio_loop_server_methods[] = {
      (PyCFunction)(void (*)(void))loop_make_ssl_transport,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"_start_serving", (PyCFunction)(void (*)(void))loop_start_serving,
-     METH_FASTCALL, NULL},
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_stop_serving", (PyCFunction)loop_stop_serving, METH_O, NULL},
     {"start_tls", (PyCFunction)(void (*)(void))loop_start_tls,
      METH_VARARGS | METH_KEYWORDS,
@@ -846,7 +957,7 @@ PyMethodDef cio_loop_server_methods[] = {
      "ssl_shutdown_timeout=None)\n--\n\n"
      "Coroutine: upgrade transport to TLS; return the new transport."},
     {"_accept_connection",
-     (PyCFunction)(void (*)(void))loop_accept_connection, METH_FASTCALL,
-     NULL},
+     (PyCFunction)(void (*)(void))loop_accept_connection,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };

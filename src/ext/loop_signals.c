@@ -119,7 +119,7 @@ open_signal_pipe(LoopObject *self)
     }
     process = PyObject_GetAttrString((PyObject *)self, "_read_signal_pipe");
     rc = process ? cio_loop_add_watcher(self, fds[0], CIO_POLL_READ, process,
-                                        NULL, 0, NULL)
+                                        NULL, 0, NULL, NULL)
                  : -1;
     Py_XDECREF(process);
     if (rc < 0) {

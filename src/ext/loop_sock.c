@@ -583,7 +583,8 @@ start_waiting(SockCallObject *self)
         return -1;
     }
     rc = cio_loop_add_watcher(self->loop, self->fd, kinds[self->kind].event,
-                              io_ready, NULL, 0, &self->watch);
+                              io_ready, NULL, 0, NULL,
+                              &self->watch);
     Py_DECREF(io_ready);
     if (rc < 0) {
         return -1;

@@ -552,6 +552,7 @@ state_import(cio_state *st)
     st->futures_module = PyImport_ImportModule("asyncio.futures");
     st->kwnames_loop = Py_BuildValue("(s)", "loop");
     st->kwnames_debug = Py_BuildValue("(s)", "debug");
+    st->kwnames_context = Py_BuildValue("(s)", "context");
     st->kwnames_socket = Py_BuildValue("(sss)", "family", "type", "proto");
     st->empty_tuple = PyTuple_New(0);
     if (!st->sys_module || !st->subprocess_module || !st->socket_module ||
@@ -559,7 +560,7 @@ state_import(cio_state *st)
         !st->signal_module || !st->events_module || !st->constants_module ||
         !st->base_events_module || !st->unix_events_module ||
         !st->tasks_module || !st->futures_module || !st->kwnames_loop ||
-        !st->kwnames_debug || !st->kwnames_socket || !st->empty_tuple) {
+        !st->kwnames_debug || !st->kwnames_context || !st->kwnames_socket || !st->empty_tuple) {
         return -1;
     }
     st->clock_resolution = (double)cio_clock_resolution_ns() * 1e-9;
@@ -691,7 +692,8 @@ casyncio_exec(PyObject *module)
     X(format_list) X(logger) X(thread_pool_executor) X(thread_type)         \
     X(weakset_type) X(partial) X(sys_module) X(kwnames_loop)                \
     X(kwnames_socket)                                                       \
-    X(kwnames_debug) X(empty_tuple) X(socket_transport_type)                \
+    X(kwnames_debug) X(kwnames_context) X(empty_tuple)                      \
+    X(socket_transport_type)                                                \
     X(flow_control_mixin) X(buffered_protocol_type)                         \
     X(transport_socket_type) X(str_data_received) X(str_buffer_updated)     \
     X(str_peername) X(ssl_protocol_type) X(signal_module)                   \

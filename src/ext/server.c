@@ -38,6 +38,10 @@ typedef struct {
     PyObject *handshake_timeout;
     PyObject *shutdown_timeout;
     PyObject *serving_forever_fut;
+#if CIO_TRANSPORT_CONTEXT
+    PyObject *context;           /* copied when the server is made: each
+                                    accepted connection runs in a copy */
+#endif
     char serving;
 } ServerObject;
 
@@ -191,11 +195,19 @@ server_start_serving(ServerObject *self)
 
         if (res != NULL) {
             Py_DECREF(res);
+#if CIO_TRANSPORT_CONTEXT
+            res = PyObject_CallMethod(
+                (PyObject *)self->loop, "_start_serving", "OOOOOOOO",
+                self->protocol_factory, sock, self->ssl_context, self,
+                self->backlog, self->handshake_timeout,
+                self->shutdown_timeout, self->context);
+#else
             res = PyObject_CallMethod(
                 (PyObject *)self->loop, "_start_serving", "OOOOOOO",
                 self->protocol_factory, sock, self->ssl_context, self,
                 self->backlog, self->handshake_timeout,
                 self->shutdown_timeout);
+#endif
         }
         Py_XDECREF(res);
         rc = res ? 0 : -1;
@@ -614,6 +626,13 @@ cio_server_new(LoopObject *loop, PyObject *sockets, PyObject *factory,
     self->backlog = Py_NewRef(backlog);
     self->handshake_timeout = Py_NewRef(handshake_timeout);
     self->shutdown_timeout = Py_NewRef(shutdown_timeout);
+#if CIO_TRANSPORT_CONTEXT
+    self->context = PyContext_CopyCurrent();
+    if (self->context == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+#endif
     return (PyObject *)self;
 }
 
@@ -622,10 +641,15 @@ cio_server_new(LoopObject *loop, PyObject *sockets, PyObject *factory,
 #else
 #define SERVER_CLIENT_FIELDS(X)
 #endif
+#if CIO_TRANSPORT_CONTEXT
+#define SERVER_CONTEXT_FIELDS(X) X(context)
+#else
+#define SERVER_CONTEXT_FIELDS(X)
+#endif
 #define SERVER_FIELDS(X)                                                    \
     X(loop) X(sockets) X(waiters) X(protocol_factory) X(ssl_context)        \
     X(backlog) X(handshake_timeout) X(shutdown_timeout)                     \
-    X(serving_forever_fut) SERVER_CLIENT_FIELDS(X)
+    X(serving_forever_fut) SERVER_CLIENT_FIELDS(X) SERVER_CONTEXT_FIELDS(X)
 
 static int
 server_traverse(ServerObject *self, visitproc visit, void *arg)
@@ -709,6 +733,9 @@ static PyMemberDef server_members[] = {
     {"_serving", T_BOOL, offsetof(ServerObject, serving), READONLY, NULL},
     {"_serving_forever_fut", T_OBJECT,
      offsetof(ServerObject, serving_forever_fut), READONLY, NULL},
+#if CIO_TRANSPORT_CONTEXT
+    {"_context", T_OBJECT, offsetof(ServerObject, context), READONLY, NULL},
+#endif
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -444,7 +444,8 @@ datagram_sendto(SocketTransportObject *self, PyObject *const *args,
             goto done;
         }
         if (cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_WRITE,
-                                 self->write_ready, NULL, 0, NULL) < 0) {
+                                 self->write_ready, NULL, 0,
+                                 self->context, NULL) < 0) {
             goto error;
         }
     }

@@ -288,7 +288,8 @@ read_pipe_close(ReadPipeTransportObject *self, PyObject *exc)
     if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0) {
         return -1;
     }
-    return cio_schedule_connection_lost((PyObject *)self, self->loop, exc);
+    return cio_schedule_connection_lost((PyObject *)self, self->loop, exc,
+                                        NULL);
 }
 
 static int
@@ -315,7 +316,7 @@ read_pipe_eof(ReadPipeTransportObject *self)
         return -1;
     }
     return cio_schedule_connection_lost((PyObject *)self, self->loop,
-                                        Py_None);
+                                        Py_None, NULL);
 }
 
 static PyObject *
@@ -380,7 +381,7 @@ read_pipe_start_reading(ReadPipeTransportObject *self, PyObject *Py_UNUSED(ig))
         Py_RETURN_NONE;
     }
     if (cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_READ,
-                             self->read_ready, NULL, 0, NULL) < 0) {
+                             self->read_ready, NULL, 0, NULL, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -417,7 +418,7 @@ read_pipe_resume_reading(ReadPipeTransportObject *self,
     }
     self->paused = 0;
     if (cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_READ,
-                             self->read_ready, NULL, 0, NULL) < 0 ||
+                             self->read_ready, NULL, 0, NULL, NULL) < 0 ||
         cio_transport_debug_log((PyObject *)self, self->loop,
                                 "%r resumes reading") < 0) {
         return NULL;
@@ -652,7 +653,8 @@ write_pipe_close(WritePipeTransportObject *self, PyObject *exc)
     if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0) {
         return -1;
     }
-    return cio_schedule_connection_lost((PyObject *)self, self->loop, exc);
+    return cio_schedule_connection_lost((PyObject *)self, self->loop, exc,
+                                        NULL);
 }
 
 /* Reports the raised exception of a failed write (steals nothing). */
@@ -757,7 +759,7 @@ write_pipe_write(WritePipeTransportObject *self, PyObject *data)
             goto done;
         }
         if (cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_WRITE,
-                                 self->write_ready, NULL, 0, NULL) < 0) {
+                                 self->write_ready, NULL, 0, NULL, NULL) < 0) {
             goto error;
         }
     }
@@ -839,7 +841,7 @@ write_pipe_write_eof_impl(WritePipeTransportObject *self)
         return -1;
     }
     return cio_schedule_connection_lost((PyObject *)self, self->loop,
-                                        Py_None);
+                                        Py_None, NULL);
 }
 
 static PyObject *

@@ -20,6 +20,10 @@ typedef struct {
     PyObject *empty_waiter;    /* stream: loop.sendfile() waits on it for
                                   the queue to drain; writes are refused
                                   while it is set */
+    PyObject *context;         /* stream, 3.15+: the connection's context,
+                                  which every callback of the transport
+                                  runs in; NULL: each runs in a copy of
+                                  the context current when scheduled */
     PyObject *weakreflist;     /* Server keeps its clients in a WeakSet */
     PyObject *dict;            /* instance attributes: tests patch methods
                                   on the transport (Python callers see

@@ -48,7 +48,8 @@ maybe_resume_protocol(SocketTransportObject *self)
 static int
 schedule_connection_lost(SocketTransportObject *self, PyObject *exc)
 {
-    return cio_schedule_connection_lost((PyObject *)self, self->loop, exc);
+    return cio_schedule_connection_lost((PyObject *)self, self->loop, exc,
+                                        self->context);
 }
 
 static int
@@ -400,7 +401,8 @@ start_reading(SocketTransportObject *self)
         return 0;
     }
     return cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_READ,
-                                self->read_ready, NULL, 0, NULL);
+                                self->read_ready, NULL, 0, self->context,
+                                NULL);
 }
 
 static PyObject *
@@ -502,7 +504,8 @@ transport_write(SocketTransportObject *self, PyObject *data)
             goto done;
         }
         if (cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_WRITE,
-                                 self->write_ready, NULL, 0, NULL) < 0) {
+                                 self->write_ready, NULL, 0,
+                                 self->context, NULL) < 0) {
             PyBuffer_Release(&view);
             return NULL;
         }
@@ -994,7 +997,7 @@ cio_socket_transport_schedule_start(SocketTransportObject *self,
     if (made == NULL) {
         return -1;
     }
-    h = cio_loop_call_soon_impl(self->loop, made, args, 1, NULL, 0);
+    h = cio_loop_call_soon_impl(self->loop, made, args, 1, self->context, 0);
     Py_DECREF(made);
     if (h == NULL) {
         return -1;
@@ -1004,7 +1007,8 @@ cio_socket_transport_schedule_start(SocketTransportObject *self,
     if (start == NULL) {
         return -1;
     }
-    h = cio_loop_call_soon_impl(self->loop, start, NULL, 0, NULL, 0);
+    h = cio_loop_call_soon_impl(self->loop, start, NULL, 0, self->context,
+                                0);
     Py_DECREF(start);
     if (h == NULL) {
         return -1;
@@ -1015,7 +1019,7 @@ cio_socket_transport_schedule_start(SocketTransportObject *self,
         args[1] = Py_None;
         h = cio_loop_call_soon_impl(self->loop,
                                     st->set_result_unless_cancelled, args, 2,
-                                    NULL, 0);
+                                    self->context, 0);
         if (h == NULL) {
             return -1;
         }
@@ -1026,7 +1030,8 @@ cio_socket_transport_schedule_start(SocketTransportObject *self,
 
 PyObject *
 cio_socket_transport_new(LoopObject *loop, PyObject *sock, PyObject *protocol,
-                         PyObject *waiter, PyObject *extra, PyObject *server)
+                         PyObject *waiter, PyObject *extra, PyObject *server,
+                         PyObject *context)
 {
     PyTypeObject *type = loop->state->socket_transport_type;
     SocketTransportObject *self;
@@ -1036,6 +1041,7 @@ cio_socket_transport_new(LoopObject *loop, PyObject *sock, PyObject *protocol,
         return NULL;
     }
     self->fd = -1;
+    self->context = Py_XNewRef(context);
     if (cio_socket_transport_setup(self, loop, sock, protocol, extra, server,
                                    CIO_NAME__write_ready) < 0 ||
         cio_socket_transport_schedule_start(self, waiter) < 0) {
@@ -1088,6 +1094,7 @@ transport_traverse(SocketTransportObject *self, visitproc visit, void *arg)
     Py_VISIT(self->write_ready);
     Py_VISIT(self->address);
     Py_VISIT(self->empty_waiter);
+    Py_VISIT(self->context);
     Py_VISIT(self->dict);
     return 0;
 }
@@ -1106,6 +1113,7 @@ transport_clear(SocketTransportObject *self)
     Py_CLEAR(self->write_ready);
     Py_CLEAR(self->address);
     Py_CLEAR(self->empty_waiter);
+    Py_CLEAR(self->context);
     Py_CLEAR(self->dict);
     return 0;
 }
@@ -1145,12 +1153,23 @@ transport_get_paused(SocketTransportObject *self, void *Py_UNUSED(closure))
     return PyBool_FromLong(self->paused);
 }
 
+#if CIO_TRANSPORT_CONTEXT
+static PyObject *
+transport_get_context(SocketTransportObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->context ? self->context : Py_None);
+}
+#endif
+
 /* stdlib's private attributes that libraries read; read-only here. */
 static PyGetSetDef transport_getset[] = {
     {"_sock_fd", (getter)transport_get_sock_fd, NULL, NULL, NULL},
     {"_sock", (getter)transport_get_sock, NULL, NULL, NULL},
     {"_closing", (getter)transport_get_closing, NULL, NULL, NULL},
     {"_paused", (getter)transport_get_paused, NULL, NULL, NULL},
+#if CIO_TRANSPORT_CONTEXT
+    {"_context", (getter)transport_get_context, NULL, NULL, NULL},
+#endif
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -407,7 +407,7 @@ cio_loop_read_buffer(LoopObject *loop)
 
 int
 cio_schedule_connection_lost(PyObject *transport, LoopObject *loop,
-                             PyObject *exc)
+                             PyObject *exc, PyObject *context)
 {
     PyObject *cb = PyObject_GetAttr(
         transport, CIO_NAME(loop->state, _call_connection_lost));
@@ -416,7 +416,7 @@ cio_schedule_connection_lost(PyObject *transport, LoopObject *loop,
     if (cb == NULL) {
         return -1;
     }
-    handle = cio_loop_call_soon_impl(loop, cb, &exc, 1, NULL, 0);
+    handle = cio_loop_call_soon_impl(loop, cb, &exc, 1, context, 0);
     Py_DECREF(cb);
     Py_XDECREF(handle);
     return handle ? 0 : -1;

@@ -136,9 +136,10 @@ PyObject *cio_fetch_reportable_exception(void);
 /* The loop's read buffer of CIO_MAX_READ_SIZE bytes, shared by all of its
  * transports (reads are consumed before the next one starts). */
 char *cio_loop_read_buffer(LoopObject *loop);
-/* Schedules transport._call_connection_lost(exc) with call_soon. */
+/* Schedules transport._call_connection_lost(exc) with call_soon, in
+ * context (NULL: a copy of the current one). */
 int cio_schedule_connection_lost(PyObject *transport, LoopObject *loop,
-                                 PyObject *exc);
+                                 PyObject *exc, PyObject *context);
 /* Calls logger.debug(fmt, transport) in debug mode. */
 int cio_transport_debug_log(PyObject *transport, LoopObject *loop,
                             const char *fmt);
