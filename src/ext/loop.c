@@ -579,7 +579,15 @@ loop_queue_due_timers(LoopObject *self)
     if (loop_clock(self, &end_time) < 0) {
         return -1;
     }
+#if PY_VERSION_HEX >= 0x030F0000
+    /* 3.15: at least one ulp of now, so that a clock whose values are too
+     * large for its resolution to show (a patched time()) still moves
+     * end_time past a timer due now. */
+    end_time += fmax(self->state->clock_resolution,
+                     nextafter(end_time, INFINITY) - end_time);
+#else
     end_time += self->state->clock_resolution;
+#endif
 
     while ((node = cio_timer_heap_peek(&self->timers)) != NULL) {
         TimerHandleObject *t;
