@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$(realpath -m "${1:-dist}")
-PYTHONS=${CASYNCIO_PYTHONS:-"3.11 3.12 3.13 3.14"}
+PYTHONS=${CASYNCIO_PYTHONS:-"3.11 3.12 3.13 3.14 3.15"}
 WORK=$(mktemp -d /tmp/casyncio-wheels.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 log() { echo "build_wheels.sh: $*"; }
