@@ -1,6 +1,9 @@
 """Builds the _casyncio extension from the core and binding C sources.
 
 CASYNCIO_SANITIZE=1 builds with AddressSanitizer and UBSan (see .ci/run).
+CASYNCIO_NEWEST_TESTED=3.14 builds as if 3.14 were the newest CPython
+casyncio was checked against (CIO_NEWEST_TESTED in src/ext/casyncio.h):
+how the fallback for an untested Python is tested on the newest one.
 """
 import glob
 import os
@@ -11,14 +14,23 @@ cflags = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
           "-Wno-unused-parameter", "-Wno-missing-field-initializers",
           "-Wno-cast-function-type"]
 ldflags = []
-options = {}
+macros = []
+build_base = []
+newest_tested = os.environ.get("CASYNCIO_NEWEST_TESTED")
+if newest_tested:
+    major, minor = map(int, newest_tested.split("."))
+    macros.append(("CIO_NEWEST_TESTED", hex(major << 24 | minor << 16)))
+    build_base.append(f"tested-{major}.{minor}")
 if os.environ.get("CASYNCIO_SANITIZE") == "1":
     sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
                 "-O1", "-g"]
     cflags += sanitize
     ldflags += sanitize
-    # Separate objects: an uninstrumented build must not be reused.
-    options = {"build": {"build_base": "build/sanitize"}}
+    build_base.append("sanitize")
+# Separate objects per variant: setuptools would reuse a build made with
+# other flags.
+options = ({"build": {"build_base": "build/" + "-".join(build_base)}}
+           if build_base else {})
 
 setup(
     options=options,
@@ -28,6 +40,7 @@ setup(
             sources=sorted(glob.glob("src/core/*.c") +
                            glob.glob("src/ext/*.c")),
             include_dirs=["src/core", "src/ext"],
+            define_macros=macros,
             depends=glob.glob("src/*/*.h"),
             extra_compile_args=cflags,
             extra_link_args=ldflags,

@@ -11,7 +11,11 @@ import sys as _sys
 from . import _casyncio
 from ._stdlib_glue import StdlibGlue as _StdlibGlue
 
-__all__ = ("Loop", "new_event_loop", "EventLoopPolicy", "install", "run")
+# (major, minor) of the newest CPython this build was checked against. On a
+# newer one the loop and its transports still follow that version's
+# asyncio, while the streams, SSLProtocol and socket constructors run
+# stdlib's own Python instead of casyncio's C copies of it.
+NEWEST_TESTED_PYTHON = _casyncio.NEWEST_TESTED_PYTHON
 
 
 def _coroutine_method(name):
@@ -76,20 +80,30 @@ def new_event_loop():
 
 
 # Python 3.14 deprecates the policy system: the public names warn when
-# used, so casyncio builds on the private ones it keeps working.
+# used, so casyncio builds on the private ones it keeps working. A Python
+# that has removed them (3.16 is to) has no EventLoopPolicy here, and
+# install() says what to use instead.
 if _sys.version_info >= (3, 14):
-    from asyncio.unix_events import _DefaultEventLoopPolicy as _DefaultPolicy
-    from asyncio.events import _set_event_loop_policy as _set_policy
+    try:
+        from asyncio.unix_events import (
+            _DefaultEventLoopPolicy as _DefaultPolicy)
+        from asyncio.events import _set_event_loop_policy as _set_policy
+    except ImportError:
+        _DefaultPolicy = _set_policy = None
 else:
     _DefaultPolicy = _asyncio.DefaultEventLoopPolicy
     _set_policy = _asyncio.set_event_loop_policy
 
+if _DefaultPolicy is not None:
+    class EventLoopPolicy(_DefaultPolicy):
+        """An event loop policy whose new loops are casyncio loops."""
 
-class EventLoopPolicy(_DefaultPolicy):
-    """An event loop policy whose new loops are casyncio loops."""
+        def new_event_loop(self):
+            return Loop()
 
-    def new_event_loop(self):
-        return Loop()
+    __all__ = ("Loop", "new_event_loop", "EventLoopPolicy", "install", "run")
+else:
+    __all__ = ("Loop", "new_event_loop", "install", "run")
 
 
 def install():
@@ -100,6 +114,13 @@ def install():
     ``loop_factory=casyncio.new_event_loop`` to ``asyncio.run()`` or
     ``asyncio.Runner`` instead.
     """
+    if _set_policy is None:
+        raise RuntimeError(
+            f"asyncio has no event loop policies on Python "
+            f"{_sys.version_info[0]}.{_sys.version_info[1]}: pass "
+            f"loop_factory=casyncio.new_event_loop to asyncio.run() or "
+            f"asyncio.Runner, or run the program with python -m casyncio "
+            f"run")
     _set_policy(EventLoopPolicy())
 
 

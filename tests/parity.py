@@ -3,9 +3,20 @@ import asyncio
 import gc
 import os
 import socket
+import sys
 import warnings
 
 import pytest
+
+import casyncio
+
+# Whether casyncio runs its C copies of stdlib classes' code here (streams,
+# SSLProtocol): on a Python newer than the newest it was checked against it
+# runs stdlib's own instead (tests/test_versions.py).
+C_COPIES = sys.version_info[:2] <= casyncio.NEWEST_TESTED_PYTHON
+needs_c_copies = pytest.mark.skipif(
+    not C_COPIES, reason="stdlib's own code runs on this Python (untested "
+    "by this build): no C copy to test")
 
 
 def ipv6_loopback_works():

@@ -2,13 +2,15 @@
 # Builds casyncio's wheels (tools/build_wheels.sh, which smoke-tests each),
 # installs each into a fresh venv per supported Python and runs every
 # test: the C core tests, the parity/leak/CLI suite (pytest), CPython's own
-# test_asyncio through the conformance runner, the peers' own suites on
-# one Python, and the casyncio side of the parity suite again on an
-# ASan+UBSan build. Ends with one "total: N passed, N failed" line.
+# test_asyncio through the conformance runner, both again on the newest
+# Python built as if it were untested (the fallback to stdlib's code), the
+# peers' own suites on one Python, and the casyncio side of the parity
+# suite again on an ASan+UBSan build. Ends with one
+# "total: N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PYTHONS=${CASYNCIO_PYTHONS:-"3.11 3.12 3.13 3.14"}
+PYTHONS=${CASYNCIO_PYTHONS:-"3.11 3.12 3.13 3.14 3.15"}
 WORK=${CASYNCIO_WORK:-/tmp/casyncio-tests}
 mkdir -p "$WORK"
 passed=0
@@ -69,6 +71,33 @@ for v in $PYTHONS; do
     step "cpython-suite-$v" bash -c "cd '$WORK' && '$venv/bin/python' \
         '$ROOT/tests/conformance/run_cpython_suite.py'"
 done
+
+# A CPython newer than the newest casyncio was checked against: the newest
+# Python, with the extension built as if the one before were the newest
+# (setup.py's CASYNCIO_NEWEST_TESTED), so stdlib's own streams, SSLProtocol
+# and socket constructors run where casyncio has C copies of them. The
+# casyncio side of the parity suite and the conformance gate must pass so.
+newest=${PYTHONS##* }
+py=$(find_python "$newest")
+venv="$WORK/venv-untested"
+rm -rf "$venv"
+if [ -n "$py" ] && "$py" -m venv "$venv" &&
+    "$venv/bin/pip" install -q --upgrade pip &&
+    "$venv/bin/pip" install -q "pytest>=7" &&
+    CASYNCIO_NEWEST_TESTED="${newest%.*}.$((${newest#*.} - 1))" \
+        "$venv/bin/pip" install -q --no-cache-dir "$ROOT"; then
+    step "untested-python-$newest" bash -c "cd '$WORK' && \
+        '$venv/bin/python' -c 'import casyncio; \
+print(\"built as if the newest tested were\", casyncio.NEWEST_TESTED_PYTHON)' &&
+        '$venv/bin/python' -m pytest -q -p no:cacheprovider \
+        --rootdir '$ROOT/tests' '$ROOT/tests' --casyncio-only \
+        --ignore '$ROOT/tests/test_libraries.py' \
+        --ignore '$ROOT/tests/test_typing.py'"
+    step "untested-python-$newest-cpython-suite" bash -c "cd '$WORK' && \
+        '$venv/bin/python' '$ROOT/tests/conformance/run_cpython_suite.py'"
+else
+    echo "=== untested-Python build FAILED"; status=1
+fi
 
 # The peers' own suites (uvloop's, anyio's, uvicorn's, aiohttp's) on stdlib
 # and on casyncio, on one Python: tests/peers/run_peers.py.

@@ -17,6 +17,7 @@ import time
 import pytest
 
 import casyncio
+from parity import needs_c_copies
 
 ROUNDS = 20000
 
@@ -205,6 +206,7 @@ def test_connect_echo_close_cycles_keep_memory_and_fds_flat():
 
 
 
+@needs_c_copies
 def test_stream_c_paths_keep_objects_flat():
     """Every C path of the adopted streams (src/ext/streams.c), success and
     error alike, run per connection: readline, readuntil, readexactly,
@@ -931,6 +933,7 @@ def test_tls_record_path_keeps_memory_flat(tmp_path):
     assert objects < 100
 
 
+@needs_c_copies
 def test_start_tls_paths_keep_memory_and_fds_flat(tmp_path):
     """start_tls upgrading a plain connection on both ends, refusing a
     bad context, and cancelled during the handshake."""
@@ -1044,6 +1047,7 @@ def test_tls_handshake_and_shutdown_paths_keep_objects_flat(tmp_path):
     assert_cycle_flat(cycle, 50, 300)
 
 
+@needs_c_copies
 def test_tls_connections_share_one_read_buffer(tmp_path):
     """stdlib's SSLProtocol zero-fills a 256 KiB read buffer per
     connection (over 500 KiB per client/server pair in one process);

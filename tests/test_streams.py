@@ -7,6 +7,7 @@ import random
 import sys
 
 import pytest
+from parity import C_COPIES
 
 PAYLOAD_LINES = [b"line %d %s\n" % (i, b"x" * (i * 37 % 300))
                  for i in range(60)]
@@ -325,7 +326,7 @@ def test_a_connection_takes_the_c_path_on_casyncio_only(loop):
         return kinds
 
     kinds = loop.run_until_complete(main())
-    exact = loop.kind == "stdlib"
+    exact = loop.kind == "stdlib" or not C_COPIES
     assert kinds == [
         (exact, True, "StreamReader", "<StreamReader"),
         (exact, True, "StreamReader", "<StreamReader"),

@@ -15,6 +15,21 @@
 
 typedef struct HandleObject HandleObject;
 
+/* The newest CPython minor version whose Lib/asyncio, socket.py and
+ * asyncio/trsock.py this code was checked against (diffed), as a
+ * PY_VERSION_HEX. casyncio's loop, handles, transports and servers follow
+ * that version's asyncio on any newer Python too; but what is a C copy of
+ * a stdlib class's Python code -- streams.c's methods of StreamReader,
+ * StreamReaderProtocol and StreamWriter, tls_protocol.c's SSLProtocol
+ * methods, socket_objects.c's socket.socket and TransportSocket
+ * constructors -- is left out on a newer Python, where stdlib's own code
+ * runs instead. setup.py's CASYNCIO_NEWEST_TESTED sets it lower to test
+ * that fallback. */
+#ifndef CIO_NEWEST_TESTED
+#define CIO_NEWEST_TESTED 0x030F0000
+#endif
+#define CIO_PYTHON_TESTED (PY_VERSION_HEX < CIO_NEWEST_TESTED + 0x00010000)
+
 /* 3.15 runs a socket transport's protocol callbacks in one context that
  * belongs to the connection (gh-140947): the caller's context, copied
  * when a client connection is made; for an accepted one, a copy of the

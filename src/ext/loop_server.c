@@ -62,7 +62,7 @@ loop_make_socket_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
 }
 
 /* Gives a new SSLProtocol its read buffer and stdlib's max_size (see
- * tls_protocol.c). Every TLS connection of a loop shares one buffer:
+ * tls_protocol.c), on a tested Python (CIO_PYTHON_TESTED). Every TLS connection of a loop shares one buffer:
  * SSLProtocol.buffer_updated copies what a read put there into its
  * MemoryBIO before anything else runs, and reads on a loop never nest, so
  * the buffer is free again whenever the next read asks for it. It is
@@ -72,6 +72,9 @@ give_ssl_read_buffer(LoopObject *loop, PyObject *ssl_protocol)
 {
     PyObject *max_size = loop->state->ssl_max_size;
 
+    if (!CIO_PYTHON_TESTED) {
+        return 0;  /* stdlib's SSLProtocol keeps its own buffer */
+    }
     if (loop->ssl_read_view == NULL) {
         Py_ssize_t size = PyLong_AsSsize_t(max_size);
         PyObject *buffer = size < 0 && PyErr_Occurred()

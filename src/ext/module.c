@@ -598,12 +598,22 @@ static int
 casyncio_exec(PyObject *module)
 {
     cio_state *st = PyModule_GetState(module);
-    PyObject *bases;
+    PyObject *bases, *tested;
     int rc;
 
     if (state_import(st) < 0 || cio_tls_protocol_init(module, st) < 0 ||
         cio_streams_init(module, st) < 0 ||
         cio_fork_hook_install(st) < 0) {
+        return -1;
+    }
+    /* (major, minor) of CIO_NEWEST_TESTED, for casyncio to tell */
+    tested = Py_BuildValue("(ii)", CIO_NEWEST_TESTED >> 24,
+                           (CIO_NEWEST_TESTED >> 16) & 0xFF);
+    rc = tested ? PyModule_AddObjectRef(module, "NEWEST_TESTED_PYTHON",
+                                        tested)
+                : -1;
+    Py_XDECREF(tested);
+    if (rc < 0) {
         return -1;
     }
     if (add_type(module, &cio_handle_spec, NULL, &st->handle_type) < 0) {

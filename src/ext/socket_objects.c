@@ -5,7 +5,7 @@
  * extra info, and the fd of a socket object.
  *
  * socket.socket.__init__ and TransportSocket.__init__ are a few lines of
- * Python each (the same on 3.11 to 3.14), and running their frames took
+ * Python each (the same on 3.11 to 3.15), and running their frames took
  * about 4,600 of the 30,000 instructions a server spent per connection
  * when each request is a new connection (3.11, callgrind). These functions
  * do what those lines do -- _socket.socket.__init__, then the __slots__
@@ -18,10 +18,10 @@
 
 #include <sys/socket.h>
 
-/* The __init__s were read in 3.11 to 3.14's socket.py and trsock.py (the
+/* The __init__s were read in 3.11 to 3.15's socket.py and trsock.py (the
  * same lines in each); a later Python calls the classes until they are
- * read again. */
-#if PY_VERSION_HEX < 0x030F0000
+ * read again (CIO_PYTHON_TESTED). */
+#if CIO_PYTHON_TESTED
 /* type.__dict__[name] when it is a __slots__ member descriptor. */
 static PyObject *
 slot_member(PyTypeObject *type, const char *name)
@@ -85,7 +85,7 @@ cio_socket_objects_init(cio_state *st)
     if (st->socket_fileno == NULL) {
         return -1;
     }
-#if PY_VERSION_HEX < 0x030F0000
+#if CIO_PYTHON_TESTED
     read_python_inits(st);
 #endif
     return 0;

@@ -1098,6 +1098,9 @@ cio_streams_adopt(cio_state *st, PyObject *protocol)
     PyObject *reader, *callback, *wrapper;
     int rc;
 
+#if !CIO_PYTHON_TESTED
+    return 0;  /* stdlib's own streams on an untested Python */
+#endif
     if (Py_TYPE(protocol) != st->stream_protocol_type) {
         return 0;  /* the common case, decided at once */
     }

@@ -1567,6 +1567,12 @@ cio_tls_protocol_init(PyObject *module, cio_state *st)
         }
         goto done;
     }
+#if !CIO_PYTHON_TESTED
+    /* stdlib's own SSLProtocol, as it is, on an untested Python */
+    st->ssl_protocol_type = Py_NewRef(base);
+    rc = 0;
+    goto done;
+#endif
     st->ssl_protocol_type = PyObject_CallFunction(
         (PyObject *)&PyType_Type, "s(O){sissssss}", "SSLProtocol", base,
         "max_size", 1, "__module__", "casyncio._casyncio", "__qualname__",
