@@ -27,7 +27,21 @@ def on_stdlib_side(item):
     return callspec is not None and "stdlib" in callspec.id.split("-")
 
 
+def in_subinterpreter():
+    try:
+        from concurrent import interpreters  # 3.14+
+    except ImportError:
+        return False
+    return interpreters.get_current() != interpreters.get_main()
+
+
 def pytest_collection_modifyitems(config, items):
+    if in_subinterpreter():
+        skip = pytest.mark.skip(reason="signals and fork: main interpreter "
+                                "only, for stdlib's loop as for casyncio's")
+        for item in items:
+            if "main_interpreter" in item.keywords:
+                item.add_marker(skip)
     if not config.getoption("--casyncio-only"):
         return
     stdlib_side = [item for item in items if on_stdlib_side(item)]

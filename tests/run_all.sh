@@ -2,7 +2,8 @@
 # Builds casyncio's wheels (tools/build_wheels.sh, which smoke-tests each),
 # installs each into a fresh venv per supported Python and runs every
 # test: the C core tests, the parity/leak/CLI suite (pytest), CPython's own
-# test_asyncio through the conformance runner, both again on the newest
+# test_asyncio through the conformance runner, the parity suite inside a
+# subinterpreter (3.14+), the parity suite and CPython's suite on the newest
 # Python built as if it were untested (the fallback to stdlib's code), the
 # peers' own suites on one Python, and the casyncio side of the parity
 # suite again on an ASan+UBSan build. Ends with one
@@ -70,6 +71,17 @@ for v in $PYTHONS; do
         '$ROOT/tests'"
     step "cpython-suite-$v" bash -c "cd '$WORK' && '$venv/bin/python' \
         '$ROOT/tests/conformance/run_cpython_suite.py'"
+    # 3.14+: the parity suite again inside a subinterpreter with a GIL of
+    # its own (test_libraries' servers bring extension modules of their
+    # own, which need not load there).
+    if "$venv/bin/python" -c 'import concurrent.interpreters' 2>/dev/null
+    then
+        step "subinterpreter-$v" bash -c "cd '$WORK' && '$venv/bin/python' \
+            '$ROOT/tests/run_in_subinterpreter.py' -q -p no:cacheprovider \
+            --rootdir '$ROOT/tests' '$ROOT/tests' \
+            --ignore '$ROOT/tests/test_libraries.py' \
+            --ignore '$ROOT/tests/test_typing.py'"
+    fi
 done
 
 # A CPython newer than the newest casyncio was checked against: the newest

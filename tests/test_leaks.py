@@ -395,6 +395,7 @@ def test_address_resolution_paths_keep_objects_flat(caplog):
             sys.getrefcount(name)) == refs
 
 
+@pytest.mark.main_interpreter
 def test_signal_handler_paths_do_not_leak_references():
     """add/replace/remove handlers and deliver signals many times: the
     callback and its argument are referenced by nothing afterwards."""

@@ -24,6 +24,7 @@ def run(loop, coro, timeout=60):
 
 # ---- signals ---------------------------------------------------------------
 
+@pytest.mark.main_interpreter
 def test_signal_handler_runs_as_callback_and_wakes_the_loop(loop):
     seen = []
 
@@ -42,12 +43,14 @@ def test_signal_handler_runs_as_callback_and_wakes_the_loop(loop):
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
 
 
+@pytest.mark.main_interpreter
 def test_remove_sigint_handler_restores_default_int_handler(loop):
     loop.add_signal_handler(signal.SIGINT, lambda: None)
     assert loop.remove_signal_handler(signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.main_interpreter
 def test_replacing_a_handler_keeps_only_the_new_one(loop):
     calls = []
     loop.add_signal_handler(signal.SIGUSR2, calls.append, "old")
@@ -59,6 +62,7 @@ def test_replacing_a_handler_keeps_only_the_new_one(loop):
     assert calls == ["new"]
 
 
+@pytest.mark.main_interpreter
 @pytest.mark.parametrize("sig, callback, exc, message", [
     (signal.SIGKILL, lambda: None, RuntimeError, "sig 9 cannot be caught"),
     (signal.SIGSTOP, lambda: None, RuntimeError, "sig 19 cannot be caught"),
@@ -102,6 +106,7 @@ def test_closed_loop_refuses_handlers(loop):
         loop.add_signal_handler(signal.SIGUSR1, lambda: None)
 
 
+@pytest.mark.main_interpreter
 def test_close_removes_handlers_and_wakeup_fd(loop):
     loop.add_signal_handler(signal.SIGUSR1, lambda: None)
     loop.close()
@@ -109,6 +114,7 @@ def test_close_removes_handlers_and_wakeup_fd(loop):
     assert signal.set_wakeup_fd(-1) == -1
 
 
+@pytest.mark.main_interpreter
 def test_signal_storm_while_callbacks_run(loop):
     """Signals sent as fast as a thread can while the loop is busy: the
     handler keeps running as a callback and the loop stays consistent.
@@ -579,6 +585,7 @@ def test_pipe_transport_refuses_regular_files(loop, tmp_path):
 
 # ---- fork ------------------------------------------------------------------
 
+@pytest.mark.main_interpreter
 def test_fork_inside_a_running_loop_resets_it_as_stdlib(loop):
     async def main():
         pid = os.fork()
@@ -591,6 +598,7 @@ def test_fork_inside_a_running_loop_resets_it_as_stdlib(loop):
     assert run(loop, main()) == 11
 
 
+@pytest.mark.main_interpreter
 def test_forked_child_gets_a_poller_of_its_own(loop_factory):
     """The child unregisters an fd and runs the loop; the parent's loop must
     not notice. (Stdlib's loop shares its epoll object with the child, so
@@ -625,6 +633,7 @@ def test_forked_child_gets_a_poller_of_its_own(loop_factory):
         assert got == [b"parent"]
 
 
+@pytest.mark.main_interpreter
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_run_in_process_pool_executor(loop, method):
     import concurrent.futures

@@ -183,6 +183,10 @@ typedef struct {
     PyObject *kwnames_context;        /* ("context",) */
     PyObject *empty_tuple;
     HandleObject *free_handles;       /* see cio_handle_new */
+    struct LoopObject *live_loops;    /* this interpreter's loops not yet
+                                         deallocated; see loop_fork.c */
+    int pidfd_disabled;               /* set by tests: children watched by
+                                         the waiter-thread fallback */
     int n_free_handles;
     double clock_resolution;          /* seconds */
     int format_source_takes_debug;    /* 3.13 added the debug= keyword */
@@ -659,7 +663,7 @@ void cio_loop_release_children(LoopObject *self);
 /* loop_fork.c: fresh pollers for the loops of a forked child */
 void cio_loop_track(LoopObject *self);
 void cio_loop_untrack(LoopObject *self);
-int cio_fork_hook_install(cio_state *st);
+int cio_fork_hook_install(PyObject *module, cio_state *st);
 
 /* loop_errors.c */
 extern PyMethodDef cio_loop_error_methods[];

@@ -10,6 +10,7 @@
 #include "cio_clock.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <structmember.h>
 
@@ -1057,11 +1058,11 @@ loop_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL) {
         return NULL;
     }
-    cio_loop_track(self);
     self->state = cio_get_state_by_type(type);
     if (self->state == NULL) {
         goto fail;
     }
+    cio_loop_track(self);
     cio_timer_heap_init(&self->timers);
     cio_ready_queue_init(&self->ready);
     self->slow_callback_duration = 0.1;
@@ -1346,12 +1347,22 @@ PyType_Spec cio_loop_spec = {
     .slots = loop_slots,
 };
 
-void
-cio_loop_spec_prepare(void)
+static void
+fill_method_slot(void)
 {
     for (PyType_Slot *s = loop_slots; s->slot != 0; s++) {
         if (s->slot == Py_tp_methods) {
             s->pfunc = loop_all_methods();
         }
     }
+}
+
+/* Once per process: interpreters with GILs of their own may import the
+ * module at the same time, and the table is shared. */
+void
+cio_loop_spec_prepare(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    pthread_once(&once, fill_method_slot);
 }

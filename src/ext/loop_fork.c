@@ -14,28 +14,32 @@
 
 #include "casyncio.h"
 
-/* Every loop not yet deallocated; only touched with the GIL held. */
-static LoopObject *live_loops;
-
+/* The live loops are listed in the module state, so per interpreter:
+ * only the interpreter that forked goes on in the child, and each list is
+ * touched under its own interpreter's GIL only. */
 void
 cio_loop_track(LoopObject *self)
 {
+    cio_state *st = self->state;
+
     self->live_prev = NULL;
-    self->live_next = live_loops;
-    if (live_loops != NULL) {
-        live_loops->live_prev = self;
+    self->live_next = st->live_loops;
+    if (st->live_loops != NULL) {
+        st->live_loops->live_prev = self;
     }
-    live_loops = self;
+    st->live_loops = self;
 }
 
 void
 cio_loop_untrack(LoopObject *self)
 {
+    cio_state *st = self->state;
+
     if (self->live_prev != NULL) {
         self->live_prev->live_next = self->live_next;
     }
-    else if (live_loops == self) {
-        live_loops = self->live_next;
+    else if (st != NULL && st->live_loops == self) {
+        st->live_loops = self->live_next;
     }
     if (self->live_next != NULL) {
         self->live_next->live_prev = self->live_prev;
@@ -110,7 +114,10 @@ forget_children(LoopObject *self)
 static PyObject *
 after_fork_in_child(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
-    for (LoopObject *loop = live_loops; loop != NULL; loop = loop->live_next) {
+    cio_state *st = PyModule_GetState(module);
+
+    for (LoopObject *loop = st->live_loops; loop != NULL;
+         loop = loop->live_next) {
         int rc;
 
         if (!loop->poller_open) {
@@ -134,17 +141,14 @@ static PyMethodDef after_fork_def = {
     "_after_fork_in_child", (PyCFunction)after_fork_in_child, METH_NOARGS,
     "Give every casyncio loop its own poller in a forked child."};
 
+/* Once per module object, so once per interpreter that imports it. */
 int
-cio_fork_hook_install(cio_state *st)
+cio_fork_hook_install(PyObject *module, cio_state *st)
 {
-    static int installed;
     PyObject *os, *hook, *kwargs = NULL, *r = NULL;
 
-    if (installed) {
-        return 0;
-    }
     os = PyImport_ImportModule("os");
-    hook = PyCFunction_New(&after_fork_def, NULL);
+    hook = PyCFunction_NewEx(&after_fork_def, module, NULL);
     if (os != NULL && hook != NULL) {
         kwargs = Py_BuildValue("{sO}", "after_in_child", hook);
     }
@@ -161,6 +165,5 @@ cio_fork_hook_install(cio_state *st)
         return -1;
     }
     Py_DECREF(r);
-    installed = 1;
     return 0;
 }

@@ -19,9 +19,6 @@
 
 #include "casyncio.h"
 
-/* Cleared by tests (_set_pidfd_enabled) to exercise the thread path. */
-static int pidfd_enabled = 1;
-
 static int
 start_detached(void *(*fn)(void *), void *arg)
 {
@@ -86,9 +83,9 @@ open_exit_notifier(pid_t pid)
 }
 
 static int
-open_child_fd(pid_t pid)
+open_child_fd(cio_state *st, pid_t pid)
 {
-    if (pidfd_enabled) {
+    if (!st->pidfd_disabled) {
         int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 
         if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) {
@@ -141,7 +138,7 @@ cio_loop_watch_child(LoopObject *self, long pid, PyObject *callback,
     if (cio_loop_check_closed(self) < 0) {
         return -1;
     }
-    fd = open_child_fd((pid_t)pid);
+    fd = open_child_fd(self->state, (pid_t)pid);
     if (fd < 0) {
         cio_raise_errno(fd);
         return -1;
@@ -300,7 +297,7 @@ set_pidfd_enabled(PyObject *module, PyObject *enabled)
     if (on < 0) {
         return NULL;
     }
-    pidfd_enabled = on;
+    ((cio_state *)PyModule_GetState(module))->pidfd_disabled = !on;
     Py_RETURN_NONE;
 }
 

@@ -603,7 +603,7 @@ casyncio_exec(PyObject *module)
 
     if (state_import(st) < 0 || cio_tls_protocol_init(module, st) < 0 ||
         cio_streams_init(module, st) < 0 ||
-        cio_fork_hook_install(st) < 0) {
+        cio_fork_hook_install(module, st) < 0) {
         return -1;
     }
     /* (major, minor) of CIO_NEWEST_TESTED, for casyncio to tell */
@@ -767,8 +767,15 @@ casyncio_free(void *module)
     casyncio_clear((PyObject *)module);
 }
 
+/* Each interpreter gets its own module object and state (the classes it
+ * imports from stdlib, interned names, free lists, its live loops), and
+ * nothing mutable is shared between interpreters, so interpreters with a
+ * GIL of their own may each import it and run loops. */
 static PyModuleDef_Slot casyncio_slots[] = {
     {Py_mod_exec, casyncio_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
     {0, NULL},
 };
 
