@@ -3,6 +3,7 @@ touches (and the process's memory) must stay flat. The interpreters here
 are release builds, so per-object sys.getrefcount stands in for
 sys.gettotalrefcount."""
 import asyncio
+import contextvars
 import gc
 import io
 import os
@@ -818,6 +819,51 @@ def test_server_paths_keep_memory_and_fds_flat(tmp_path):
         assert_cycle_flat(cycle, 50, 500)
     finally:
         busy.close()
+
+
+def test_connection_context_paths_keep_memory_and_fds_flat():
+    """The contexts connections run in (3.15: the transport's, copied from
+    the caller or the Server; every version: the copy an accepted
+    connection's protocol is made in), with a ContextVar holding a fresh
+    100 KB object in each: accepted and refused by a failing protocol
+    factory, client connections, connect_accepted_socket, and on 3.15
+    _make_socket_transport given a context of its own."""
+    var = contextvars.ContextVar("var")
+
+    class Setting(asyncio.Protocol):
+        def connection_made(self, transport):
+            var.set(bytes(100_000))
+            transport.close()
+
+    def failing():
+        raise RuntimeError("no protocol")
+
+    async def cycle(loop):
+        var.set(bytes(100_000))
+        server = await loop.create_server(Setting, "127.0.0.1", 0)
+        refusing = await loop.create_server(failing, "127.0.0.1", 0)
+        for s in (server, refusing):
+            reader, writer = await asyncio.open_connection(
+                *s.sockets[0].getsockname())
+            await reader.read()
+            writer.close()
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(Setting, a)
+        b.close()
+        if sys.version_info >= (3, 15):
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            waiter = loop.create_future()
+            loop._make_socket_transport(a, Setting(), waiter,
+                                        context=contextvars.Context())
+            await waiter
+            b.close()
+        for s in (server, refusing):
+            s.close()
+            await s.wait_closed()
+        await asyncio.sleep(0)
+
+    assert_cycle_flat_quiet(cycle, 20, 300)
 
 
 def test_datagram_endpoint_set_up_paths_keep_memory_and_fds_flat(tmp_path):
