@@ -37,7 +37,7 @@ typedef enum {
     N_SET_RESULT, N_CANCELLED, N_PAUSE_READING, N_RESUME_READING, N_APPEND,
     N_REMOVE, N_FEED_DATA, N_EXTEND, N_CLASS, N_PARTIAL, N_CONSUMED,
     N_READER, N_PROTOCOL, N_WRITE, N_IS_CLOSING, N_EXCEPTION_METHOD,
-    N_DRAIN_HELPER, N_CLIENT_CONNECTED_CB, N_NAMES
+    N_DRAIN_HELPER, N_CLIENT_CONNECTED_CB, N_TAKE_BYTES, N_NAMES
 } stream_name_t;
 
 static const char *const stream_names[N_NAMES] = {
@@ -47,7 +47,7 @@ static const char *const stream_names[N_NAMES] = {
     "pause_reading", "resume_reading", "append", "remove", "feed_data",
     "extend", "__class__", "partial", "consumed", "_reader", "_protocol",
     "write", "is_closing", "exception", "_drain_helper",
-    "_client_connected_cb"};
+    "_client_connected_cb", "take_bytes"};
 
 /* What the subclasses replace or inline, per class: stdlib's objects are
  * kept (st->stream_reader_originals, st->stream_protocol_originals) both
@@ -343,25 +343,54 @@ static const char *const op_qualnames[] = {
 static const char *const op_wait_names[] = {
     "read", "readexactly", "readuntil", "readuntil"};
 
-/* The first bytes of the buffer, taken out: bytes(buffer[:k]);
- * del buffer[:k]; self._maybe_resume_transport(). */
+#if PY_VERSION_HEX >= 0x030F0000
+/* 3.15's buffer.take_bytes(k): the whole buffer becomes the bytes
+ * object without a copy. */
+static PyObject *
+take_bytes(cio_state *st, PyObject *buffer, Py_ssize_t k)
+{
+    PyObject *n = PyLong_FromSsize_t(k), *data;
+
+    if (n == NULL) {
+        return NULL;
+    }
+    data = PyObject_CallMethodOneArg(buffer, NAME(st, N_TAKE_BYTES), n);
+    Py_DECREF(n);
+    return data;
+}
+#else
+/* bytes(buffer[:k]); del buffer[:k] */
+static PyObject *
+take_bytes(cio_state *st, PyObject *buffer, Py_ssize_t k)
+{
+    Py_ssize_t size = PyByteArray_GET_SIZE(buffer);
+    PyObject *data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(buffer),
+                                               k);
+
+    if (data != NULL && (k == size ? PyByteArray_Resize(buffer, 0)
+                                   : PySequence_DelSlice(buffer, 0, k)) < 0) {
+        Py_CLEAR(data);
+    }
+    return data;
+}
+#endif
+
+/* The first bytes of the buffer, taken out, then
+ * self._maybe_resume_transport(). */
 static PyObject *
 take(cio_state *st, PyObject *self, PyObject *buffer, Py_ssize_t k)
 {
     Py_ssize_t size = PyByteArray_GET_SIZE(buffer);
     PyObject *data;
-    int rc;
 
     if (k > size) {
         k = size;
     }
-    data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(buffer), k);
+    data = take_bytes(st, buffer, k);
     if (data == NULL) {
         return NULL;
     }
-    rc = k == size ? PyByteArray_Resize(buffer, 0)
-                   : PySequence_DelSlice(buffer, 0, k);
-    if (rc < 0 || maybe_resume_transport(st, self, size - k) < 0) {
+    if (maybe_resume_transport(st, self, size - k) < 0) {
         Py_DECREF(data);
         return NULL;
     }
@@ -373,12 +402,10 @@ take(cio_state *st, PyObject *self, PyObject *buffer, Py_ssize_t k)
 static void
 raise_incomplete(cio_state *st, PyObject *buffer, PyObject *expected)
 {
-    PyObject *partial = PyBytes_FromStringAndSize(
-        PyByteArray_AS_STRING(buffer), PyByteArray_GET_SIZE(buffer));
+    PyObject *partial = take_bytes(st, buffer, PyByteArray_GET_SIZE(buffer));
     PyObject *exc;
 
-    if (partial == NULL || PyByteArray_Resize(buffer, 0) < 0) {
-        Py_XDECREF(partial);
+    if (partial == NULL) {
         return;
     }
     exc = PyObject_CallFunctionObjArgs(st->incomplete_read_error, partial,
