@@ -8,12 +8,12 @@
 # also written to bench/results/PYTHON.jsonl and drawn in
 # bench/results/PYTHON.png (bench/chart.py), the chart the README shows.
 #
-#   bash bench/run.sh                  # on CPython 3.11
-#   CASYNCIO_PYTHON=3.14 bash bench/run.sh   # 3.12, 3.13, 3.14 likewise
+#   bash bench/run.sh                  # on CPython 3.15
+#   CASYNCIO_PYTHON=3.14 bash bench/run.sh   # 3.11 to 3.14 likewise
 #   PYTHON=/path/to/python bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version=${CASYNCIO_PYTHON:-3.11}
+version=${CASYNCIO_PYTHON:-3.15}
 PY=${PYTHON:-$(bash tools/find_python.sh "$version")}
 VENV=${CASYNCIO_BENCH_VENV:-/tmp/casyncio-bench}
 "$PY" -m venv --clear "$VENV"
