@@ -31,8 +31,8 @@ def in_interpreter(interp, tag, kind, paths, results):
 
 
 @pytest.mark.parametrize("kind", ["stdlib", "casyncio"])
-def test_loops_in_two_subinterpreters_and_the_main_one_at_once(kind,
-                                                               certs):  # noqa: F811
+def test_loops_in_two_subinterpreters_and_the_main_one_at_once(
+        kind, certs):  # noqa: F811
     paths = {"cert": certs("server.pem"), "key": certs("server.key"),
              "ca": certs("ca.pem")}
     results = {}
@@ -54,7 +54,8 @@ def test_loops_in_two_subinterpreters_and_the_main_one_at_once(kind,
     for tag, got in results.items():
         got.pop("thread")
         assert got == {"echoed": True, "timers": [0.01, 0.02, 0.03],
-                       "subprocess": (tag, 0), "executor": tag.upper(), "var": tag,
+                       "subprocess": (tag, 0), "executor": tag.upper(),
+                       "var": tag,
                        "loop": "Loop" if kind == "casyncio" else
                        "_UnixSelectorEventLoop"}, tag
 

@@ -62,11 +62,12 @@ loop_make_socket_transport(LoopObject *self, PyObject *args, PyObject *kwargs)
 }
 
 /* Gives a new SSLProtocol its read buffer and stdlib's max_size (see
- * tls_protocol.c), on a tested Python (CIO_PYTHON_TESTED). Every TLS connection of a loop shares one buffer:
- * SSLProtocol.buffer_updated copies what a read put there into its
- * MemoryBIO before anything else runs, and reads on a loop never nest, so
- * the buffer is free again whenever the next read asks for it. It is
- * uninitialized, as only the bytes a read fills are ever used. */
+ * tls_protocol.c), on a tested Python (CIO_PYTHON_TESTED). Every TLS
+ * connection of a loop shares one buffer: SSLProtocol.buffer_updated
+ * copies what a read put there into its MemoryBIO before anything else
+ * runs, and reads on a loop never nest, so the buffer is free again
+ * whenever the next read asks for it. It is uninitialized, as only the
+ * bytes a read fills are ever used. */
 static int
 give_ssl_read_buffer(LoopObject *loop, PyObject *ssl_protocol)
 {

@@ -560,7 +560,8 @@ state_import(cio_state *st)
         !st->signal_module || !st->events_module || !st->constants_module ||
         !st->base_events_module || !st->unix_events_module ||
         !st->tasks_module || !st->futures_module || !st->kwnames_loop ||
-        !st->kwnames_debug || !st->kwnames_context || !st->kwnames_socket || !st->empty_tuple) {
+        !st->kwnames_debug || !st->kwnames_context || !st->kwnames_socket ||
+        !st->empty_tuple) {
         return -1;
     }
     st->clock_resolution = (double)cio_clock_resolution_ns() * 1e-9;
