@@ -82,3 +82,81 @@ def test_signal_handlers_refused_in_a_subinterpreter_as_stdlib_does():
                          capture_output=True, text=True).stdout.splitlines()
     assert len(out) == 2 and out[0] == out[1], out
     assert out[0].startswith("RuntimeError ")
+
+
+APP = '''
+import asyncio
+from concurrent import interpreters
+
+import casyncio
+
+PORT = {port}
+
+
+async def handle(reader, writer):
+    me = interpreters.get_current().id
+    writer.write(await reader.read(100) + b" from %d" % me)
+    await writer.drain()
+    writer.close()
+
+
+async def serve():
+    server = await asyncio.start_server(handle, "127.0.0.1", PORT,
+                                        reuse_port=True)
+    await server.serve_forever()
+
+
+def run():
+    asyncio.run(serve(), loop_factory=casyncio.new_event_loop)
+'''
+
+LAUNCHER = '''
+import sys
+from concurrent import interpreters
+
+import app
+
+
+def main(n):
+    threads = []
+    for _ in range(n):
+        interp = interpreters.create()
+        interp.exec(f"import sys; sys.path[:] = {sys.path!r}")
+        threads.append(interp.call_in_thread(app.run))
+    for thread in threads:
+        thread.join()
+
+
+main(int(sys.argv[1]))
+'''
+
+
+def test_readme_recipe_serves_from_two_interpreters(tmp_path):
+    """The README's recipe: one process, two interpreters, each with its own
+    casyncio loop on a reuse_port listener; connections reach both."""
+    import socket
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "app.py").write_text(APP.format(port=port))
+    (tmp_path / "serve.py").write_text(LAUNCHER)
+    server = subprocess.Popen([sys.executable, "serve.py", "2"],
+                              cwd=tmp_path, stderr=subprocess.PIPE)
+    try:
+        replies = []
+        deadline = time.monotonic() + 30
+        # Until both have answered: the second may start listening later.
+        while time.monotonic() < deadline and (
+                len(replies) < 40 or len({i for _, i in replies}) < 2):
+            try:
+                with socket.create_connection(("127.0.0.1", port)) as c:
+                    c.sendall(b"hi")
+                    replies.append(c.recv(100).split(b" from "))
+            except ConnectionRefusedError:
+                time.sleep(0.05)  # no interpreter listening yet
+        assert {data for data, _ in replies} == {b"hi"}, server.poll()
+        assert len({interp for _, interp in replies}) == 2
+    finally:
+        server.kill()
+        server.wait()
