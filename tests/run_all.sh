@@ -129,22 +129,32 @@ else
 fi
 
 # Sanitizers: the extension built with ASan+UBSan runs the casyncio side
-# of the parity suite.
+# of the parity suite, and on the newest Python the tests of what only
+# the newest Pythons have: loops in three interpreters at once (3.14+),
+# the transports' contexts (3.15).
 # CPython itself is not instrumented, so ASan's runtime is preloaded and
 # leak detection (which would report the interpreter's own) is off.
-py=$(find_python 3.11)
-venv="$WORK/venv-asan"
-rm -rf "$venv"
-if "$py" -m venv "$venv" && "$venv/bin/pip" install -q "pytest>=7" &&
-    CASYNCIO_SANITIZE=1 "$venv/bin/pip" install -q --no-cache-dir "$ROOT"; then
-    step sanitizers env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
-        ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 \
-        bash -c "cd '$WORK' && '$venv/bin/python' -m pytest -q \
-        -p no:cacheprovider --rootdir '$ROOT/tests' '$ROOT/tests' \
-        --ignore '$ROOT/tests/test_leaks.py' --casyncio-only"
-else
-    echo "=== sanitizer build FAILED"; status=1
-fi
+sanitized() {  # sanitized VERSION STEP-NAME PYTEST-ARGS (quoted for bash -c)
+    local py venv="$WORK/venv-asan-$1"
+    py=$(find_python "$1")
+    rm -rf "$venv"
+    if [ -n "$py" ] && "$py" -m venv "$venv" &&
+        "$venv/bin/pip" install -q "pytest>=7" &&
+        CASYNCIO_SANITIZE=1 "$venv/bin/pip" install -q --no-cache-dir \
+            "$ROOT"; then
+        step "$2" env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+            ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 \
+            bash -c "cd '$WORK' && '$venv/bin/python' -m pytest -q \
+            -p no:cacheprovider --rootdir '$ROOT/tests' $3 --casyncio-only"
+    else
+        echo "=== $2: sanitizer build FAILED"; status=1
+    fi
+}
+sanitized 3.11 sanitizers \
+    "'$ROOT/tests' --ignore '$ROOT/tests/test_leaks.py'"
+sanitized "$newest" "sanitizers-$newest" \
+    "'$ROOT/tests/test_subinterpreters.py' '$ROOT/tests/test_context.py' \
+    '$ROOT/tests/test_py315.py'"
 
 echo "total: $passed passed, $failed failed"
 exit $status
