@@ -1,6 +1,7 @@
 """Draws the rows bench/results.py recorded as one PNG: per row, the cost
 of casyncio, asyncio and uvloop as a ratio to uvloop's (so uvloop is 1;
 lower is better), with the C floor's ratio marked where the row has one.
+Rows without a uvloop figure are left out.
 
     python bench/chart.py RESULTS.jsonl OUT.png --title "..."
 """
@@ -58,7 +59,10 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--title", default="casyncio vs asyncio vs uvloop")
     args = parser.parse_args()
-    draw(read_rows(args.results), args.out, args.title)
+    # Rows without uvloop (the subinterpreter rows: it does not load
+    # there) have nothing to be drawn relative to.
+    rows = [row for row in read_rows(args.results) if "uvloop" in row["costs"]]
+    draw(rows, args.out, args.title)
 
 
 if __name__ == "__main__":

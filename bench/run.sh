@@ -4,7 +4,8 @@
 # micro-benchmarks, the parent's CPU time per subprocess, the sender's CPU
 # time per loop.sendfile(), then the echo server's CPU time and user-space
 # instructions per request, plain and (CPU time) over TLS, and HTTP
-# servers (uvicorn with httptools, aiohttp) under wrk. Every row is
+# servers (uvicorn with httptools, aiohttp) under wrk, and servers run by
+# N subinterpreters of one process vs N processes. Every row is
 # also written to bench/results/PYTHON.jsonl and drawn in
 # bench/results/PYTHON.png (bench/chart.py), the chart the README shows.
 #
@@ -47,6 +48,9 @@ command -v valgrind >/dev/null ||
 command -v wrk >/dev/null ||
     { apt-get update -qq && apt-get install -y -qq wrk; }
 "$VENV/bin/python" "$OLDPWD/bench/http_bench.py"
+# The same process on more cores: servers in N subinterpreters vs N
+# processes (3.14+; casyncio and asyncio, uvloop does not load there).
+"$VENV/bin/python" "$OLDPWD/bench/interpreters_bench.py"
 "$VENV/bin/python" "$OLDPWD/bench/chart.py" "$RESULTS.jsonl" "$RESULTS.png" \
     --title "$("$VENV/bin/python" -c 'import platform; print(
         "Python", platform.python_version(), "on", platform.machine())'), \
