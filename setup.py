@@ -1,6 +1,7 @@
 """Builds the _casyncio extension from the core and binding C sources.
 
-CASYNCIO_SANITIZE=1 builds with AddressSanitizer and UBSan (see .ci/run).
+CASYNCIO_SANITIZE=address builds with AddressSanitizer and UBSan,
+CASYNCIO_SANITIZE=thread with ThreadSanitizer (tests/run_all.sh runs both).
 CASYNCIO_NEWEST_TESTED=3.14 builds as if 3.14 were the newest CPython
 casyncio was checked against (CIO_NEWEST_TESTED in src/ext/casyncio.h):
 how the fallback for an untested Python is tested on the newest one.
@@ -21,12 +22,14 @@ if newest_tested:
     major, minor = map(int, newest_tested.split("."))
     macros.append(("CIO_NEWEST_TESTED", hex(major << 24 | minor << 16)))
     build_base.append(f"tested-{major}.{minor}")
-if os.environ.get("CASYNCIO_SANITIZE") == "1":
-    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-                "-O1", "-g"]
+SANITIZERS = {"address": "-fsanitize=address,undefined",
+              "thread": "-fsanitize=thread"}
+sanitizer = os.environ.get("CASYNCIO_SANITIZE")
+if sanitizer:
+    sanitize = [SANITIZERS[sanitizer], "-fno-omit-frame-pointer", "-O1", "-g"]
     cflags += sanitize
     ldflags += sanitize
-    build_base.append("sanitize")
+    build_base.append("sanitize-" + sanitizer)
 # Separate objects per variant: setuptools would reuse a build made with
 # other flags.
 options = ({"build": {"build_base": "build/" + "-".join(build_base)}}

@@ -134,30 +134,40 @@ fi
 # Sanitizers: the extension built with ASan+UBSan runs the casyncio side
 # of the parity suite, and on the newest Python the tests of what only
 # the newest Pythons have: loops in three interpreters at once (3.14+),
-# the transports' contexts (3.15).
-# CPython itself is not instrumented, so ASan's runtime is preloaded and
-# leak detection (which would report the interpreter's own) is off.
-sanitized() {  # sanitized VERSION STEP-NAME PYTEST-ARGS (quoted for bash -c)
-    local py venv="$WORK/venv-asan-$1"
-    py=$(find_python "$1")
+# the transports' contexts (3.15). A ThreadSanitizer build runs the
+# three-interpreter test: its interpreters have GILs of their own, so
+# casyncio's C runs in several threads at once there, and state they
+# shared would be a race TSan reports.
+# CPython itself is not instrumented, so the sanitizer's runtime is
+# preloaded, and ASan's leak detection (which would report the
+# interpreter's own) is off. pytest captures sys.stdout/err only, so a
+# report the runtime writes to fd 2 before it stops the process shows.
+sanitized() {  # sanitized address|thread VERSION STEP PYTEST-ARGS (bash -c)
+    local py venv="$WORK/venv-$1-$2" runtime=libasan.so
+    [ "$1" = thread ] && runtime=libtsan.so
+    py=$(find_python "$2")
     rm -rf "$venv"
     if [ -n "$py" ] && "$py" -m venv "$venv" &&
         "$venv/bin/pip" install -q "pytest>=7" &&
-        CASYNCIO_SANITIZE=1 "$venv/bin/pip" install -q --no-cache-dir \
+        CASYNCIO_SANITIZE=$1 "$venv/bin/pip" install -q --no-cache-dir \
             "$ROOT"; then
-        step "$2" env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+        step "$3" env LD_PRELOAD="$(gcc -print-file-name=$runtime)" \
             ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 \
+            TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
             bash -c "cd '$WORK' && '$venv/bin/python' -m pytest -q \
-            -p no:cacheprovider --rootdir '$ROOT/tests' $3 --casyncio-only"
+            -p no:cacheprovider --capture=sys --rootdir '$ROOT/tests' $4 \
+            --casyncio-only"
     else
-        echo "=== $2: sanitizer build FAILED"; status=1
+        echo "=== $3: sanitizer build FAILED"; status=1
     fi
 }
-sanitized 3.11 sanitizers \
+sanitized address 3.11 sanitizers \
     "'$ROOT/tests' --ignore '$ROOT/tests/test_leaks.py'"
-sanitized "$newest" "sanitizers-$newest" \
+sanitized address "$newest" "sanitizers-$newest" \
     "'$ROOT/tests/test_subinterpreters.py' '$ROOT/tests/test_context.py' \
     '$ROOT/tests/test_py315.py'"
+sanitized thread "$newest" "thread-sanitizer-$newest" \
+    "'$ROOT/tests/test_subinterpreters.py'"
 
 echo "total: $passed passed, $failed failed"
 exit $status
