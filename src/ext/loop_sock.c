@@ -501,6 +501,38 @@ fut_call(SockCallObject *self, method_t method, PyObject *arg)
     return call_method(self, self->fut, method, &arg, arg != NULL);
 }
 
+/* After fut.set_result() or set_exception() raised (a MemoryError, say):
+ * where fut is still pending, it gets that exception, so its awaiter is
+ * not left waiting for an fd that has nothing more to say (stdlib's
+ * callbacks leave it waiting). Where fut is done, it was its callbacks
+ * that could not be scheduled, which no loop can redo: the exception
+ * goes to the exception handler. */
+static PyObject *
+fail_pending_future(SockCallObject *self)
+{
+    PyObject *exc = cio_fetch_exception(), *done, *res;
+    int is_done;
+
+    if (cio_is_exit_exception(exc)) {
+        cio_restore_exception(exc);
+        return NULL;
+    }
+    done = fut_call(self, M_DONE, NULL);
+    is_done = done ? PyObject_IsTrue(done) : -1;
+    Py_XDECREF(done);
+    if (is_done != 0) {
+        if (is_done < 0) {
+            PyErr_Clear();
+        }
+        cio_restore_exception(exc);
+        return NULL;
+    }
+    res = fut_call(self, M_SET_EXCEPTION, exc);
+    Py_DECREF(exc);
+    Py_XDECREF(res);
+    return res == NULL ? NULL : Py_NewRef(Py_None);
+}
+
 /* The watcher callback: selector_events' _sock_recv and friends. */
 static PyObject *
 sock_call_io_ready(SockCallObject *self, PyObject *Py_UNUSED(ignored))
@@ -529,8 +561,11 @@ sock_call_io_ready(SockCallObject *self, PyObject *Py_UNUSED(ignored))
         Py_DECREF(exc);
     }
     }
-    Py_XDECREF(res);
-    return res == NULL ? NULL : Py_NewRef(Py_None);
+    if (res == NULL) {
+        return fail_pending_future(self);
+    }
+    Py_DECREF(res);
+    Py_RETURN_NONE;
 }
 
 /* fut's done callback: selector_events' _sock_read_done/_sock_write_done,

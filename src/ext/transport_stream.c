@@ -394,15 +394,33 @@ transport_read_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
     Py_RETURN_NONE;
 }
 
+/* Watches the socket for events. Where the poller refuses (epoll_ctl's
+ * ENOMEM or ENOSPC), the transport fails with that OSError through the
+ * fatal-error path, so its protocol gets connection_lost(exc) and its
+ * server's wait_closed() returns. stdlib's loop leaves such a transport
+ * open and unwatched, and whoever waits for it waits for ever. */
+static int
+watch_or_fail(SocketTransportObject *self, int events, PyObject *callback)
+{
+    if (cio_loop_add_watcher(self->loop, self->fd, events, callback, NULL, 0,
+                             self->context, NULL) == 0) {
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+        return -1;
+    }
+    return cio_socket_transport_fatal_error(
+        self, cio_fetch_exception(),
+        "Fatal error: the loop could not watch the socket");
+}
+
 static int
 start_reading(SocketTransportObject *self)
 {
     if (self->closing || self->paused) {
         return 0;
     }
-    return cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_READ,
-                                self->read_ready, NULL, 0, self->context,
-                                NULL);
+    return watch_or_fail(self, CIO_POLL_READ, self->read_ready);
 }
 
 static PyObject *
@@ -503,11 +521,12 @@ transport_write(SocketTransportObject *self, PyObject *data)
         if (sent == view.len) {
             goto done;
         }
-        if (cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_WRITE,
-                                 self->write_ready, NULL, 0,
-                                 self->context, NULL) < 0) {
+        if (watch_or_fail(self, CIO_POLL_WRITE, self->write_ready) < 0) {
             PyBuffer_Release(&view);
             return NULL;
+        }
+        if (self->conn_lost) {  /* it failed: the data goes nowhere */
+            goto done;
         }
     }
     if (cio_write_queue_append(&self->queue, data, &view, sent) < 0 ||

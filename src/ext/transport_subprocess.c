@@ -931,6 +931,34 @@ fail_waiter(PyObject *waiter)
     return r ? 0 : -1;
 }
 
+/* A child spawned but not watched (watching it failed: pidfd_open's
+ * EMFILE, say): killed, its pipes closed and its exit waited for here,
+ * since no transport will. The wait is short: the child was just killed. */
+static int
+abandon_child(SubprocessTransportObject *self)
+{
+    static const char *const pipes[] = {"stdin", "stdout", "stderr"};
+    PyObject *r;
+
+    if (subprocess_close(self) < 0) {
+        return -1;
+    }
+    for (int fd = 0; fd < N_STDIO; fd++) {
+        PyObject *pipe = PyObject_GetAttrString(self->proc, pipes[fd]);
+
+        r = pipe == NULL ? NULL : pipe == Py_None ? Py_NewRef(Py_None)
+            : PyObject_CallMethod(pipe, "close", NULL);
+        Py_XDECREF(pipe);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    r = PyObject_CallMethod(self->proc, "wait", NULL);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
 /* _spawn_subprocess(protocol, args, shell, stdin, stdout, stderr, bufsize,
  *                   waiter, extra, **popen_kwargs): the transport, with
  * the child running; waiter gets its result once connection_made ran. */
@@ -990,7 +1018,7 @@ loop_spawn_subprocess(LoopObject *loop, PyObject *args, PyObject *kwargs)
             PyErr_SetString(PyExc_ValueError, "Popen gave no pid");
         }
         exc = cio_fetch_exception();
-        if (subprocess_close(self) < 0) {
+        if (abandon_child(self) < 0) {
             PyErr_Clear();
         }
         cio_restore_exception(exc);
