@@ -3,10 +3,12 @@
 # installs each into a fresh venv per supported Python and runs every
 # test: the C core tests, the parity/leak/CLI suite (pytest), CPython's own
 # test_asyncio through the conformance runner, the parity suite inside a
-# subinterpreter (3.14+), the parity suite and CPython's suite on the newest
-# Python built as if it were untested (the fallback to stdlib's code), the
-# peers' own suites on one Python, and the casyncio side of the parity
-# suite again on an ASan+UBSan build. Ends with one
+# subinterpreter (3.14+), the fault tests (failed allocations and
+# syscalls) on the newest Python, the parity suite and CPython's suite on
+# the newest Python built as if it were untested (the fallback to stdlib's
+# code), the peers' own suites on one Python, the casyncio side of the
+# parity suite again on an ASan+UBSan build, and the three-interpreter
+# test on a ThreadSanitizer build. Ends with one
 # "total: N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -65,9 +67,10 @@ for v in $PYTHONS; do
         "$venv/bin/pip" install -q "$wheel[test]" || {
         echo "=== install on $v FAILED"; status=1; continue; }
     # From outside the checkout, so the installed package is what runs.
-    # --durations: the slowest tests, to watch the run's time budget.
+    # --durations: the slowest tests, to watch the run's time budget; -n 2:
+    # both cores (pytest-xdist), most tests wait on the network or a child.
     step "pytest-$v" bash -c "cd '$WORK' && '$venv/bin/python' -m pytest \
-        -q -p no:cacheprovider --durations=10 --rootdir '$ROOT/tests' \
+        -q -n 2 -p no:cacheprovider --durations=10 --rootdir '$ROOT/tests' \
         '$ROOT/tests'"
     step "cpython-suite-$v" bash -c "cd '$WORK' && '$venv/bin/python' \
         '$ROOT/tests/conformance/run_cpython_suite.py'"
@@ -93,18 +96,26 @@ done
 # and socket constructors run where casyncio has C copies of them. The
 # casyncio side of the parity suite and the conformance gate must pass so.
 newest=${PYTHONS##* }
+
+# Faults on purpose (tests/test_faults.py): failed allocations (its
+# _testcapi has set_nomemory) and failed syscalls, on the newest Python;
+# -s shows the sweep's table, stdlib's figures beside casyncio's.
+step "faults-$newest" bash -c "cd '$WORK' && CASYNCIO_FAULTS=1 \
+    '$WORK/venv-$newest/bin/python' -m pytest -q -s -p no:cacheprovider \
+    --rootdir '$ROOT/tests' '$ROOT/tests/test_faults.py'"
+
 py=$(find_python "$newest")
 venv="$WORK/venv-untested"
 rm -rf "$venv"
 if [ -n "$py" ] && "$py" -m venv "$venv" &&
     "$venv/bin/pip" install -q --upgrade pip &&
-    "$venv/bin/pip" install -q "pytest>=7" &&
+    "$venv/bin/pip" install -q "pytest>=7" pytest-xdist &&
     CASYNCIO_NEWEST_TESTED="${newest%.*}.$((${newest#*.} - 1))" \
         "$venv/bin/pip" install -q --no-cache-dir "$ROOT"; then
     step "untested-python-$newest" bash -c "cd '$WORK' && \
         '$venv/bin/python' -c 'import casyncio; \
 print(\"built as if the newest tested were\", casyncio.NEWEST_TESTED_PYTHON)' &&
-        '$venv/bin/python' -m pytest -q -p no:cacheprovider \
+        '$venv/bin/python' -m pytest -q -n 2 -p no:cacheprovider \
         --rootdir '$ROOT/tests' '$ROOT/tests' --casyncio-only \
         --ignore '$ROOT/tests/test_libraries.py' \
         --ignore '$ROOT/tests/test_typing.py'"
@@ -134,7 +145,8 @@ fi
 # Sanitizers: the extension built with ASan+UBSan runs the casyncio side
 # of the parity suite, and on the newest Python the tests of what only
 # the newest Pythons have: loops in three interpreters at once (3.14+),
-# the transports' contexts (3.15). A ThreadSanitizer build runs the
+# the transports' contexts (3.15), and the fault tests (a coarser
+# allocation sweep). A ThreadSanitizer build runs the
 # three-interpreter test: its interpreters have GILs of their own, so
 # casyncio's C runs in several threads at once there, and state they
 # shared would be a race TSan reports.
@@ -142,7 +154,7 @@ fi
 # preloaded, and ASan's leak detection (which would report the
 # interpreter's own) is off. pytest captures sys.stdout/err only, so a
 # report the runtime writes to fd 2 before it stops the process shows.
-sanitized() {  # sanitized address|thread VERSION STEP PYTEST-ARGS (bash -c)
+sanitized() {  # sanitized address|thread VERSION STEP PYTEST-ARGS [ENV]
     local py venv="$WORK/venv-$1-$2" runtime=libasan.so
     [ "$1" = thread ] && runtime=libtsan.so
     py=$(find_python "$2")
@@ -154,7 +166,7 @@ sanitized() {  # sanitized address|thread VERSION STEP PYTEST-ARGS (bash -c)
         step "$3" env LD_PRELOAD="$(gcc -print-file-name=$runtime)" \
             ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 \
             TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
-            bash -c "cd '$WORK' && '$venv/bin/python' -m pytest -q \
+            bash -c "cd '$WORK' && ${5:-} '$venv/bin/python' -m pytest -q \
             -p no:cacheprovider --capture=sys --rootdir '$ROOT/tests' $4 \
             --casyncio-only"
     else
@@ -165,7 +177,8 @@ sanitized address 3.11 sanitizers \
     "'$ROOT/tests' --ignore '$ROOT/tests/test_leaks.py'"
 sanitized address "$newest" "sanitizers-$newest" \
     "'$ROOT/tests/test_subinterpreters.py' '$ROOT/tests/test_context.py' \
-    '$ROOT/tests/test_py315.py'"
+    '$ROOT/tests/test_py315.py' '$ROOT/tests/test_faults.py'" \
+    "CASYNCIO_FAULTS=1 CASYNCIO_ALLOC_STRIDE=128"
 sanitized thread "$newest" "thread-sanitizer-$newest" \
     "'$ROOT/tests/test_subinterpreters.py'"
 
