@@ -163,10 +163,12 @@ sanitized() {  # sanitized address|thread VERSION STEP PYTEST-ARGS [ENV]
         "$venv/bin/pip" install -q "pytest>=7" &&
         CASYNCIO_SANITIZE=$1 "$venv/bin/pip" install -q --no-cache-dir \
             "$ROOT"; then
-        step "$3" env LD_PRELOAD="$(gcc -print-file-name=$runtime)" \
+        # Preloaded into Python only: bash itself crashes under TSan.
+        step "$3" bash -c "cd '$WORK' && \
+            env LD_PRELOAD='$(gcc -print-file-name=$runtime)' \
             ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 \
-            TSAN_OPTIONS="halt_on_error=1 exitcode=66" \
-            bash -c "cd '$WORK' && ${5:-} '$venv/bin/python' -m pytest -q \
+            TSAN_OPTIONS='halt_on_error=1 exitcode=66' \
+            ${5:-} '$venv/bin/python' -m pytest -q \
             -p no:cacheprovider --capture=sys --rootdir '$ROOT/tests' $4 \
             --casyncio-only"
     else
