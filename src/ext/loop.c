@@ -1010,6 +1010,18 @@ loop_get_debug(LoopObject *self, PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(self->debug);
 }
 
+/* What stdlib's loop shows in _scheduled, _ready and its selector's map,
+ * for soak tests and debugging: counts, since the structures are C. */
+static PyObject *
+loop_internal_counts(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{snsnsnsn}", "timers", (Py_ssize_t)self->timers.len,
+                         "ready", (Py_ssize_t)self->ready.len,
+                         "watched_fds", (Py_ssize_t)self->fds_watched,
+                         "children", self->children == NULL ? (Py_ssize_t)0
+                                     : PyDict_GET_SIZE(self->children));
+}
+
 static PyObject *
 loop_set_debug(LoopObject *self, PyObject *enabled)
 {
@@ -1254,6 +1266,10 @@ static PyMethodDef loop_methods[] = {
      "create_task() uses; None restores asyncio.Task."},
     {"get_task_factory", (PyCFunction)loop_get_task_factory, METH_NOARGS,
      "get_task_factory($self, /)\n--\n\nReturn the task factory or None."},
+    {"_internal_counts", (PyCFunction)loop_internal_counts, METH_NOARGS,
+     "_internal_counts($self, /)\n--\n\nThe loop's timers (cancelled ones "
+     "included until they are dropped), ready Handles, watched fds and "
+     "watched children, as a dict."},
     {"get_debug", (PyCFunction)loop_get_debug, METH_NOARGS,
      "get_debug($self, /)\n--\n\nReturn the debug mode flag."},
     {"set_debug", (PyCFunction)loop_set_debug, METH_O,
