@@ -76,7 +76,8 @@ for v in $PYTHONS; do
         '$ROOT/tests/conformance/run_cpython_suite.py'"
     # 3.14+: the parity suite again inside a subinterpreter with a GIL of
     # its own (test_libraries' servers bring extension modules of their
-    # own, which need not load there): both loops on the newest Python,
+    # own, which need not load there, and test_fuzz's hypothesis has a
+    # native module that does not): both loops on the newest Python,
     # the casyncio side (still compared with stdlib's loop where a test
     # does) on the others, for the run's time.
     if "$venv/bin/python" -c 'import concurrent.interpreters' 2>/dev/null
@@ -86,7 +87,8 @@ for v in $PYTHONS; do
             '$ROOT/tests/run_in_subinterpreter.py' -q -p no:cacheprovider \
             --rootdir '$ROOT/tests' '$ROOT/tests' $sides \
             --ignore '$ROOT/tests/test_libraries.py' \
-            --ignore '$ROOT/tests/test_typing.py'"
+            --ignore '$ROOT/tests/test_typing.py' \
+            --ignore '$ROOT/tests/test_fuzz.py'"
     fi
 done
 
@@ -160,7 +162,7 @@ sanitized() {  # sanitized address|thread VERSION STEP PYTEST-ARGS [ENV]
     py=$(find_python "$2")
     rm -rf "$venv"
     if [ -n "$py" ] && "$py" -m venv "$venv" &&
-        "$venv/bin/pip" install -q "pytest>=7" &&
+        "$venv/bin/pip" install -q "pytest>=7" hypothesis &&
         CASYNCIO_SANITIZE=$1 "$venv/bin/pip" install -q --no-cache-dir \
             "$ROOT"; then
         # Preloaded into Python only: bash itself crashes under TSan.

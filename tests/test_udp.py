@@ -91,6 +91,37 @@ def test_sendto_errors_and_after_close(loop):
     assert run(loop, main()) == (True, None)
 
 
+def test_sendto_after_connection_lost_without_remote_address(loop):
+    """A documented difference (found by test_fuzz.py): once a transport
+    made from a connected sock= without remote_addr has called
+    connection_lost, stdlib's sendto() reaches its cleared socket and its
+    error path its cleared loop, so it raises AttributeError; casyncio
+    drops the datagram, as every other transport does after close."""
+    async def main():
+        ours, peer = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                      for _ in range(2))
+        for s in ours, peer:
+            s.bind(("127.0.0.1", 0))
+        ours.connect(peer.getsockname())
+        client, proto = await loop.create_datagram_endpoint(Collect,
+                                                            sock=ours)
+        client.close()
+        await asyncio.sleep(0)
+        try:
+            client.sendto(b"late")
+        except AttributeError as exc:
+            outcome = type(exc)
+        else:
+            outcome = "dropped"
+        peer.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            peer.recv(100)
+        peer.close()
+        return outcome, proto.lost
+    expected = AttributeError if loop.kind == "stdlib" else "dropped"
+    assert run(loop, main()) == (expected, None)
+
+
 def test_unix_datagram_endpoint(loop, tmp_path):
     async def main():
         path = str(tmp_path / "server.sock")
