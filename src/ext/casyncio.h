@@ -47,6 +47,7 @@ typedef struct HandleObject HandleObject;
     X(_detach) X(_ensure_resolved) X(_make_datagram_transport)              \
     X(_make_socket_transport) X(_make_ssl_transport) X(_read_ready)        \
     X(_sendto_ready) X(_start_reading) X(_write_ready) X(bind) X(close)    \
+    X(_get_running_loop) X(_set_running_loop)                               \
     X(connection_lost) X(connection_made) X(create_future) X(eof_received) \
     X(get_extra_info) X(getpeername) X(getsockname) X(setblocking)        \
     X(setsockopt) X(sock_connect) X(socket) X(sockname)

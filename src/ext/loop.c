@@ -720,8 +720,9 @@ loop_check_running(LoopObject *self)
                         "This event loop is already running");
         return -1;
     }
-    running = PyObject_CallMethod(self->state->events_module,
-                                  "_get_running_loop", NULL);
+    running = PyObject_CallMethodNoArgs(self->state->events_module,
+                                        CIO_NAME(self->state,
+                                                 _get_running_loop));
     if (running == NULL) {
         return -1;
     }
@@ -735,11 +736,15 @@ loop_check_running(LoopObject *self)
     return 0;
 }
 
+/* Allocates nothing (a vectorcall of asyncio's C setter with an interned
+ * name), so that clearing the running loop cannot fail for want of memory
+ * and leave the thread believing a loop still runs. */
 static int
 loop_set_running_loop(LoopObject *self, PyObject *loop)
 {
-    PyObject *res = PyObject_CallMethod(self->state->events_module,
-                                        "_set_running_loop", "(O)", loop);
+    PyObject *res = PyObject_CallMethodOneArg(
+        self->state->events_module, CIO_NAME(self->state, _set_running_loop),
+        loop);
 
     Py_XDECREF(res);
     return res ? 0 : -1;
@@ -762,7 +767,21 @@ loop_run_setup(LoopObject *self)
     return 0;
 }
 
-/* Undoes loop_run_setup; keeps an exception already raised on top. */
+/* A step of loop_run_cleanup failed: its exception is the one raised
+ * unless one already was, which it must not hide. */
+static void
+loop_run_cleanup_failed(LoopObject *self, PyObject **exc)
+{
+    if (*exc == NULL) {
+        *exc = cio_fetch_exception();
+    }
+    else {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+}
+
+/* Undoes loop_run_setup, every step even when one fails; keeps an
+ * exception already raised on top. */
 static void
 loop_run_cleanup(LoopObject *self)
 {
@@ -771,12 +790,14 @@ loop_run_cleanup(LoopObject *self)
     self->stopping = 0;
     self->running = 0;
     self->thread_id = 0;
-    if (loop_set_running_loop(self, Py_None) < 0 ||
-        cio_loop_set_coro_tracking(self, 0) < 0 ||
-        cio_loop_restore_asyncgen_hooks(self) < 0) {
-        if (exc != NULL) {
-            PyErr_WriteUnraisable((PyObject *)self);
-        }
+    if (loop_set_running_loop(self, Py_None) < 0) {
+        loop_run_cleanup_failed(self, &exc);
+    }
+    if (cio_loop_set_coro_tracking(self, 0) < 0) {
+        loop_run_cleanup_failed(self, &exc);
+    }
+    if (cio_loop_restore_asyncgen_hooks(self) < 0) {
+        loop_run_cleanup_failed(self, &exc);
     }
     if (exc != NULL) {
         cio_restore_exception(exc);
