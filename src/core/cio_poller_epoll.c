@@ -1,6 +1,6 @@
 /* The epoll backend of the poller, with an eventfd for wake-ups. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* epoll_pwait2 */
+#define _GNU_SOURCE /* syscall */
 #endif
 #include "cio_poller.h"
 
@@ -8,8 +8,15 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The same number on every architecture (it came after the 5.1 unification);
+ * the headers of an old glibc, which the wheels are built against, lack it. */
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441
+#endif
 
 static uint32_t
 to_epoll_events(unsigned events)
@@ -123,24 +130,29 @@ drain_wake_fd(cio_poller_t *poller)
 }
 
 /* epoll_pwait2 (Linux 5.11) takes a timespec, so timers need not be rounded
- * up to whole milliseconds; older kernels fall back to epoll_wait. */
+ * up to whole milliseconds; older kernels fall back to epoll_wait. It is
+ * called through syscall(): glibc wraps it only from 2.35, and the wheels
+ * run on glibc 2.17. The flag is shared by every loop of the process, in
+ * any thread or interpreter: read and written atomically, and a race can
+ * only cost one more ENOSYS. */
 static int
 epoll_wait_ns(int epfd, struct epoll_event *events, int max,
               int64_t timeout_ns)
 {
-    static int have_pwait2 = 1;
+    static int no_pwait2;
 
-    if (timeout_ns > 0 && have_pwait2) {
-        struct timespec ts;
+    if (timeout_ns > 0 && !__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
+        struct timespec ts; /* the kernel's 64-bit timespec on 64-bit ABIs */
         int n;
 
         ts.tv_sec = (time_t)(timeout_ns / 1000000000);
         ts.tv_nsec = (long)(timeout_ns % 1000000000);
-        n = epoll_pwait2(epfd, events, max, &ts, NULL);
+        n = (int)syscall(SYS_epoll_pwait2, epfd, events, max, &ts, NULL,
+                         (size_t)0);
         if (n >= 0 || errno != ENOSYS) {
             return n;
         }
-        have_pwait2 = 0;
+        __atomic_store_n(&no_pwait2, 1, __ATOMIC_RELAXED);
     }
     if (timeout_ns < 0) {
         return epoll_wait(epfd, events, max, -1);

@@ -197,8 +197,8 @@ epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
     return real_epoll_wait(epfd, events, max, timeout);
 }
 
-/* pidfd_open has no glibc wrapper casyncio uses: it goes through
- * syscall(), six arguments at most. */
+/* pidfd_open and epoll_pwait2 have no glibc wrapper casyncio uses: they
+ * go through syscall(), six arguments at most. */
 long
 syscall(long number, ...)
 {
@@ -212,6 +212,10 @@ syscall(long number, ...)
     va_end(ap);
     if (number == SYS_pidfd_open && armed_for("pidfd_open") &&
         should_fail("pidfd_open")) {
+        return -1;
+    }
+    if (number == SYS_epoll_pwait2 && armed_for("epoll_pwait2") &&
+        should_fail("epoll_pwait2")) {
         return -1;
     }
     return real_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
