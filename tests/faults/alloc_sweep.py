@@ -7,7 +7,8 @@ Each run ends one way:
   ok       the scenario returned what an undisturbed run returns;
   raised   it raised (a MemoryError, or what followed from one);
   hung     it had not finished after --timeout s (the loop still ran);
-  stuck    the loop itself stopped working (its stack is dumped);
+  stuck    the loop itself stopped working (its stack is dumped), or
+           cannot run again (it still counts as running);
   crashed  the child died by a signal.
 After each run the child closes the loop and collects garbage; what it
 counts as leaked: fds open that were not before the scenario, and
@@ -26,12 +27,13 @@ that a failed allocation left registered but unreachable would be a
 bug.
 
     python -m faults.alloc_sweep --loop casyncio [--stride 4]
-        [--scenarios tcp_streams,tls] [--json]
+        [--scenarios tcp_streams,tls] [--json] [--gcov]
 (run from tests/). Prints a table per loop and scenario, and with --json
 one JSON line of the counts and the unexplained runs.
 """
 import argparse
 import asyncio
+import ctypes
 import faulthandler
 import gc
 import json
@@ -41,6 +43,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 
 import _testcapi
 
@@ -133,12 +136,20 @@ def child(kind, scenario, k, timeout, resources, report):
     for pending in tasks:
         pending.cancel()
     pending = None
-    run_for(loop, tasks, timeout)
-    run_for(loop, [loop.create_task(loop.shutdown_asyncgens()),
-                   loop.create_task(loop.shutdown_default_executor())],
-            timeout)
+    try:
+        run_for(loop, tasks, timeout)
+        run_for(loop, [loop.create_task(loop.shutdown_asyncgens()),
+                       loop.create_task(loop.shutdown_default_executor())],
+                timeout)
+    except RuntimeError as exc:
+        # The failure left the loop marked as running (stdlib's loop, when
+        # its run_forever() cleanup itself runs out of memory).
+        say(event="the loop cannot run again", exception=repr(exc),
+            callback="")
+        outcome = "stuck"
     del task, tasks, pending
-    loop.close()
+    if outcome != "stuck":
+        loop.close()
     asyncio.set_event_loop(None)
     del loop
     # A finalizer (an unclosed transport's) can keep its object for one
@@ -178,6 +189,12 @@ def run_for(loop, tasks, timeout, start=lambda: None):
     waited.remove_done_callback(stop)
 
 
+# How a child ends: at once, skipping Python's and C's exit handlers
+# (--gcov: through C's exit(), whose handlers write a --coverage build's
+# counters; see faults/error_paths.py).
+child_exit = os._exit
+
+
 def run_one(kind, scenario, k, timeout, resources):
     """(outcome, events, leaks) of one forked run; K = 0 fails nothing
     and its outcome is the scenario's result."""
@@ -190,8 +207,10 @@ def run_one(kind, scenario, k, timeout, resources):
         try:
             child(kind, scenario, k, timeout, resources, write_end)
             code = 0
+        except BaseException:
+            traceback.print_exc()
         finally:
-            os._exit(code)
+            child_exit(code)
     os.close(write_end)
     output = b""
     # The child's own watchdog fires first.
@@ -229,7 +248,7 @@ def run_one(kind, scenario, k, timeout, resources):
                            f"{scenario}: {status=} {events}")
     final = final[0]
     leaks = {key: final[key] for key in ("leaked_fds", "leaked_objects")
-             if final[key]}
+             if final[key] and final["outcome"] != "stuck"}  # not closed
     if k == 0:
         return final["result"], events, leaks
     if final["outcome"] == "returned":
@@ -291,7 +310,16 @@ def main():
     parser.add_argument("--limit", type=int, default=20000)
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--gcov", action="store_true",
+                        help="children exit through C's exit()")
     args = parser.parse_args()
+    unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"no scenario {', '.join(sorted(unknown))}; there are "
+                     f"{', '.join(SCENARIOS)}")
+    if args.gcov:
+        global child_exit
+        child_exit = ctypes.CDLL(None).exit
     kinds = args.loop or ["casyncio", "stdlib"]
     results = {}
     with tempfile.TemporaryDirectory() as directory:
