@@ -207,6 +207,8 @@ def run_one(kind, scenario, k, timeout, resources):
         try:
             child(kind, scenario, k, timeout, resources, write_end)
             code = 0
+        except BrokenPipeError:
+            pass  # the parent stopped listening: it found the child stuck
         except BaseException:
             traceback.print_exc()
         finally:

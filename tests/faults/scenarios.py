@@ -6,10 +6,12 @@ opened even when it fails half-way, so that what stays open after a
 fault is the loop's doing."""
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
 import ssl
+import threading
 
 
 async def echo(reader, writer):
@@ -59,6 +61,46 @@ async def timers_and_futures(loop, resources):
         break
     await asyncio.sleep(0.01)
     return sorted(map(str, fired)), gathered
+
+
+async def errors_and_debug(loop, resources):
+    # loop_errors.c (the default exception handler, its log message),
+    # handle.c (reprs and failure reports), loop.c (call_soon_threadsafe
+    # from another thread). The sweep's own exception handler is set
+    # aside meanwhile, and the asyncio logger writes nowhere. (Not in
+    # debug mode: a traceback per Handle is thousands of allocations.)
+    handler = loop.get_exception_handler()
+    logger = logging.getLogger("asyncio")
+    quiet, propagate = logging.NullHandler(), logger.propagate
+    logger.addHandler(quiet)
+    logger.propagate = False
+    loop.set_exception_handler(None)
+    try:
+        def fail():
+            raise ValueError("planned")
+
+        loop.call_soon(fail)
+        loop.call_later(0.001, fail)
+        loop.call_exception_handler({"message": "planned",
+                                     "exception": KeyError("k"),
+                                     "future": loop.create_future()})
+        handles = [loop.call_soon(print), loop.call_later(1, print)]
+        reprs = [repr(h).split(" when=")[0] for h in handles]
+        for h in handles:
+            h.cancel()
+        done = loop.create_future()
+        thread = threading.Thread(target=loop.call_soon_threadsafe,
+                                  args=(done.set_result, "threadsafe"))
+        thread.start()
+        # A thread whose call failed cannot say so: time out, not hang.
+        result = await asyncio.wait_for(done, 0.5)
+        thread.join()
+        await asyncio.sleep(0.005)
+        return result, reprs
+    finally:
+        loop.set_exception_handler(handler)
+        logger.removeHandler(quiet)
+        logger.propagate = propagate
 
 
 async def tcp_streams(loop, resources):
@@ -294,7 +336,7 @@ async def resolve(loop, resources):
 
 
 SCENARIOS = {f.__name__: f for f in (
-    timers_and_futures, tcp_streams, unix_streams, happy_eyeballs_and_sock,
+    timers_and_futures, errors_and_debug, tcp_streams, unix_streams, happy_eyeballs_and_sock,
     udp, subprocess_pipes, pipes, sendfile, tls, signals, fork, resolve)}
 
 
