@@ -289,6 +289,12 @@ read_eof(SocketTransportObject *self)
     return transport_close_impl(self);
 }
 
+/* A read that could not be delivered for want of memory (the buffer, the
+ * bytes of what recv() already took) fails the transport, as stdlib's
+ * does when socket.recv() raises: left open, it would wait for bytes that
+ * are gone, and whoever waits on it would wait for ever. */
+static const char read_failed[] = "Fatal read error on socket transport";
+
 static int
 read_into_data_received(SocketTransportObject *self)
 {
@@ -297,21 +303,21 @@ read_into_data_received(SocketTransportObject *self)
     ssize_t n;
 
     if (buf == NULL) {
-        return -1;
+        return fatal_protocol_error(self, read_failed);
     }
     n = recv(self->fd, buf, CIO_MAX_READ_SIZE, 0);
     if (n < 0) {
         if (cio_would_block(errno)) {
             return 0;
         }
-        return fatal_errno(self, errno, "Fatal read error on socket transport");
+        return fatal_errno(self, errno, read_failed);
     }
     if (n == 0) {
         return read_eof(self);
     }
     data = PyBytes_FromStringAndSize(buf, n);
     if (data == NULL) {
-        return -1;
+        return fatal_protocol_error(self, read_failed);
     }
     res = PyObject_CallMethodOneArg(self->protocol,
                                     LOOP_STATE(self)->str_data_received, data);
@@ -340,8 +346,7 @@ read_into_protocol_buffer(SocketTransportObject *self)
     }
     if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
         Py_DECREF(buf);
-        return fatal_protocol_error(self,
-                                    "Fatal read error on socket transport");
+        return fatal_protocol_error(self, read_failed);
     }
     if (view.len == 0) {
         PyBuffer_Release(&view);
@@ -357,14 +362,14 @@ read_into_protocol_buffer(SocketTransportObject *self)
         if (cio_would_block(errno)) {
             return 0;
         }
-        return fatal_errno(self, errno, "Fatal read error on socket transport");
+        return fatal_errno(self, errno, read_failed);
     }
     if (n == 0) {
         return read_eof(self);
     }
     nbytes = PyLong_FromSsize_t(n);
     if (nbytes == NULL) {
-        return -1;
+        return fatal_protocol_error(self, read_failed);
     }
     res = PyObject_CallMethodOneArg(self->protocol,
                                     LOOP_STATE(self)->str_buffer_updated,
