@@ -19,5 +19,5 @@ rm -rf "$DIR"
 python3 -m pip install -q --target "$DIR/lib/python$V/site-packages" \
     --platform manylinux_2_17_aarch64 --python-version "$V" \
     --implementation cp --only-binary :all: "$WHEEL" "$@" 2>&1 |
-    { grep -v "^WARNING: Location" || true; }
+    { grep -v "^WARNING: Location" || true; } >&2  # stdout: the path only
 echo "$DIR/bin/python"
