@@ -20,6 +20,7 @@ before a release: CASYNCIO_FUZZ_EXAMPLES=5000 CASYNCIO_FUZZ_RANDOM=1.
 A difference found becomes a parity test in the module it belongs to.
 """
 import asyncio
+import inspect
 import logging
 import os
 import re
@@ -29,11 +30,18 @@ import zlib
 import pytest
 
 import casyncio
+from asyncio import selector_events
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+# stdlib's own writelines() before 3.14's (the 3.12.1 and 3.13.0 here)
+# neither pauses the protocol nor drops empty chunks; casyncio's does as
+# 3.14's does (a documented difference, test_net.py pins it), so there the
+# programs use write() only.
+STDLIB_WRITELINES_FIXED = "_maybe_pause_protocol" in inspect.getsource(
+    selector_events._SelectorSocketTransport.writelines)
 EXAMPLES = int(os.environ.get("CASYNCIO_FUZZ_EXAMPLES", "500"))
 SETTLE_ROUNDS = 3000  # bounds a step that never goes quiet
 QUIET_ROUNDS = 8  # loop iterations without an event: the step is over
@@ -326,7 +334,8 @@ class Machine:
         if op == "write":
             transport.write(data)
         elif op == "writelines":
-            transport.writelines([data, data[:size // 2]])
+            if STDLIB_WRITELINES_FIXED:
+                transport.writelines([data, data[:size // 2]])
         elif op == "write_eof":
             transport.write_eof()
         elif op == "pause":

@@ -327,6 +327,36 @@ def test_writelines_takes_a_tuple_list_or_generator(loop):
     loop.run_until_complete(server.wait_closed())
 
 
+def test_writelines_ending_in_an_empty_chunk_then_close(loop):
+    """A documented difference (found by test_fuzz.py): stdlib 3.12 and
+    3.13 keep writelines()' trailing empty chunk queued, so close() waits
+    for the socket to turn writable and, the peer having closed meanwhile,
+    ends in connection_lost(BrokenPipeError); casyncio, as stdlib 3.14,
+    has nothing left to write and closes at once."""
+    client = RecordingProtocol(loop)
+    peer = RecordingProtocol(loop)
+    ends = socket.socketpair()
+
+    async def main():
+        transport, _ = await loop.connect_accepted_socket(lambda: client,
+                                                          ends[0])
+        peer_transport, _ = await loop.connect_accepted_socket(lambda: peer,
+                                                               ends[1])
+        transport.writelines([b"x", b""])
+        await asyncio.sleep(0.01)
+        transport.close()
+        peer_transport.close()
+        await peer.lost
+        return await client.lost
+
+    exc = loop.run_until_complete(asyncio.wait_for(main(), 10))
+    assert bytes(peer.data) == b"x"
+    if loop.kind == "stdlib":
+        assert exc is None or isinstance(exc, BrokenPipeError)
+    else:
+        assert exc is None
+
+
 def test_write_errors_match_stdlib(loop):
     client = RecordingProtocol(loop)
     peer = RecordingProtocol(loop)
