@@ -11,8 +11,9 @@ Exits with pytest's status; pytest's own output is the report.
 import sys
 from concurrent import interpreters
 
-# faulthandler cannot be loaded in a subinterpreter.
-PYTEST_ARGS = ["-p", "no:faulthandler"]
+# faulthandler cannot be loaded in a subinterpreter, nor hypothesis (its
+# native module), whose pytest plugin pytest would load.
+PYTEST_ARGS = ["-p", "no:faulthandler", "-p", "no:hypothesispytest"]
 
 
 def main(args):
