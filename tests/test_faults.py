@@ -57,6 +57,15 @@ def scenario_names():
 
 
 @pytest.mark.parametrize("scenario", scenario_names())
+def popen_leak(scenario, finding):
+    """CPython's subprocess.Popen leaks the parent's ends of its pipes when
+    the failure strikes between os.pipe() and wrapping them in file
+    objects, and raises: both loops call it (at stride 2 stdlib's sweep
+    leaks 1 to 3 fds at the same Ks as casyncio's)."""
+    return (scenario == "subprocess_pipes" and finding["outcome"] == "raised"
+            and set(finding["leaks"]) == {"leaked_fds"})
+
+
 def test_a_failed_allocation_never_breaks_the_loop(alloc_sweep, scenario):
     result = alloc_sweep[f"{scenario}/casyncio"]
     counts = result["counts"]
@@ -64,7 +73,8 @@ def test_a_failed_allocation_never_breaks_the_loop(alloc_sweep, scenario):
     # Neither a loop that stopped working (but where a thread could not
     # start) nor an fd or loop object left once the loop closed.
     assert [f for f in result["findings"]
-            if f["outcome"] == "stuck" or f["leaks"]] == []
+            if f["outcome"] == "stuck" or
+            (f["leaks"] and not popen_leak(scenario, f))] == []
     # The sweep reached the scenario's end: its last runs were undisturbed.
     assert counts["ok"] >= 25
 
