@@ -56,7 +56,6 @@ def scenario_names():
     return list(SCENARIOS)
 
 
-@pytest.mark.parametrize("scenario", scenario_names())
 def popen_leak(scenario, finding):
     """CPython's subprocess.Popen leaks the parent's ends of its pipes when
     the failure strikes between os.pipe() and wrapping them in file
@@ -66,6 +65,7 @@ def popen_leak(scenario, finding):
             and set(finding["leaks"]) == {"leaked_fds"})
 
 
+@pytest.mark.parametrize("scenario", scenario_names())
 def test_a_failed_allocation_never_breaks_the_loop(alloc_sweep, scenario):
     result = alloc_sweep[f"{scenario}/casyncio"]
     counts = result["counts"]
