@@ -90,6 +90,20 @@ def test_failed_allocations_hang_casyncio_less_than_stdlib(alloc_sweep):
     assert hangs["casyncio"] <= hangs["stdlib"]
 
 
+def test_a_transport_that_failed_to_be_made_runs_nothing():
+    """A failed allocation in a transport's constructor: the call raises,
+    and nothing the constructor queued runs later (faults/half_made.py).
+    On stdlib's loop connection_made can still run for the transport that
+    was never returned, and its protocol waits for ever."""
+    pytest.importorskip("_testcapi")
+    done = run_module("faults.half_made", "casyncio")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for factory, outcome in report.items():
+        assert outcome["raised"] > 0, factory
+        assert outcome["half_made"] == [], factory
+
+
 # Syscall faults: (program, call, nth, errno, count); count > 1 fails that
 # many calls in a row (a storm). The programs are syscall_faults.py's.
 SYSCALL_CASES = [

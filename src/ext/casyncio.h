@@ -388,6 +388,29 @@ int cio_loop_call_soon(LoopObject *self, PyObject *callback,
 PyObject *cio_loop_call_soon_impl(LoopObject *self, PyObject *callback,
                                   PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *context, int threadsafe);
+/* The start-up calls an object's constructor schedules (connection_made,
+ * the start of reading, the waiter's result), all or none: when one cannot
+ * be scheduled, those already queued are cancelled, so that nothing runs
+ * for an object whose construction failed. (stdlib's __init__ leaves
+ * connection_made queued for a transport it never returned: its protocol
+ * then waits for data that never comes.) */
+#define CIO_SOON_BATCH_MAX 3
+typedef struct {
+    LoopObject *loop;
+    PyObject *context;
+    int count;
+    PyObject *queued[CIO_SOON_BATCH_MAX];
+} cio_soon_batch_t;
+
+void cio_soon_batch_init(cio_soon_batch_t *batch, LoopObject *loop,
+                         PyObject *context);
+/* call_soon(callback, *args) as part of the batch: 0, or -1 with an
+ * exception set (callback NULL, from a failed lookup, is -1 as well). */
+int cio_soon_batch_add(cio_soon_batch_t *batch, PyObject *callback,
+                       PyObject *const *args, Py_ssize_t nargs);
+/* Ends the batch; rc < 0 (a step of the construction failed) cancels what
+ * it queued. Returns rc. */
+int cio_soon_batch_end(cio_soon_batch_t *batch, int rc);
 /* Queues an existing Handle to run in this iteration's ready phase. */
 int cio_loop_push_ready(LoopObject *self, HandleObject *h);
 void cio_loop_unschedule_timer(LoopObject *self, TimerHandleObject *timer);

@@ -123,6 +123,47 @@ cio_loop_call_soon_impl(LoopObject *self, PyObject *callback,
     return (PyObject *)h;
 }
 
+void
+cio_soon_batch_init(cio_soon_batch_t *batch, LoopObject *loop,
+                    PyObject *context)
+{
+    batch->loop = loop;
+    batch->context = context;
+    batch->count = 0;
+}
+
+int
+cio_soon_batch_add(cio_soon_batch_t *batch, PyObject *callback,
+                   PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *h;
+
+    assert(batch->count < CIO_SOON_BATCH_MAX);
+    if (callback == NULL) {
+        return -1;
+    }
+    h = cio_loop_call_soon_impl(batch->loop, callback, args, nargs,
+                                batch->context, 0);
+    if (h == NULL) {
+        return -1;
+    }
+    batch->queued[batch->count++] = h;
+    return 0;
+}
+
+int
+cio_soon_batch_end(cio_soon_batch_t *batch, int rc)
+{
+    for (int i = 0; i < batch->count; i++) {
+        if (rc < 0) {
+            cio_handle_cancel_quietly((HandleObject *)batch->queued[i]);
+        }
+        Py_DECREF(batch->queued[i]);
+    }
+    batch->count = 0;
+    return rc;
+}
+
 int
 cio_loop_call_soon(LoopObject *self, PyObject *callback,
                    PyObject *const *args, Py_ssize_t nargs)

@@ -556,6 +556,6 @@ cio_datagram_transport_new(LoopObject *loop, PyObject *sock,
     }
     return (PyObject *)self;
 fail:
-    Py_DECREF(self);
+    cio_socket_transport_abandon(self);
     return NULL;
 }

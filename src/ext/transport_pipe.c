@@ -75,34 +75,30 @@ check_pipe_fd(int fd, const char *message, mode_t *mode_out)
     return 0;
 }
 
-/* Schedules connection_made(transport) then, if given, the waiter. The
- * caller schedules the start of reading in between, as stdlib does. */
+/* connection_made(transport) joins the constructor's batch of start-up
+ * calls; the caller adds the start of reading, then the waiter, as stdlib
+ * schedules them. */
 static int
-schedule_connection_made(LoopObject *loop, PyObject *transport,
+schedule_connection_made(cio_soon_batch_t *batch, PyObject *transport,
                          PyObject *protocol)
 {
     PyObject *made = PyObject_GetAttrString(protocol, "connection_made");
-    int rc;
+    int rc = cio_soon_batch_add(batch, made, &transport, 1);
 
-    if (made == NULL) {
-        return -1;
-    }
-    rc = cio_loop_call_soon(loop, made, &transport, 1);
-    Py_DECREF(made);
+    Py_XDECREF(made);
     return rc;
 }
 
 static int
-schedule_waiter(LoopObject *loop, PyObject *waiter)
+schedule_waiter(cio_soon_batch_t *batch, PyObject *waiter)
 {
     PyObject *args[2] = {waiter, Py_None};
 
     if (waiter == Py_None) {
         return 0;
     }
-    return cio_loop_call_soon(loop, loop->state->set_result_unless_cancelled,
-                              args,
-                     2);
+    return cio_soon_batch_add(
+        batch, batch->loop->state->set_result_unless_cancelled, args, 2);
 }
 
 /* logger.<level>(fmt, transport) in debug mode. */
@@ -373,18 +369,36 @@ read_pipe_is_reading(ReadPipeTransportObject *self)
     return !self->paused && !self->closing;
 }
 
-/* Scheduled by set-up after connection_made: stdlib's _add_reader. */
+/* Scheduled by set-up after connection_made: stdlib's _add_reader. A
+ * watcher the loop cannot add (the poller refuses, or memory runs out)
+ * fails the transport, as a read error does; stdlib's leaves the pipe
+ * unwatched and its protocol waiting for ever. */
 static PyObject *
 read_pipe_start_reading(ReadPipeTransportObject *self, PyObject *Py_UNUSED(ig))
 {
+    PyObject *exc;
+    int rc;
+
     if (self->loop == NULL || !read_pipe_is_reading(self)) {
         Py_RETURN_NONE;
     }
     if (cio_loop_add_watcher(self->loop, self->fd, CIO_POLL_READ,
-                             self->read_ready, NULL, 0, NULL, NULL) < 0) {
+                             self->read_ready, NULL, 0, NULL, NULL) == 0) {
+        Py_RETURN_NONE;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_OSError) &&
+        !PyErr_ExceptionMatches(PyExc_MemoryError)) {
         return NULL;
     }
-    Py_RETURN_NONE;
+    exc = cio_fetch_exception();
+    rc = report_fatal_error((PyObject *)self, self->loop, self->protocol, exc,
+                            "Fatal error: the loop could not watch the pipe",
+                            1);
+    if (rc == 0) {
+        rc = read_pipe_close(self, exc);
+    }
+    Py_DECREF(exc);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 static PyObject *
@@ -602,6 +616,7 @@ cio_read_pipe_transport_new(LoopObject *loop, PyObject *pipe,
     PyTypeObject *type = loop->state->read_pipe_transport_type;
     ReadPipeTransportObject *self;
     PyObject *start;
+    cio_soon_batch_t batch;
     mode_t mode;
     int rc;
 
@@ -622,14 +637,16 @@ cio_read_pipe_transport_new(LoopObject *loop, PyObject *pipe,
     self->protocol = Py_NewRef(protocol);
     self->read_ready = PyObject_GetAttrString((PyObject *)self, "_read_ready");
     start = PyObject_GetAttrString((PyObject *)self, "_start_reading");
+    cio_soon_batch_init(&batch, loop, NULL);
     rc = self->read_ready && start &&
-                 schedule_connection_made(loop, (PyObject *)self,
+                 schedule_connection_made(&batch, (PyObject *)self,
                                           protocol) == 0 &&
-                 cio_loop_call_soon(loop, start, NULL, 0) == 0 &&
-                 schedule_waiter(loop, waiter) == 0
+                 cio_soon_batch_add(&batch, start, NULL, 0) == 0 &&
+                 schedule_waiter(&batch, waiter) == 0
              ? 0 : -1;
     Py_XDECREF(start);
-    if (rc < 0) {
+    if (cio_soon_batch_end(&batch, rc) < 0) {
+        Py_CLEAR(self->read_ready);  /* a cycle: the pipe closes now */
         Py_DECREF(self);
         return NULL;
     }
@@ -1055,6 +1072,7 @@ cio_write_pipe_transport_new(LoopObject *loop, PyObject *pipe,
 {
     PyTypeObject *type = loop->state->write_pipe_transport_type;
     WritePipeTransportObject *self;
+    cio_soon_batch_t batch;
     mode_t mode;
     int rc;
 
@@ -1077,8 +1095,9 @@ cio_write_pipe_transport_new(LoopObject *loop, PyObject *pipe,
     self->read_ready = PyObject_GetAttrString((PyObject *)self, "_read_ready");
     self->write_ready = PyObject_GetAttrString((PyObject *)self,
                                                "_write_ready");
+    cio_soon_batch_init(&batch, loop, NULL);
     rc = self->read_ready && self->write_ready &&
-                 schedule_connection_made(loop, (PyObject *)self,
+                 schedule_connection_made(&batch, (PyObject *)self,
                                           protocol) == 0
              ? 0 : -1;
     /* Only pipes and sockets report the reader going away. */
@@ -1088,12 +1107,16 @@ cio_write_pipe_transport_new(LoopObject *loop, PyObject *pipe,
         PyObject *args[2] = {NULL, self->read_ready};
 
         args[0] = PyLong_FromLong(self->fd);
-        rc = add_reader && args[0]
-                 ? cio_loop_call_soon(loop, add_reader, args, 2) : -1;
+        rc = args[0] ? cio_soon_batch_add(&batch, add_reader, args, 2) : -1;
         Py_XDECREF(add_reader);
         Py_XDECREF(args[0]);
     }
-    if (rc < 0 || schedule_waiter(loop, waiter) < 0) {
+    if (rc == 0) {
+        rc = schedule_waiter(&batch, waiter);
+    }
+    if (cio_soon_batch_end(&batch, rc) < 0) {
+        Py_CLEAR(self->read_ready);  /* a cycle: the pipe closes now */
+        Py_CLEAR(self->write_ready);
         Py_DECREF(self);
         return NULL;
     }

@@ -51,6 +51,11 @@ int cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
 /* Schedules connection_made, the start of reading, then the waiter. */
 int cio_socket_transport_schedule_start(SocketTransportObject *self,
                                         PyObject *waiter);
+/* Drops a transport whose constructor failed, at once: its bound methods
+ * make a cycle the garbage collector would take its time to break, and
+ * until its finalizer runs it keeps its socket open and its server's
+ * wait_closed() waiting. */
+void cio_socket_transport_abandon(SocketTransportObject *self);
 /* stdlib's _fatal_error; steals exc. */
 int cio_socket_transport_fatal_error(SocketTransportObject *self,
                                      PyObject *exc, const char *message);

@@ -400,10 +400,11 @@ transport_read_ready(SocketTransportObject *self, PyObject *Py_UNUSED(ig))
 }
 
 /* Watches the socket for events. Where the poller refuses (epoll_ctl's
- * ENOMEM or ENOSPC), the transport fails with that OSError through the
- * fatal-error path, so its protocol gets connection_lost(exc) and its
- * server's wait_closed() returns. stdlib's loop leaves such a transport
- * open and unwatched, and whoever waits for it waits for ever. */
+ * ENOMEM or ENOSPC) or the watcher cannot be allocated, the transport
+ * fails with that error through the fatal-error path, so its protocol gets
+ * connection_lost(exc) and its server's wait_closed() returns. stdlib's
+ * loop leaves such a transport open and unwatched, and whoever waits for
+ * it waits for ever. */
 static int
 watch_or_fail(SocketTransportObject *self, int events, PyObject *callback)
 {
@@ -411,7 +412,8 @@ watch_or_fail(SocketTransportObject *self, int events, PyObject *callback)
                              self->context, NULL) == 0) {
         return 0;
     }
-    if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+    if (!PyErr_ExceptionMatches(PyExc_OSError) &&
+        !PyErr_ExceptionMatches(PyExc_MemoryError)) {
         return -1;
     }
     return cio_socket_transport_fatal_error(
@@ -422,7 +424,9 @@ watch_or_fail(SocketTransportObject *self, int events, PyObject *callback)
 static int
 start_reading(SocketTransportObject *self)
 {
-    if (self->closing || self->paused) {
+    /* No read_ready: abandoned by its constructor (nothing it queued
+     * runs, but a caller may still hold it). */
+    if (self->closing || self->paused || self->read_ready == NULL) {
         return 0;
     }
     return watch_or_fail(self, CIO_POLL_READ, self->read_ready);
@@ -1008,48 +1012,42 @@ cio_socket_transport_setup(SocketTransportObject *self, LoopObject *loop,
 }
 
 /* Schedules what stdlib's __init__ schedules, in the same order:
- * connection_made, the start of reading, then the waiter. */
+ * connection_made, the start of reading, then the waiter; all or none. */
 int
 cio_socket_transport_schedule_start(SocketTransportObject *self,
                                     PyObject *waiter)
 {
     cio_state *st = self->loop->state;
-    PyObject *made, *start, *h;
+    PyObject *made, *start;
     PyObject *args[2] = {(PyObject *)self, NULL};
+    cio_soon_batch_t batch;
+    int rc;
 
+    cio_soon_batch_init(&batch, self->loop, self->context);
     made = PyObject_GetAttr(self->protocol, CIO_NAME(st, connection_made));
-    if (made == NULL) {
-        return -1;
+    rc = cio_soon_batch_add(&batch, made, args, 1);
+    Py_XDECREF(made);
+    if (rc == 0) {
+        start = PyObject_GetAttr((PyObject *)self,
+                                 CIO_NAME(st, _start_reading));
+        rc = cio_soon_batch_add(&batch, start, NULL, 0);
+        Py_XDECREF(start);
     }
-    h = cio_loop_call_soon_impl(self->loop, made, args, 1, self->context, 0);
-    Py_DECREF(made);
-    if (h == NULL) {
-        return -1;
-    }
-    Py_DECREF(h);
-    start = PyObject_GetAttr((PyObject *)self, CIO_NAME(st, _start_reading));
-    if (start == NULL) {
-        return -1;
-    }
-    h = cio_loop_call_soon_impl(self->loop, start, NULL, 0, self->context,
-                                0);
-    Py_DECREF(start);
-    if (h == NULL) {
-        return -1;
-    }
-    Py_DECREF(h);
-    if (waiter != Py_None) {
+    if (rc == 0 && waiter != Py_None) {
         args[0] = waiter;
         args[1] = Py_None;
-        h = cio_loop_call_soon_impl(self->loop,
-                                    st->set_result_unless_cancelled, args, 2,
-                                    self->context, 0);
-        if (h == NULL) {
-            return -1;
-        }
-        Py_DECREF(h);
+        rc = cio_soon_batch_add(&batch, st->set_result_unless_cancelled,
+                                args, 2);
     }
-    return 0;
+    return cio_soon_batch_end(&batch, rc);
+}
+
+void
+cio_socket_transport_abandon(SocketTransportObject *self)
+{
+    Py_CLEAR(self->read_ready);
+    Py_CLEAR(self->write_ready);
+    Py_DECREF(self);
 }
 
 PyObject *
@@ -1069,7 +1067,7 @@ cio_socket_transport_new(LoopObject *loop, PyObject *sock, PyObject *protocol,
     if (cio_socket_transport_setup(self, loop, sock, protocol, extra, server,
                                    CIO_NAME__write_ready) < 0 ||
         cio_socket_transport_schedule_start(self, waiter) < 0) {
-        Py_DECREF(self);
+        cio_socket_transport_abandon(self);
         return NULL;
     }
     return (PyObject *)self;

@@ -897,21 +897,22 @@ watch_child(SubprocessTransportObject *self)
 static int
 start_child(SubprocessTransportObject *self, PyObject *waiter)
 {
-    LoopObject *loop = self->loop;
     PyObject *made, *args[2] = {waiter, Py_None};
+    cio_soon_batch_t batch;
     int rc;
 
     if (connect_pipes(self) < 0) {
         return -1;
     }
+    cio_soon_batch_init(&batch, self->loop, NULL);
     made = PyObject_GetAttrString(self->protocol, "connection_made");
-    rc = made ? cio_loop_call_soon(loop, made, (PyObject **)&self, 1) : -1;
+    rc = cio_soon_batch_add(&batch, made, (PyObject **)&self, 1);
     Py_XDECREF(made);
-    if (rc < 0) {
-        return -1;
+    if (rc == 0) {
+        rc = cio_soon_batch_add(
+            &batch, self->loop->state->set_result_unless_cancelled, args, 2);
     }
-    return cio_loop_call_soon(loop, loop->state->set_result_unless_cancelled,
-                              args, 2);
+    return cio_soon_batch_end(&batch, rc);
 }
 
 /* An error after the spawn goes to the waiter, whose awaiter closes the

@@ -15,9 +15,14 @@ counts as leaked: fds open that were not before the scenario, and
 objects of the loop's own (Handles, transports, servers) still alive.
 
 A hang is explained when the loop's exception handler was given the
-MemoryError from a callback of a Task (its step or wake-up) or of a
-Future (asyncio's done-callbacks): that callback's work is lost, which
-is how CPython's Tasks and Futures are made, for any loop. A stuck loop
+MemoryError from a callback of a Task (its step or wake-up), of a
+Future (asyncio's done-callbacks) or of stdlib's stream protocols
+(StreamReaderProtocol's connection_made, which starts the server's
+client_connected_cb, and SubprocessStreamProtocol's),
+or when a Task waits on a Future that is done: that callback's work is
+lost (a done Future whose call_soon of its callbacks failed has dropped
+them), which is how CPython's Tasks, Futures and streams are made, for
+any loop. A stuck loop
 is explained when it waits in threading's Thread.start() for a thread
 the failure kept from starting (CPython's threading). Other hangs are
 listed with the Tasks left pending and the exception handler's calls:
@@ -55,12 +60,16 @@ OUTCOMES = ("ok", "raised", "hung", "stuck", "crashed")
 STUCK_AFTER = 5
 # Callbacks of asyncio's Tasks and Futures (their C steps and wake-ups,
 # and the Python done-callbacks of futures.py, tasks.py (gather, wait,
-# wait_for) and timeouts.py): a Task whose step could not be scheduled or
-# run is never stepped again, a Future callback that raised is not
-# called again.
-TASK_OR_FUTURE = ("TaskStepMethWrapper", "task_wakeup", "_asyncio.Task",
+# wait_for) and timeouts.py), and stdlib's stream protocol: a Task whose
+# step could not be scheduled or run is never stepped again, a Future
+# callback that raised is not called again.
+LOST_CALLBACKS = ("TaskStepMethWrapper", "task_wakeup", "_asyncio.Task",
                   "_asyncio.Future", "asyncio/futures.py",
-                  "asyncio/tasks.py", "asyncio/timeouts.py")
+                  "asyncio/tasks.py", "asyncio/timeouts.py",
+                  "<asyncio.streams.StreamReaderProtocol object",
+                  "SubprocessStreamProtocol.connection_made")
+# How a Task waiting on a done Future reads in the sweep's "pending" lines.
+WAITS_ON_DONE_FUTURE = "wait_for=<Future finished"
 
 
 def new_loop_factory(kind):
@@ -95,8 +104,12 @@ def child(kind, scenario, k, timeout, resources, report):
     def handler(loop, context):
         exc = context.get("exception")
         callback = getattr(context.get("handle"), "_callback", None)
+        # The Python frames the exception went through, innermost last.
+        frames = traceback.extract_tb(getattr(exc, "__traceback__", None))
         say(event=context.get("message", ""), exception=type(exc).__name__,
-            callback=repr(callback)[:200])
+            callback=repr(callback)[:200],
+            where=[f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
+                   for f in frames[-3:]])
 
     # A loop that stops working shows where: the stack, then exit.
     faulthandler.dump_traceback_later(
@@ -267,11 +280,14 @@ def explained_stuck(events):
 
 
 def explained(events):
-    """Whether a hang follows from a Task's or Future's callback that the
-    failure made raise (see the module's docstring)."""
+    """Whether a hang follows from a Task's, Future's or stream
+    protocol's callback that the failure made raise or dropped (see the
+    module's docstring)."""
     return any(e["exception"] == "MemoryError" and
                any(name in e["callback"] + e["event"]
-                   for name in TASK_OR_FUTURE)
+                   for name in LOST_CALLBACKS) or
+               e["event"] == "pending" and
+               WAITS_ON_DONE_FUTURE in e["callback"]
                for e in events)
 
 
@@ -329,7 +345,8 @@ def main():
         print(f"Python {sys.version.split()[0]}: the K-th allocation fails,"
               f" K = 1, 1+{args.stride}, ... until 25 runs in a row are "
               f"undisturbed; hung = not done after {args.timeout:g}s "
-              f"(explained: a Task's or Future's callback lost)")
+              f"(explained: a Task's, Future's or stream protocol's callback "
+              f"lost)")
         print(f"{'scenario':<26}{'loop':<10}{'runs':>6}{'ok':>6}"
               f"{'raised':>8}{'hung':>6}{'explained':>11}{'stuck':>7}"
               f"{'crashed':>9}{'findings':>10}")
