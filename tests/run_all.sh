@@ -8,9 +8,9 @@
 # Python, part of the parity suite on the newest Python's aarch64 wheel
 # under emulation, the parity suite and CPython's suite on
 # the newest Python built as if it were untested (the fallback to stdlib's
-# code), the peers' own suites on one Python, the casyncio side of the
-# parity suite again on an ASan+UBSan build, and the three-interpreter
-# test on a ThreadSanitizer build. Ends with one
+# code), the documentation build, the peers' own suites on one Python,
+# the casyncio side of the parity suite again on an ASan+UBSan build, and
+# the three-interpreter test on a ThreadSanitizer build. Ends with one
 # "total: N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -136,6 +136,15 @@ if [ -n "$wheel" ] && py=$(bash "$ROOT/tools/arm64_venv.sh" \
 else
     echo "=== aarch64 wheel or venv FAILED"; status=1
 fi
+
+# The documentation (docs/, Sphinx with MyST): built with warnings as
+# errors in the newest Python's venv, whose casyncio (from its wheel) the
+# API reference's autodoc imports. tests/test_docs.py, in the pytest steps,
+# checks the pages against the code.
+wheel=$(ls "$WORK"/dist/casyncio-*-cp${newest/./}-*.whl 2>/dev/null)
+step docs bash -c "'$WORK/venv-$newest/bin/pip' install -q '$wheel[docs]' &&
+    '$WORK/venv-$newest/bin/python' -m sphinx -W --keep-going -q -b html \
+    '$ROOT/docs' '$WORK/docs-html' && echo 'docs: built, no warnings'"
 
 py=$(find_python "$newest")
 venv="$WORK/venv-untested"

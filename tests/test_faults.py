@@ -152,7 +152,8 @@ def falls_back_to_a_thread(casyncio, stdlib):
                                     ["child", 2]]
 
 
-# Where casyncio does better than stdlib on purpose (README, "Differences").
+# Where casyncio does better than stdlib on purpose (docs/compatibility.md,
+# "Differences from stdlib").
 BETTER_THAN_STDLIB = {
     ("accepted", "epoll_ctl"): fails_the_connection,
     ("subprocess", "pidfd_open", "ENOSYS"): falls_back_to_a_thread,

@@ -222,7 +222,7 @@ def test_the_race_with_eager_tasks(loop, closed_port):
     """Attempts started as eager tasks may finish inside create_task.
     stdlib's race asserted otherwise until gh-124309 was fixed (the
     installed 3.12.1 and 3.13.0 predate the fix), so there it may fail
-    with AssertionError (README); casyncio's must connect."""
+    with AssertionError (docs/compatibility.md); casyncio's must connect."""
     async def main():
         loop.set_task_factory(asyncio.eager_task_factory)
         server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)

@@ -189,10 +189,10 @@ def test_anyio_primitives(loop_factory):
     run(loop_factory, main)
 
 
-# Recipes: the README's "Use it with" lines, each run as a user runs it
-# (servers from their command line, in processes of their own), once
-# with the loop stdlib's way and once with casyncio's. The app answers
-# with its process id and its running loop's class.
+# Recipes: the Guide's "Use it with" lines (docs/guide.md), each run as a
+# user runs it (servers from their command line, in processes of their
+# own), once with the loop stdlib's way and once with casyncio's. The app
+# answers with its process id and its running loop's class.
 
 RECIPE_LOOPS = {  # how a recipe names the loop, and the class it gets
     "stdlib": ("asyncio", "asyncio.SelectorEventLoop",

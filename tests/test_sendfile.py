@@ -20,7 +20,7 @@ def keeps_caller_buffers(loop):
     """Whether the loop's transports queue the caller's memoryview instead
     of a copy, as stdlib's selector transport does from 3.12: its own
     _sendfile_fallback then sends blocks that the next read has already
-    overwritten, whenever the transport queues (README)."""
+    overwritten, whenever the transport queues (docs/compatibility.md)."""
     return loop.kind == "stdlib" and sys.version_info >= (3, 12)
 
 

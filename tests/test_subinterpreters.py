@@ -132,7 +132,7 @@ main(int(sys.argv[1]))
 
 
 def test_readme_recipe_serves_from_two_interpreters(tmp_path):
-    """The README's recipe: one process, two interpreters, each with its own
+    """The Guide's recipe: one process, two interpreters, each with its own
     casyncio loop on a reuse_port listener; connections reach both."""
     import socket
     import time

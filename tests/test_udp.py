@@ -172,7 +172,7 @@ def test_queued_datagrams_flow_control_and_order(loop, tmp_path):
             family=socket.AF_UNIX)
         transport.set_write_buffer_limits(high=4000, low=1000)
         # 100 datagrams: stdlib 3.13's count creeps by 8 bytes each (see
-        # README), which must stay under the low-water mark here.
+        # docs/compatibility.md), which must stay under the low-water mark here.
         payloads = [b"%04d" % i + b"." * 996 for i in range(100)]
         for p in payloads:
             transport.sendto(p)

@@ -383,8 +383,8 @@ def main():
     for test_id in regressions:
         print("REGRESSION", test_id)
     print(f"all exercised tests: casyncio passed {totals[1]} of {totals[0]}, "
-          f"stdlib {totals[3]} of {totals[2]} (the README explains the "
-          f"failures outside the gate)")
+          f"stdlib {totals[3]} of {totals[2]} (docs/compatibility.md "
+          f"explains the failures outside the gate)")
     print(f"gated: {gated - len(regressions)} passed, "
           f"{len(regressions)} failed")
     return 1 if regressions else 0
