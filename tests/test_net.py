@@ -1540,3 +1540,30 @@ def test_sendfile_behind_queued_data_then_writes_again(loop, tmp_path):
     assert queued and sent == 500_000 and position == 500_010
     assert mode.name == "TRY_NATIVE"
     assert received == before + payload[10:500_010] + after
+
+
+def test_a_coroutine_resumed_from_inside_itself_is_refused(loop):
+    """As CPython's own coroutines: _create_connection_transport calls the
+    protocol factory from inside itself, and a factory that resumes it
+    gets ValueError (casyncio's C coroutines, coro.c)."""
+    refused = []
+    coro = None
+
+    def factory():
+        try:
+            coro.send(None)
+        except ValueError as exc:
+            refused.append(str(exc))
+        return asyncio.Protocol()
+
+    async def main():
+        nonlocal coro
+        coro = loop._create_connection_transport(a, factory, None, None)
+        transport, _ = await coro
+        transport.close()
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    with b:
+        loop.run_until_complete(main())
+    assert refused == ["coroutine already executing"]

@@ -530,6 +530,67 @@ PyObject *cio_coro_self(PyObject *self);
 /* The RuntimeWarning of a coroutine that was never awaited. */
 void cio_coro_warn_unawaited(PyObject *coro, const char *qualname);
 
+/* The whole coroutine protocol once, for the C coroutines whose body is a
+ * state machine: StepCoroutine (below) and ConnectCall (loop_connect.c)
+ * start with a CioCoroHead and give their types CIO_CORO_SLOTS. The
+ * body only runs, resumes and finishes; send(), throw(), close(), `await`
+ * delegation, the finalizer and the introspection attributes are
+ * coro.c's. (SockCall keeps its own:
+ * its close() abandons the call instead of raising GeneratorExit in it.) */
+typedef struct CioCoroHead CioCoroHead;
+typedef struct {
+    /* Runs the body from its start; returns as am_send does. */
+    PySendResult (*start)(CioCoroHead *coro, PyObject **result);
+    /* Goes on after what the body awaited, or a bare yield, finished: rc
+     * is PYGEN_RETURN with value (a reference this takes) or PYGEN_ERROR
+     * with the exception set, as it would be raised at the await. */
+    PySendResult (*resume)(CioCoroHead *coro, PySendResult rc,
+                           PyObject *value, PyObject **result);
+    /* The body has finished: what it held goes, as a frame's locals do. */
+    void (*finish)(CioCoroHead *coro);
+} cio_coro_body_t;
+
+struct CioCoroHead {
+    PyObject_HEAD
+    const cio_coro_body_t *body;
+    const char *qualname;  /* static: "Loop.create_connection" */
+    /* The iterator being awaited; NULL while suspended at a bare yield. */
+    PyObject *awaiting;
+    char started, done;
+    char running;  /* inside send(), throw() or close() */
+};
+
+static inline void
+cio_coro_head_init(CioCoroHead *coro, const cio_coro_body_t *body,
+                   const char *qualname)
+{
+    coro->body = body;
+    coro->qualname = qualname;
+    coro->awaiting = NULL;
+    coro->started = coro->done = coro->running = 0;
+}
+/* Sets awaiting to awaitable's iterator and sends it None, as `await`
+ * does; a result other than PYGEN_NEXT clears awaiting. Takes the
+ * reference to awaitable (NULL: an error already set). */
+PySendResult cio_coro_await(CioCoroHead *coro, PyObject *awaitable,
+                            PyObject **result);
+PySendResult cio_coro_am_send(PyObject *self, PyObject *value,
+                              PyObject **result);
+PyObject *cio_coro_throw(PyObject *self, PyObject *const *args,
+                         Py_ssize_t nargs);
+PyObject *cio_coro_close(PyObject *self, PyObject *ignored);
+void cio_coro_finalize(PyObject *self);
+PyObject *cio_coro_repr(PyObject *self);
+extern PyMethodDef cio_coro_methods[];
+extern PyGetSetDef cio_coro_getset[];
+/* The type slots of a CioCoroHead coroutine, but for its am_send
+ * (cio_coro_am_send, or a copy specialised for its body), traverse, clear
+ * and dealloc (which must visit and clear awaiting too) and doc. */
+#define CIO_CORO_SLOTS                                                     \
+    {Py_am_await, cio_coro_self}, {Py_tp_iternext, cio_coro_next},         \
+    {Py_tp_repr, cio_coro_repr}, {Py_tp_methods, cio_coro_methods},        \
+    {Py_tp_getset, cio_coro_getset}, {Py_tp_finalize, cio_coro_finalize}
+
 /* A StepCoroutine is an `async def` written as one C step function: the
  * function runs when the coroutine starts (value None) and again each
  * time what it awaited finishes, with that outcome: value (borrowed), or
@@ -554,14 +615,11 @@ typedef cio_step_t (*cio_step_fn)(CioStepCoroObject *coro, PyObject *value,
                                   PyObject **out);
 
 struct CioStepCoroObject {
-    PyObject_HEAD
+    CioCoroHead head;
     cio_step_fn step;
-    const char *qualname;        /* static: "Server.serve_forever" */
-    PyObject *awaiting;          /* the iterator being awaited */
     PyObject *vars[CIO_STEP_VARS];
     Py_ssize_t index;            /* the step function's loop counter */
     int state;
-    char started, done, yielded;
 };
 
 extern PyType_Spec cio_step_coro_spec;

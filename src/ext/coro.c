@@ -1,13 +1,14 @@
-/* What the binding's coroutines written in C share: SockCall (loop_sock.c)
- * and ConnectCall (loop_connect.c) are awaitables that behave as an
- * `async def` would, and these helpers give them the coroutine protocol's
- * common parts: how a finished send is reported, how throw() arguments
- * become the raised exception, how an awaited object is delegated to as
- * `await` (yield from) does, and the never-awaited warning.
+/* What the binding's coroutines written in C share. They are awaitables
+ * that behave as an `async def` would: SockCall (loop_sock.c) uses the
+ * helpers for the protocol's common parts (how a finished send is
+ * reported, how throw() arguments become the raised exception, the
+ * never-awaited warning); StepCoroutine, below, and ConnectCall
+ * (loop_connect.c) are the whole protocol over a CioCoroHead, whose body
+ * is a state machine of their own (see casyncio.h).
  *
- * StepCoroutine, below, is the whole protocol once, for coroutines whose
- * body is a C step function (see casyncio.h): create_server and
- * create_unix_server (loop_listen.c) and the Server's (server.c). */
+ * A StepCoroutine's body is one C step function: create_server and
+ * create_unix_server (loop_listen.c), the Server's coroutines (server.c),
+ * create_datagram_endpoint, start_tls, sendfile and the streams' drain. */
 #include "casyncio.h"
 
 PyObject *
@@ -165,163 +166,178 @@ cio_coro_self(PyObject *self)
     return Py_NewRef(self);
 }
 
-/* ---- StepCoroutine: a coroutine written as a C step function ---------- */
+/* ---- the protocol over a CioCoroHead ------------------------------------ */
 
-/* What await does with the awaitable a step returned: iterates it until
- * it yields (the coroutine suspends) or finishes (the step function runs
- * again with its outcome). Loops while awaitables finish at once. */
-static PySendResult
-step_drive(CioStepCoroObject *self, cio_step_t rc, PyObject *out,
-           PyObject **result)
+/* As a coroutine's frame: a body that resumes itself (through something
+ * it called) is refused. */
+static int
+refuse_if_running(CioCoroHead *coro)
 {
-    PyObject *iter, *value;
-    PySendResult sent;
-
-    for (;;) {
-        switch (rc) {
-        case CIO_STEP_RETURN:
-            *result = out;
-            return PYGEN_RETURN;
-        case CIO_STEP_YIELD:
-            self->yielded = 1;
-            *result = out;
-            return PYGEN_NEXT;
-        case CIO_STEP_AWAIT:
-            iter = cio_coro_await_iter(out);
-            Py_DECREF(out);
-            if (iter == NULL) {
-                rc = self->step(self, NULL, &out);
-                continue;
-            }
-            sent = PyIter_Send(iter, Py_None, &value);
-            if (sent == PYGEN_NEXT) {
-                self->awaiting = iter;
-                *result = value;
-                return PYGEN_NEXT;
-            }
-            Py_DECREF(iter);
-            rc = self->step(self, sent == PYGEN_RETURN ? value : NULL, &out);
-            Py_XDECREF(value);
-            continue;
-        default:
-            *result = NULL;
-            return PYGEN_ERROR;
-        }
+    if (!coro->running) {
+        return 0;
     }
+    PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+    return -1;
 }
 
-/* The coroutine has finished: what its frame held goes, as a
- * coroutine's frame does. */
-static void
-step_finish(CioStepCoroObject *self)
+/* cio_coro_await's body, inlined into the StepCoroutine's drive loop. */
+static inline PySendResult
+coro_await(CioCoroHead *coro, PyObject *awaitable, PyObject **result)
 {
-    self->done = 1;
-    Py_CLEAR(self->awaiting);
-    for (int i = 0; i < CIO_STEP_VARS; i++) {
-        Py_CLEAR(self->vars[i]);
-    }
-}
-
-/* Resumes the step function with the outcome of what it waited on: value
- * (borrowed), or NULL with the exception set. */
-static PySendResult
-step_resume(CioStepCoroObject *self, PyObject *value, PyObject **result)
-{
-    PyObject *out = NULL;
-    cio_step_t rc = self->step(self, value, &out);
-    PySendResult sent = step_drive(self, rc, out, result);
-
-    if (sent != PYGEN_NEXT) {
-        step_finish(self);
-    }
-    return sent;
-}
-
-static PySendResult
-step_coro_am_send(CioStepCoroObject *self, PyObject *value,
-                  PyObject **result)
-{
-    PySendResult sent;
-    PyObject *got;
+    PySendResult rc;
 
     *result = NULL;
-    if (self->done) {
+    if (awaitable == NULL) {
+        return PYGEN_ERROR;
+    }
+    coro->awaiting = cio_coro_await_iter(awaitable);
+    Py_DECREF(awaitable);
+    if (coro->awaiting == NULL) {
+        return PYGEN_ERROR;
+    }
+    rc = PyIter_Send(coro->awaiting, Py_None, result);
+    if (rc != PYGEN_NEXT) {
+        Py_CLEAR(coro->awaiting);
+    }
+    return rc;
+}
+
+PySendResult
+cio_coro_await(CioCoroHead *coro, PyObject *awaitable, PyObject **result)
+{
+    return coro_await(coro, awaitable, result);
+}
+
+/* The body has finished: it lets go of what it held, as a coroutine's
+ * frame does. */
+static inline void
+finish_body(CioCoroHead *coro, const cio_coro_body_t *body)
+{
+    coro->started = coro->done = 1;
+    Py_CLEAR(coro->awaiting);
+    body->finish(coro);
+}
+
+/* am_send over the given body: inlined with the body known at compile
+ * time where that is the hot path (StepCoroutine's, which every C streams
+ * read and drain is), through coro->body otherwise. */
+static inline PySendResult
+coro_am_send(CioCoroHead *coro, PyObject *value, PyObject **result,
+             const cio_coro_body_t *body)
+{
+    PyObject *got;
+    PySendResult rc;
+
+    *result = NULL;
+    if (refuse_if_running(coro) < 0) {
+        return PYGEN_ERROR;
+    }
+    if (coro->done) {
         PyErr_SetString(PyExc_RuntimeError,
                         "cannot reuse already awaited coroutine");
         return PYGEN_ERROR;
     }
-    if (!self->started) {
-        if (value != Py_None) {
-            PyErr_SetString(PyExc_TypeError, "can't send non-None value to a "
-                                             "just-started coroutine");
-            return PYGEN_ERROR;
+    if (!coro->started && value != Py_None) {
+        PyErr_SetString(PyExc_TypeError, "can't send non-None value to a "
+                                         "just-started coroutine");
+        return PYGEN_ERROR;
+    }
+    coro->running = 1;
+    if (!coro->started) {
+        coro->started = 1;
+        rc = body->start(coro, result);
+    }
+    else if (coro->awaiting == NULL) {  /* at a bare yield */
+        rc = body->resume(coro, PYGEN_RETURN, Py_NewRef(value), result);
+    }
+    else {
+        rc = PyIter_Send(coro->awaiting, value, &got);
+        if (rc == PYGEN_NEXT) {
+            coro->running = 0;
+            *result = got;
+            return rc;
         }
-        self->started = 1;
-        return step_resume(self, Py_None, result);
+        Py_CLEAR(coro->awaiting);
+        rc = body->resume(coro, rc, got, result);
     }
-    if (self->yielded) {
-        self->yielded = 0;
-        return step_resume(self, value, result);
+    coro->running = 0;
+    if (rc != PYGEN_NEXT) {
+        finish_body(coro, body);
     }
-    sent = PyIter_Send(self->awaiting, value, &got);
-    if (sent == PYGEN_NEXT) {
-        *result = got;
-        return sent;
-    }
-    Py_CLEAR(self->awaiting);
-    sent = step_resume(self, sent == PYGEN_RETURN ? got : NULL, result);
-    Py_XDECREF(got);
-    return sent;
+    return rc;
+}
+
+PySendResult
+cio_coro_am_send(PyObject *self, PyObject *value, PyObject **result)
+{
+    CioCoroHead *coro = (CioCoroHead *)self;
+
+    return coro_am_send(coro, value, result, coro->body);
+
 }
 
 /* throw(): passed on to what the coroutine awaits, as `await` does; what
- * comes out of it reaches the step function, as at an await. Thrown into
- * a coroutine that never started, it finishes it unrun. */
-static PyObject *
-step_coro_throw(CioStepCoroObject *self, PyObject *const *args,
-                Py_ssize_t nargs)
+ * comes out of it reaches the body, as at an await. Thrown into a
+ * coroutine that never started, it finishes it unrun. */
+PyObject *
+cio_coro_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *result, *got;
+    CioCoroHead *coro = (CioCoroHead *)self;
+    PyObject *result = NULL, *got;
     PySendResult rc;
 
-    if (self->done || !self->started) {
-        if (!self->done) {
-            self->started = 1;
-            step_finish(self);
+    if (refuse_if_running(coro) < 0) {
+        return NULL;
+    }
+    if (coro->done || !coro->started) {
+        if (!coro->done) {
+            finish_body(coro, coro->body);
         }
         cio_coro_raise_thrown(args, nargs);
         return NULL;
     }
-    if (self->awaiting == NULL) {  /* suspended at a bare yield */
-        self->yielded = 0;
+    coro->running = 1;
+    if (coro->awaiting == NULL) {  /* at a bare yield */
         cio_coro_raise_thrown(args, nargs);
-        rc = step_resume(self, NULL, &result);
-        return cio_coro_return(rc, result);
+        rc = coro->body->resume(coro, PYGEN_ERROR, NULL, &result);
     }
-    rc = cio_coro_throw_into(self->awaiting, args, nargs, &got);
-    if (rc == PYGEN_NEXT) {
-        return got;
+    else {
+        rc = cio_coro_throw_into(coro->awaiting, args, nargs, &got);
+        if (rc == PYGEN_NEXT) {
+            coro->running = 0;
+            return got;
+        }
+        Py_CLEAR(coro->awaiting);
+        rc = coro->body->resume(coro, rc, got, &result);
     }
-    Py_CLEAR(self->awaiting);
-    rc = step_resume(self, rc == PYGEN_RETURN ? got : NULL, &result);
-    Py_XDECREF(got);
+    coro->running = 0;
+    if (rc != PYGEN_NEXT) {
+        finish_body(coro, coro->body);
+    }
     return cio_coro_return(rc, result);
 }
 
-/* close(): GeneratorExit at the suspension point. */
-static PyObject *
-step_coro_close(CioStepCoroObject *self, PyObject *Py_UNUSED(ignored))
+/* close(): GeneratorExit at the suspension point, so that what a
+ * suspended body holds (a socket, a transport) is closed by its clean-up,
+ * as an `except` or `finally` clause would. */
+PyObject *
+cio_coro_close(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *awaiting = self->awaiting, *result = NULL;
+    CioCoroHead *coro = (CioCoroHead *)self;
+    PyObject *awaiting = coro->awaiting, *result = NULL;
     PySendResult rc;
 
-    if (self->done || !self->started) {
-        self->started = 1;
-        step_finish(self);
+    if (refuse_if_running(coro) < 0) {
+        return NULL;
+    }
+    if (coro->done || !coro->started) {
+        if (!coro->done) {
+            finish_body(coro, coro->body);
+        }
         Py_RETURN_NONE;
     }
-    self->awaiting = NULL;
-    self->yielded = 0;
+    coro->running = 1;
+    coro->awaiting = NULL;
     if (awaiting != NULL) {
         result = PyObject_CallMethod(awaiting, "close", NULL);
         Py_DECREF(awaiting);
@@ -334,10 +350,11 @@ step_coro_close(CioStepCoroObject *self, PyObject *Py_UNUSED(ignored))
     if (!PyErr_Occurred()) {
         PyErr_SetNone(PyExc_GeneratorExit);
     }
-    rc = step_resume(self, NULL, &result);
+    rc = coro->body->resume(coro, PYGEN_ERROR, NULL, &result);
+    coro->running = 0;
+    finish_body(coro, coro->body);
     if (rc != PYGEN_ERROR) {
         Py_XDECREF(result);
-        step_finish(self);
         PyErr_SetString(PyExc_RuntimeError,
                         "coroutine ignored GeneratorExit");
         return NULL;
@@ -349,61 +366,158 @@ step_coro_close(CioStepCoroObject *self, PyObject *Py_UNUSED(ignored))
     return NULL;
 }
 
-static PyObject *
-step_coro_get_qualname(CioStepCoroObject *self, void *Py_UNUSED(closure))
-{
-    return PyUnicode_FromString(self->qualname);
-}
-
-static PyObject *
-step_coro_get_name(CioStepCoroObject *self, void *Py_UNUSED(closure))
-{
-    const char *dot = strrchr(self->qualname, '.');
-
-    return PyUnicode_FromString(dot ? dot + 1 : self->qualname);
-}
-
-static PyObject *
-step_coro_get_await(CioStepCoroObject *self, void *Py_UNUSED(closure))
-{
-    return Py_NewRef(self->awaiting ? self->awaiting : Py_None);
-}
-
-static PyObject *
-step_coro_repr(CioStepCoroObject *self)
-{
-    return PyUnicode_FromFormat("<coroutine object %s at %p>",
-                                self->qualname, self);
-}
-
 /* As a coroutine's: never awaited warns; collected while suspended is
  * closed. */
-static void
-step_coro_finalize(CioStepCoroObject *self)
+void
+cio_coro_finalize(PyObject *self)
 {
+    CioCoroHead *coro = (CioCoroHead *)self;
     PyObject *exc, *res;
 
-    if (!self->started) {
-        cio_coro_warn_unawaited((PyObject *)self, self->qualname);
+    if (!coro->started) {
+        cio_coro_warn_unawaited(self, coro->qualname);
         return;
     }
-    if (self->done) {
+    if (coro->done) {
         return;
     }
     exc = cio_fetch_exception();
-    res = step_coro_close(self, NULL);
+    res = cio_coro_close(self, NULL);
     if (res == NULL) {
-        PyErr_WriteUnraisable((PyObject *)self);
+        PyErr_WriteUnraisable(self);
     }
     Py_XDECREF(res);
     cio_restore_exception(exc);
+}
+
+PyObject *
+cio_coro_repr(PyObject *self)
+{
+    return PyUnicode_FromFormat("<coroutine object %s at %p>",
+                                ((CioCoroHead *)self)->qualname, self);
+}
+
+static PyObject *
+coro_get_qualname(CioCoroHead *coro, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(coro->qualname);
+}
+
+static PyObject *
+coro_get_name(CioCoroHead *coro, void *Py_UNUSED(closure))
+{
+    const char *dot = strrchr(coro->qualname, '.');
+
+    return PyUnicode_FromString(dot ? dot + 1 : coro->qualname);
+}
+
+static PyObject *
+coro_get_await(CioCoroHead *coro, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(coro->awaiting ? coro->awaiting : Py_None);
+}
+
+PyMethodDef cio_coro_methods[] = {
+    {"send", (PyCFunction)cio_coro_send, METH_O,
+     "send($self, value, /)\n--\n\nResume the coroutine."},
+    {"throw", (PyCFunction)(void (*)(void))cio_coro_throw, METH_FASTCALL,
+     "throw($self, exc, /)\n--\n\nRaise exc at the suspension point."},
+    {"close", (PyCFunction)cio_coro_close, METH_NOARGS,
+     "close($self, /)\n--\n\nRaise GeneratorExit at the suspension point."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyGetSetDef cio_coro_getset[] = {
+    {"__qualname__", (getter)coro_get_qualname, NULL, NULL, NULL},
+    {"__name__", (getter)coro_get_name, NULL, NULL, NULL},
+    {"cr_await", (getter)coro_get_await, NULL,
+     "What the coroutine is suspended on, else None.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+/* ---- StepCoroutine: a coroutine written as a C step function ---------- */
+
+/* What await does with the awaitable a step returned: iterates it until
+ * it yields (the coroutine suspends) or finishes (the step function runs
+ * again with its outcome). Loops while awaitables finish at once. */
+static PySendResult
+step_drive(CioStepCoroObject *self, cio_step_t rc, PyObject *out,
+           PyObject **result)
+{
+    PyObject *value;
+    PySendResult sent;
+
+    for (;;) {
+        switch (rc) {
+        case CIO_STEP_RETURN:
+            *result = out;
+            return PYGEN_RETURN;
+        case CIO_STEP_YIELD:  /* suspended with nothing awaited */
+            *result = out;
+            return PYGEN_NEXT;
+        case CIO_STEP_AWAIT:
+            sent = coro_await(&self->head, out, &value);
+            if (sent == PYGEN_NEXT) {
+                *result = value;
+                return PYGEN_NEXT;
+            }
+            rc = self->step(self, sent == PYGEN_RETURN ? value : NULL, &out);
+            Py_XDECREF(value);
+            continue;
+        default:
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+    }
+}
+
+static PySendResult
+step_coro_start(CioCoroHead *coro, PyObject **result)
+{
+    CioStepCoroObject *self = (CioStepCoroObject *)coro;
+    PyObject *out = NULL;
+    cio_step_t step = self->step(self, Py_None, &out);
+
+    return step_drive(self, step, out, result);
+}
+
+static PySendResult
+step_coro_resume(CioCoroHead *coro, PySendResult rc, PyObject *value,
+                 PyObject **result)
+{
+    CioStepCoroObject *self = (CioStepCoroObject *)coro;
+    PyObject *out = NULL;
+    cio_step_t step = self->step(self, rc == PYGEN_RETURN ? value : NULL,
+                                 &out);
+
+    Py_XDECREF(value);
+    return step_drive(self, step, out, result);
+}
+
+static void
+step_coro_finish(CioCoroHead *coro)
+{
+    CioStepCoroObject *self = (CioStepCoroObject *)coro;
+
+    for (int i = 0; i < CIO_STEP_VARS; i++) {
+        Py_CLEAR(self->vars[i]);
+    }
+}
+
+static const cio_coro_body_t step_coro_body = {
+    step_coro_start, step_coro_resume, step_coro_finish};
+
+static PySendResult
+step_coro_am_send(PyObject *self, PyObject *value, PyObject **result)
+{
+    return coro_am_send((CioCoroHead *)self, value, result, &step_coro_body);
 }
 
 static int
 step_coro_traverse(CioStepCoroObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->awaiting);
+    Py_VISIT(self->head.awaiting);
     for (int i = 0; i < CIO_STEP_VARS; i++) {
         Py_VISIT(self->vars[i]);
     }
@@ -413,7 +527,7 @@ step_coro_traverse(CioStepCoroObject *self, visitproc visit, void *arg)
 static int
 step_coro_clear(CioStepCoroObject *self)
 {
-    Py_CLEAR(self->awaiting);
+    Py_CLEAR(self->head.awaiting);
     for (int i = 0; i < CIO_STEP_VARS; i++) {
         Py_CLEAR(self->vars[i]);
     }
@@ -439,45 +553,20 @@ cio_step_coro_new(cio_state *st, const char *qualname, cio_step_fn step)
     if (self == NULL) {
         return NULL;
     }
+    cio_coro_head_init(&self->head, &step_coro_body, qualname);
     self->step = step;
-    self->qualname = qualname;
-    self->awaiting = NULL;
     for (int i = 0; i < CIO_STEP_VARS; i++) {
         self->vars[i] = NULL;
     }
     self->state = 0;
     self->index = 0;
-    self->started = self->done = self->yielded = 0;
     PyObject_GC_Track(self);
     return self;
 }
 
-static PyMethodDef step_coro_methods[] = {
-    {"send", (PyCFunction)cio_coro_send, METH_O,
-     "send($self, value, /)\n--\n\nResume the coroutine."},
-    {"throw", (PyCFunction)(void (*)(void))step_coro_throw, METH_FASTCALL,
-     "throw($self, exc, /)\n--\n\nRaise exc at the suspension point."},
-    {"close", (PyCFunction)step_coro_close, METH_NOARGS,
-     "close($self, /)\n--\n\nRaise GeneratorExit at the suspension point."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef step_coro_getset[] = {
-    {"__qualname__", (getter)step_coro_get_qualname, NULL, NULL, NULL},
-    {"__name__", (getter)step_coro_get_name, NULL, NULL, NULL},
-    {"cr_await", (getter)step_coro_get_await, NULL,
-     "What the coroutine is suspended on, else None.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
 static PyType_Slot step_coro_slots[] = {
-    {Py_am_await, cio_coro_self},
+    CIO_CORO_SLOTS,
     {Py_am_send, step_coro_am_send},
-    {Py_tp_iternext, cio_coro_next},
-    {Py_tp_repr, step_coro_repr},
-    {Py_tp_methods, step_coro_methods},
-    {Py_tp_getset, step_coro_getset},
-    {Py_tp_finalize, step_coro_finalize},
     {Py_tp_traverse, step_coro_traverse},
     {Py_tp_clear, step_coro_clear},
     {Py_tp_dealloc, step_coro_dealloc},

@@ -28,14 +28,13 @@
 
 #include <sys/socket.h>
 
+/* What the call awaits while suspended. */
 typedef enum {
-    STEP_CREATED,         /* not awaited yet */
-    STEP_RESOLVING,       /* awaiting _ensure_resolved((host, port)) */
-    STEP_RESOLVING_LOCAL, /* awaiting _ensure_resolved(local_addr) */
-    STEP_CONNECTING,      /* awaiting sock_connect(sock, address) */
-    STEP_RACING,          /* awaiting the happy eyeballs race */
-    STEP_WAITING,         /* awaiting the transport's waiter */
-    STEP_DONE,
+    STEP_RESOLVING,       /* _ensure_resolved((host, port)) */
+    STEP_RESOLVING_LOCAL, /* _ensure_resolved(local_addr) */
+    STEP_CONNECTING,      /* sock_connect(sock, address) */
+    STEP_RACING,          /* the happy eyeballs race */
+    STEP_WAITING,         /* the transport's waiter */
 } connect_step_t;
 
 typedef enum {
@@ -55,7 +54,7 @@ static const char *const qualnames[] = {
 };
 
 typedef struct {
-    PyObject_HEAD
+    CioCoroHead head;  /* the coroutine protocol (coro.c) */
     LoopObject *loop;
     PyObject *factory;
     PyObject *host, *port;        /* as given; host is create_unix_
@@ -79,7 +78,6 @@ typedef struct {
                                      caller's copied unless
                                      _create_connection_transport was
                                      given one */
-    PyObject *awaiting;           /* the iterator being awaited */
     Py_ssize_t next_info;         /* index in infos of the next attempt */
     char all_errors;
     char own_sock;                /* non-blocking already (made here or
@@ -87,12 +85,6 @@ typedef struct {
     connect_kind_t kind;
     connect_step_t step;
 } ConnectCallObject;
-
-static const char *
-qualname(ConnectCallObject *self)
-{
-    return qualnames[self->kind];
-}
 
 static PySendResult advance(ConnectCallObject *self, PySendResult rc,
                             PyObject *value, PyObject **result);
@@ -106,19 +98,10 @@ await_then(ConnectCallObject *self, PyObject *awaitable, connect_step_t step,
     PySendResult rc;
 
     self->step = step;
-    if (awaitable == NULL) {
-        return advance(self, PYGEN_ERROR, NULL, result);
-    }
-    self->awaiting = cio_coro_await_iter(awaitable);
-    Py_DECREF(awaitable);
-    if (self->awaiting == NULL) {
-        return advance(self, PYGEN_ERROR, NULL, result);
-    }
-    rc = PyIter_Send(self->awaiting, Py_None, result);
+    rc = cio_coro_await(&self->head, awaitable, result);
     if (rc == PYGEN_NEXT) {
         return rc;
     }
-    Py_CLEAR(self->awaiting);
     return advance(self, rc, *result, result);
 }
 
@@ -1153,14 +1136,27 @@ start(ConnectCallObject *self, PyObject **result)
     }
 }
 
-/* ---- the coroutine protocol --------------------------------------------- */
+/* ---- the coroutine protocol (coro.c's, over the steps) ----------------- */
+
+static PySendResult
+connect_call_start(CioCoroHead *coro, PyObject **result)
+{
+    return start((ConnectCallObject *)coro, result);
+}
+
+static PySendResult
+connect_call_resume(CioCoroHead *coro, PySendResult rc, PyObject *value,
+                    PyObject **result)
+{
+    return advance((ConnectCallObject *)coro, rc, value, result);
+}
 
 /* A finished call lets go of what it held, as a coroutine's frame does. */
 static void
-finish(ConnectCallObject *self)
+connect_call_finish(CioCoroHead *coro)
 {
-    self->step = STEP_DONE;
-    Py_CLEAR(self->awaiting);
+    ConnectCallObject *self = (ConnectCallObject *)coro;
+
     Py_CLEAR(self->sock);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->transport);
@@ -1171,163 +1167,21 @@ finish(ConnectCallObject *self)
     Py_CLEAR(self->attempt_errors);
 }
 
-static PySendResult
-connect_call_am_send(ConnectCallObject *self, PyObject *value,
-                     PyObject **result)
-{
-    PySendResult rc;
-
-    *result = NULL;
-    switch (self->step) {
-    case STEP_CREATED:
-        if (value != Py_None) {
-            PyErr_SetString(PyExc_TypeError, "can't send non-None value to a "
-                                             "just-started coroutine");
-            return PYGEN_ERROR;
-        }
-        self->step = STEP_DONE;  /* until a step suspends */
-        rc = start(self, result);
-        break;
-    case STEP_DONE:
-        PyErr_SetString(PyExc_RuntimeError,
-                        "cannot reuse already awaited coroutine");
-        return PYGEN_ERROR;
-    default:
-        rc = PyIter_Send(self->awaiting, value, result);
-        if (rc == PYGEN_NEXT) {
-            return rc;
-        }
-        Py_CLEAR(self->awaiting);
-        rc = advance(self, rc, *result, result);
-    }
-    if (rc != PYGEN_NEXT) {
-        finish(self);
-    }
-    return rc;
-}
-
-/* throw(): passed on to what the call awaits, as `await` does; what comes
- * out of it is raised at the await, where the step's clean-up runs. */
-static PyObject *
-connect_call_throw(ConnectCallObject *self, PyObject *const *args,
-                   Py_ssize_t nargs)
-{
-    PyObject *result;
-    PySendResult rc;
-
-    if (self->awaiting == NULL) {
-        finish(self);
-        cio_coro_raise_thrown(args, nargs);
-        return NULL;
-    }
-    rc = cio_coro_throw_into(self->awaiting, args, nargs, &result);
-    if (rc == PYGEN_NEXT) {
-        return result;
-    }
-    Py_CLEAR(self->awaiting);
-    rc = advance(self, rc, result, &result);
-    if (rc != PYGEN_NEXT) {
-        finish(self);
-    }
-    return cio_coro_return(rc, result);
-}
-
-/* close(): GeneratorExit at the await, so that the socket or transport
- * of a suspended call is closed, as stdlib's except clauses do. */
-static PyObject *
-connect_call_close(ConnectCallObject *self, PyObject *Py_UNUSED(ignored))
-{
-    PyObject *awaiting = self->awaiting, *result = NULL;
-    PySendResult rc;
-
-    if (awaiting == NULL) {
-        finish(self);
-        Py_RETURN_NONE;
-    }
-    self->awaiting = NULL;
-    result = PyObject_CallMethod(awaiting, "close", NULL);
-    Py_DECREF(awaiting);
-    if (result == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        PyErr_Clear();
-    }
-    if (result != NULL || !PyErr_Occurred()) {
-        Py_XDECREF(result);
-        PyErr_SetNone(PyExc_GeneratorExit);
-    }
-    rc = advance(self, PYGEN_ERROR, NULL, &result);
-    finish(self);
-    if (rc != PYGEN_ERROR) {
-        Py_XDECREF(result);
-        PyErr_SetString(PyExc_RuntimeError,
-                        "coroutine ignored GeneratorExit");
-        return NULL;
-    }
-    if (PyErr_ExceptionMatches(PyExc_GeneratorExit)) {
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    return NULL;
-}
-
-static PyObject *
-connect_call_get_qualname(ConnectCallObject *self, void *Py_UNUSED(closure))
-{
-    return PyUnicode_FromString(qualname(self));
-}
-
-static PyObject *
-connect_call_get_name(ConnectCallObject *self, void *Py_UNUSED(closure))
-{
-    return PyUnicode_FromString(strchr(qualname(self), '.') + 1);
-}
-
-static PyObject *
-connect_call_get_await(ConnectCallObject *self, void *Py_UNUSED(closure))
-{
-    return Py_NewRef(self->awaiting ? self->awaiting : Py_None);
-}
-
-static PyObject *
-connect_call_repr(ConnectCallObject *self)
-{
-    return PyUnicode_FromFormat("<coroutine object %s at %p>",
-                                qualname(self), self);
-}
-
-/* As a coroutine's: never awaited warns; collected while suspended is
- * closed. */
-static void
-connect_call_finalize(ConnectCallObject *self)
-{
-    PyObject *exc, *res;
-
-    if (self->step == STEP_CREATED) {
-        cio_coro_warn_unawaited((PyObject *)self, qualname(self));
-        return;
-    }
-    if (self->awaiting == NULL) {
-        return;
-    }
-    exc = cio_fetch_exception();
-    res = connect_call_close(self, NULL);
-    if (res == NULL) {
-        PyErr_WriteUnraisable((PyObject *)self);
-    }
-    Py_XDECREF(res);
-    cio_restore_exception(exc);
-}
+static const cio_coro_body_t connect_call_body = {
+    connect_call_start, connect_call_resume, connect_call_finish};
 
 #define CONNECT_CALL_FIELDS(X)                                              \
     X(loop) X(factory) X(host) X(port) X(ssl) X(server_hostname) X(family) \
     X(proto) X(flags) X(sock) X(local_addr) X(server_side)                 \
     X(handshake_timeout) X(shutdown_timeout) X(infos) X(local_infos)       \
-    X(errors) X(protocol) X(transport) X(context) X(awaiting)              \
-    X(happy_delay) X(interleave) X(race) X(attempt_errors)
+    X(errors) X(protocol) X(transport) X(context) X(happy_delay)           \
+    X(interleave) X(race) X(attempt_errors)
 
 static int
 connect_call_traverse(ConnectCallObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->head.awaiting);
 #define VISIT(f) Py_VISIT(self->f);
     CONNECT_CALL_FIELDS(VISIT)
 #undef VISIT
@@ -1337,6 +1191,7 @@ connect_call_traverse(ConnectCallObject *self, visitproc visit, void *arg)
 static int
 connect_call_clear(ConnectCallObject *self)
 {
+    Py_CLEAR(self->head.awaiting);
 #define CLEAR(f) Py_CLEAR(self->f);
     CONNECT_CALL_FIELDS(CLEAR)
 #undef CLEAR
@@ -1353,32 +1208,9 @@ connect_call_dealloc(ConnectCallObject *self)
     cio_dealloc_end((PyObject *)self);
 }
 
-static PyMethodDef connect_call_methods[] = {
-    {"send", (PyCFunction)cio_coro_send, METH_O,
-     "send($self, value, /)\n--\n\nResume the call."},
-    {"throw", (PyCFunction)(void (*)(void))connect_call_throw, METH_FASTCALL,
-     "throw($self, exc, /)\n--\n\nRaise exc at the suspension point."},
-    {"close", (PyCFunction)connect_call_close, METH_NOARGS,
-     "close($self, /)\n--\n\nRaise GeneratorExit at the suspension point."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef connect_call_getset[] = {
-    {"__qualname__", (getter)connect_call_get_qualname, NULL, NULL, NULL},
-    {"__name__", (getter)connect_call_get_name, NULL, NULL, NULL},
-    {"cr_await", (getter)connect_call_get_await, NULL,
-     "What the call is suspended on, else None.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
 static PyType_Slot connect_call_slots[] = {
-    {Py_am_await, cio_coro_self},
-    {Py_am_send, connect_call_am_send},
-    {Py_tp_iternext, cio_coro_next},
-    {Py_tp_repr, connect_call_repr},
-    {Py_tp_methods, connect_call_methods},
-    {Py_tp_getset, connect_call_getset},
-    {Py_tp_finalize, connect_call_finalize},
+    CIO_CORO_SLOTS,
+    {Py_am_send, cio_coro_am_send},
     {Py_tp_traverse, connect_call_traverse},
     {Py_tp_clear, connect_call_clear},
     {Py_tp_dealloc, connect_call_dealloc},
@@ -1406,6 +1238,7 @@ connect_call_new(LoopObject *loop, connect_kind_t kind, PyObject *factory)
     if (self == NULL) {
         return NULL;
     }
+    cio_coro_head_init(&self->head, &connect_call_body, qualnames[kind]);
 #define NULLIFY(f) self->f = NULL;
     CONNECT_CALL_FIELDS(NULLIFY)
 #undef NULLIFY
@@ -1415,7 +1248,6 @@ connect_call_new(LoopObject *loop, connect_kind_t kind, PyObject *factory)
     self->all_errors = 0;
     self->own_sock = 0;
     self->kind = kind;
-    self->step = STEP_CREATED;
     PyObject_GC_Track(self);
     return self;
 }
