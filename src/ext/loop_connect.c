@@ -209,6 +209,11 @@ make_transport(ConnectCallObject *self, PyObject **result)
 
 /* The waiter failed or the wait was interrupted: the transport is closed
  * and the error goes on (stdlib's bare except). */
+/* The call fails once its transport exists: the transport is closed, as
+ * stdlib's `except: transport.close()` around the waiter does. (Where the
+ * failure comes after the waiter, in the debug log or the result, stdlib
+ * leaves the transport open with nobody to close it: the peer and its
+ * server's wait_closed() wait until the garbage collector runs.) */
 static PySendResult
 transport_failed(ConnectCallObject *self)
 {
@@ -241,12 +246,12 @@ connected(ConnectCallObject *self, PyObject **result)
                                   self->transport, self->protocol);
         Py_XDECREF(sock);
         if (res == NULL) {
-            return PYGEN_ERROR;
+            return transport_failed(self);
         }
         Py_DECREF(res);
     }
     *result = PyTuple_Pack(2, self->transport, self->protocol);
-    return *result ? PYGEN_RETURN : PYGEN_ERROR;
+    return *result ? PYGEN_RETURN : transport_failed(self);
 }
 
 /* ---- resolving ---------------------------------------------------------- */
