@@ -48,7 +48,8 @@ typedef struct HandleObject HandleObject;
     X(_make_socket_transport) X(_make_ssl_transport) X(_read_ready)        \
     X(_sendto_ready) X(_start_reading) X(_write_ready) X(bind) X(close)    \
     X(_get_running_loop) X(_set_running_loop)                               \
-    X(connection_lost) X(connection_made) X(create_future) X(eof_received) \
+    X(connection_lost) X(connection_made) X(create_future) X(done)         \
+    X(eof_received) X(set_result)                                          \
     X(get_extra_info) X(getpeername) X(getsockname) X(setblocking)        \
     X(setsockopt) X(sock_connect) X(socket) X(sockname)
 

@@ -14,7 +14,8 @@
 #include "structmember.h"
 
 /* 3.13 keeps its transports in a WeakSet; earlier versions count them.
- * Here they are kept in a dict, id(transport) -> weakref.ref(transport):
+ * Here they are kept in a dict whose keys and values are the transports'
+ * basic weakrefs (a weakref hashes and compares as its referent):
  * a Python WeakSet's add() and discard() cost about 7 k instructions per
  * accepted connection, a quarter of its work. The transports detach
  * themselves when they close or are collected, so no entry outlives its
@@ -28,7 +29,7 @@ typedef struct {
     PyObject *waiters;           /* wait_closed()'s futures; NULL once
                                     woken */
 #if SERVER_TRACKS_CLIENTS
-    PyObject *clients;           /* dict: id(transport) -> weakref */
+    PyObject *clients;           /* dict: weakref -> the same weakref */
 #else
     Py_ssize_t active_count;     /* transports attached */
 #endif
@@ -55,35 +56,54 @@ client_count(ServerObject *self)
 #endif
 }
 
+/* Resolves one waiter unless it is done (cancelled). */
+static int
+wake_waiter(cio_state *st, PyObject *waiter)
+{
+    /* 3.11 resolved each waiter with itself. */
+    PyObject *value = PY_VERSION_HEX >= 0x030C0000 ? Py_None : waiter;
+    PyObject *res = cio_call_method(st, waiter, CIO_NAME_done, NULL, 0);
+    int done = res ? PyObject_IsTrue(res) : -1;
+
+    Py_XDECREF(res);
+    if (done != 0) {
+        return done < 0 ? -1 : 0;
+    }
+    res = cio_call_method(st, waiter, CIO_NAME_set_result, &value, 1);
+    Py_XDECREF(res);
+    return res ? 0 : -1;
+}
+
 /* Resolves every wait_closed() waiter; from then on wait_closed()
- * returns at once. */
+ * returns at once. One that cannot be resolved (out of memory) does not
+ * keep the others waiting: the first error is raised once all were
+ * tried. */
 static int
 server_wakeup(ServerObject *self)
 {
-    PyObject *waiters = self->waiters;
-    int rc = 0;
+    PyObject *waiters = self->waiters, *first = NULL;
 
     if (waiters == NULL) {
         return 0;
     }
     self->waiters = NULL;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(waiters) && rc == 0; i++) {
-        PyObject *waiter = PyList_GET_ITEM(waiters, i);  // borrowed
-        PyObject *res = PyObject_CallMethod(waiter, "done", NULL);
-        int done = res ? PyObject_IsTrue(res) : -1;
-
-        Py_XDECREF(res);
-        if (done == 0) {
-            /* 3.11 resolved each waiter with itself. */
-            PyObject *value = PY_VERSION_HEX >= 0x030C0000 ? Py_None : waiter;
-            res = PyObject_CallMethod(waiter, "set_result", "(O)", value);
-            Py_XDECREF(res);
-            done = res ? 1 : -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(waiters); i++) {
+        if (wake_waiter(self->loop->state, PyList_GET_ITEM(waiters, i)) < 0) {
+            PyObject *exc = cio_fetch_exception();
+            if (first == NULL) {
+                first = exc;
+            }
+            else {
+                Py_DECREF(exc);
+            }
         }
-        rc = done < 0 ? -1 : 0;
     }
     Py_DECREF(waiters);
-    return rc;
+    if (first != NULL) {
+        cio_restore_exception(first);
+        return -1;
+    }
+    return 0;
 }
 
 static PyObject *
@@ -111,16 +131,14 @@ static PyObject *
 server_attach(ServerObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
 #if SERVER_TRACKS_CLIENTS
-    PyObject *key, *ref;
+    PyObject *ref;
     int rc;
 
     if (check_nargs("_attach", nargs, 1)) {
         return NULL;
     }
-    key = PyLong_FromVoidPtr(args[0]);
-    ref = key ? PyWeakref_NewRef(args[0], NULL) : NULL;
-    rc = ref ? PyDict_SetItem(self->clients, key, ref) : -1;
-    Py_XDECREF(key);
+    ref = PyWeakref_NewRef(args[0], NULL);
+    rc = ref ? PyDict_SetItem(self->clients, ref, ref) : -1;
     Py_XDECREF(ref);
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 #else
@@ -132,6 +150,33 @@ server_attach(ServerObject *self, PyObject *const *args, Py_ssize_t nargs)
 #endif
 }
 
+#if SERVER_TRACKS_CLIENTS
+/* Drops the entries whose transport is gone. A transport the garbage
+ * collector finalizes has had its weakrefs cleared first, so its
+ * _detach() finds its entry only as a dead one. */
+static int
+forget_dead_clients(ServerObject *self)
+{
+    PyObject *refs = PyDict_Keys(self->clients), *transport;
+    int rc = refs ? 0 : -1;
+
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(refs); i++) {
+        PyObject *ref = PyList_GET_ITEM(refs, i);
+
+        rc = PyWeakref_GetRef(ref, &transport);
+        if (rc > 0) {
+            Py_DECREF(transport);
+            rc = 0;
+        }
+        else if (rc == 0) {
+            rc = PyDict_DelItem(self->clients, ref);
+        }
+    }
+    Py_XDECREF(refs);
+    return rc;
+}
+#endif
+
 /* _detach(transport) on 3.13, _detach() before: the transport is gone;
  * the last one of a closed server wakes wait_closed(). */
 static PyObject *
@@ -140,20 +185,27 @@ server_detach(ServerObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t count;
 
 #if SERVER_TRACKS_CLIENTS
-    PyObject *key;
+    PyObject *ref;
     int rc;
 
     if (check_nargs("_detach", nargs, 1)) {
         return NULL;
     }
-    key = PyLong_FromVoidPtr(args[0]);
-    rc = key ? PyDict_DelItem(self->clients, key) : -1;
-    Py_XDECREF(key);
+    /* The transport's basic weakref, the one _attach stored: the same
+     * object comes back while the dict holds it, so detaching allocates
+     * nothing and cannot fail for want of memory (which would leave the
+     * server counting a closed connection, and wait_closed() waiting). */
+    ref = PyWeakref_NewRef(args[0], NULL);
+    rc = ref ? PyDict_DelItem(self->clients, ref) : -1;
+    Py_XDECREF(ref);
     if (rc < 0) {
         if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
             return NULL;
         }
         PyErr_Clear();  /* discard(): not attached is fine */
+        if (forget_dead_clients(self) < 0) {
+            return NULL;
+        }
     }
 #else
     if (check_nargs("_detach", nargs, 0)) {
