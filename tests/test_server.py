@@ -483,3 +483,33 @@ def test_create_unix_server_is_a_coroutine(loop, tmp_path):
                       match=r"coroutine '\w+\.create_unix_server' was never"):
         del coro
         gc.collect()
+
+
+def test_wait_closed_returns_once_an_unclosed_connection_is_collected(loop):
+    """A server connection whose transport nobody closed: once the garbage
+    collector has taken it (its finalizer detaches it, after the
+    collector cleared its weakrefs), the closed server's wait_closed()
+    returns."""
+    made = []
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+
+    async def main():
+        server = await loop.create_server(Keep, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection(
+            *server.sockets[0].getsockname())
+        while not made:
+            await asyncio.sleep(0.01)
+        made.pop().pause_reading()  # now nothing of the loop's holds it
+        server.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        await asyncio.wait_for(server.wait_closed(), 5)
+        writer.close()
+        if PY313:
+            assert len(server._clients) == 0
+
+    loop.run_until_complete(main())
