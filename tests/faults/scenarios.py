@@ -199,6 +199,12 @@ class Datagrams(asyncio.DatagramProtocol):
         if not self.received.done():
             self.received.set_exception(exc)
 
+    def connection_lost(self, exc):
+        # A transport that failed (a read that could not be delivered)
+        # ends the wait, as a protocol that cares about it would.
+        if not self.received.done():
+            self.received.set_exception(exc or ConnectionError("closed"))
+
 
 async def udp(loop, resources):
     # loop_datagram.c, transport_datagram.c
