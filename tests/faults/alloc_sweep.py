@@ -19,10 +19,11 @@ MemoryError from a callback of a Task (its step or wake-up), of a
 Future (asyncio's done-callbacks) or of stdlib's stream protocols
 (StreamReaderProtocol's connection_made, which starts the server's
 client_connected_cb, and SubprocessStreamProtocol's),
-or when a Task waits on a Future that is done: that callback's work is
-lost (a done Future whose call_soon of its callbacks failed has dropped
-them), which is how CPython's Tasks, Futures and streams are made, for
-any loop. A stuck loop
+or from a callback whose innermost Python frame is stdlib's asyncio code
+(unix_events' _child_watcher_callback, say), or when a Task waits on a
+Future that is done: that callback's work is lost (a done Future whose
+call_soon of its callbacks failed has dropped them), which is how
+CPython's Tasks, Futures and asyncio's Python are made, for any loop. A stuck loop
 is explained when it waits in threading's Thread.start() for a thread
 the failure kept from starting (CPython's threading). Other hangs are
 listed with the Tasks left pending and the exception handler's calls:
@@ -72,6 +73,18 @@ LOST_CALLBACKS = ("TaskStepMethWrapper", "task_wakeup", "_asyncio.Task",
 WAITS_ON_DONE_FUTURE = "wait_for=<Future finished"
 
 
+ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+
+
+def frame_name(frame):
+    """file:line function, the file as asyncio/NAME for stdlib's asyncio
+    package, else its base name."""
+    name = (("asyncio/" + frame.filename[len(ASYNCIO_DIR):])
+            if frame.filename.startswith(ASYNCIO_DIR)
+            else os.path.basename(frame.filename))
+    return f"{name}:{frame.lineno} {frame.name}"
+
+
 def new_loop_factory(kind):
     if kind == "casyncio":
         import casyncio
@@ -108,8 +121,7 @@ def child(kind, scenario, k, timeout, resources, report):
         frames = traceback.extract_tb(getattr(exc, "__traceback__", None))
         say(event=context.get("message", ""), exception=type(exc).__name__,
             callback=repr(callback)[:200],
-            where=[f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
-                   for f in frames[-3:]])
+            where=[frame_name(f) for f in frames[-3:]])
 
     # A loop that stops working shows where: the stack, then exit.
     faulthandler.dump_traceback_later(
@@ -284,8 +296,9 @@ def explained(events):
     protocol's callback that the failure made raise or dropped (see the
     module's docstring)."""
     return any(e["exception"] == "MemoryError" and
-               any(name in e["callback"] + e["event"]
-                   for name in LOST_CALLBACKS) or
+               (any(name in e["callback"] + e["event"]
+                    for name in LOST_CALLBACKS) or
+                (e.get("where") or [""])[-1].startswith("asyncio/")) or
                e["event"] == "pending" and
                WAITS_ON_DONE_FUTURE in e["callback"]
                for e in events)

@@ -202,8 +202,8 @@ class Datagrams(asyncio.DatagramProtocol):
     def connection_lost(self, exc):
         # A transport that failed (a read that could not be delivered)
         # ends the wait, as a protocol that cares about it would.
-        if not self.received.done():
-            self.received.set_exception(exc or ConnectionError("closed"))
+        if exc is not None and not self.received.done():
+            self.received.set_exception(exc)
 
 
 async def udp(loop, resources):
