@@ -536,8 +536,8 @@ void cio_coro_warn_unawaited(PyObject *coro, const char *qualname);
  * start with a CioCoroHead and give their types CIO_CORO_SLOTS. The
  * body only runs, resumes and finishes; send(), throw(), close(), `await`
  * delegation, the finalizer and the introspection attributes are
- * coro.c's. (SockCall keeps its own:
- * its close() abandons the call instead of raising GeneratorExit in it.) */
+ * coro.c's. (SockCall keeps its own: its close() abandons the call
+ * instead of raising GeneratorExit in it.) */
 typedef struct CioCoroHead CioCoroHead;
 typedef struct {
     /* Runs the body from its start; returns as am_send does. */

@@ -8,7 +8,8 @@
  *
  * A StepCoroutine's body is one C step function: create_server and
  * create_unix_server (loop_listen.c), the Server's coroutines (server.c),
- * create_datagram_endpoint, start_tls, sendfile and the streams' drain. */
+ * create_datagram_endpoint, start_tls, sendfile, and the streams' reads
+ * and drain (streams.c). */
 #include "casyncio.h"
 
 PyObject *
