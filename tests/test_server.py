@@ -490,6 +490,10 @@ def test_wait_closed_returns_once_an_unclosed_connection_is_collected(loop):
     collector has taken it (its finalizer detaches it, after the
     collector cleared its weakrefs), the closed server's wait_closed()
     returns."""
+    if loop.kind == "stdlib" and sys.version_info[:2] == (3, 12):
+        pytest.skip("stdlib 3.12's transport finalizer does not detach "
+                    "from its server (3.13's does): wait_closed() waits "
+                    "for ever")
     made = []
 
     class Keep(asyncio.Protocol):
