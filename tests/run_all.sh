@@ -139,10 +139,12 @@ fi
 
 # The documentation (docs/, Sphinx with MyST): built with warnings as
 # errors in the newest Python's venv, whose casyncio (from its wheel) the
-# API reference's autodoc imports. tests/test_docs.py, in the pytest steps,
+# API reference's autodoc imports (from outside the checkout, whose
+# casyncio/ has no extension built). tests/test_docs.py, in the pytest steps,
 # checks the pages against the code.
 wheel=$(ls "$WORK"/dist/casyncio-*-cp${newest/./}-*.whl 2>/dev/null)
-step docs bash -c "'$WORK/venv-$newest/bin/pip' install -q '$wheel[docs]' &&
+step docs bash -c "cd '$WORK' &&
+    '$WORK/venv-$newest/bin/pip' install -q '$wheel[docs]' &&
     '$WORK/venv-$newest/bin/python' -m sphinx -W --keep-going -q -b html \
     '$ROOT/docs' '$WORK/docs-html' && echo 'docs: built, no warnings'"
 
