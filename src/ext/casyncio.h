@@ -51,7 +51,7 @@ typedef struct HandleObject HandleObject;
     X(connection_lost) X(connection_made) X(create_future) X(done)         \
     X(eof_received) X(set_result)                                          \
     X(get_extra_info) X(getpeername) X(getsockname) X(setblocking)        \
-    X(setsockopt) X(sock_connect) X(socket) X(sockname)
+    X(setsockopt) X(sock_connect) X(socket) X(sockname) X(waitpid)
 
 typedef enum {
 #define CIO_NAME_ENUM(name) CIO_NAME_##name,
@@ -412,6 +412,22 @@ int cio_soon_batch_add(cio_soon_batch_t *batch, PyObject *callback,
 /* Ends the batch; rc < 0 (a step of the construction failed) cancels what
  * it queued. Returns rc. */
 int cio_soon_batch_end(cio_soon_batch_t *batch, int rc);
+/* A call that something waits for (a pipe's end, a process's end) must
+ * not be lost because an allocation failed when it came due: a "spare"
+ * Handle of callback(None, ...) is made when the object is built, and
+ * cio_loop_call_soon_or_spare() schedules callback(*args) as call_soon
+ * does or, if that fails with MemoryError (callback NULL from a failed
+ * lookup included), queues the spare with spare_args put in place of its
+ * Nones. The spare holds no argument until it is used: made of the
+ * method of the object's type, and given the object as an argument, it
+ * keeps the object out of a reference cycle. */
+#define CIO_SPARE_MAX_ARGS 2
+HandleObject *cio_handle_new_spare(LoopObject *loop, PyObject *callback,
+                                   Py_ssize_t nargs);
+int cio_loop_call_soon_or_spare(LoopObject *self, PyObject *callback,
+                                PyObject *const *args, Py_ssize_t nargs,
+                                HandleObject **spare,
+                                PyObject *const *spare_args);
 /* Queues an existing Handle to run in this iteration's ready phase. */
 int cio_loop_push_ready(LoopObject *self, HandleObject *h);
 void cio_loop_unschedule_timer(LoopObject *self, TimerHandleObject *timer);

@@ -164,6 +164,47 @@ cio_soon_batch_end(cio_soon_batch_t *batch, int rc)
     return rc;
 }
 
+HandleObject *
+cio_handle_new_spare(LoopObject *loop, PyObject *callback, Py_ssize_t nargs)
+{
+    PyObject *nones[CIO_SPARE_MAX_ARGS];
+
+    assert(nargs <= CIO_SPARE_MAX_ARGS);
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        nones[i] = Py_None;
+    }
+    return cio_handle_new(loop, loop->state->handle_type, callback, nones,
+                          nargs, NULL);
+}
+
+int
+cio_loop_call_soon_or_spare(LoopObject *self, PyObject *callback,
+                            PyObject *const *args, Py_ssize_t nargs,
+                            HandleObject **spare, PyObject *const *spare_args)
+{
+    HandleObject *h = *spare;
+    int rc;
+
+    if (callback != NULL &&
+        cio_loop_call_soon(self, callback, args, nargs) == 0) {
+        return 0;
+    }
+    if (h == NULL || !PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        return -1;
+    }
+    PyErr_Clear();
+    *spare = NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(h->args); i++) {
+        PyObject *placeholder = PyTuple_GET_ITEM(h->args, i);
+
+        PyTuple_SET_ITEM(h->args, i, Py_NewRef(spare_args[i]));
+        Py_DECREF(placeholder);
+    }
+    rc = cio_loop_push_ready(self, h);
+    Py_DECREF(h);
+    return rc;
+}
+
 int
 cio_loop_call_soon(LoopObject *self, PyObject *callback,
                    PyObject *const *args, Py_ssize_t nargs)

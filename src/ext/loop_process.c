@@ -187,13 +187,19 @@ loop_add_child_handler(LoopObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
-/* The child behind fd (a pidfd or notifier) has exited: reap, report. */
+/* The child behind fd (a pidfd or notifier) has exited: reap, report.
+ * What the report needs is made before the child is reaped and its
+ * watcher dropped: if an allocation fails there, the watcher stays and
+ * the next iteration tries again, where a failure after the reaping would
+ * lose the exit for good. */
 static PyObject *
 loop_child_exited(LoopObject *self, PyObject *key)
 {
-    PyObject *entry, *callback, *cb_args, *call_args, *r;
+    PyObject *entry, *pid_obj, *callback, *cb_args, *call_args, *waitpid;
+    PyObject *r = NULL;
+    Py_ssize_t n_extra;
     long pid;
-    int fd, status, returncode;
+    int status, returncode;
     pid_t got;
 
     entry = PyDict_GetItemWithError(self->children, key);
@@ -201,24 +207,39 @@ loop_child_exited(LoopObject *self, PyObject *key)
         return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     }
     Py_INCREF(entry);
-    if (PyDict_DelItem(self->children, key) < 0) {
-        Py_DECREF(entry);
-        return NULL;
+    pid_obj = PyTuple_GET_ITEM(entry, 0);
+    callback = PyTuple_GET_ITEM(entry, 1);
+    cb_args = PyTuple_GET_ITEM(entry, 2);
+    n_extra = PyTuple_GET_SIZE(cb_args);
+    pid = PyLong_AsLong(pid_obj);
+    call_args = PyTuple_New(2 + n_extra);
+    /* os.waitpid looked up per call, as stdlib's watcher reaps: tests
+     * patch it (a failure other than ChildProcessError propagates, the
+     * callback not called). */
+    waitpid = PyObject_GetAttr(self->state->os_module,
+                               CIO_NAME(self->state, waitpid));
+    if (call_args == NULL || waitpid == NULL) {
+        goto done;
     }
-    fd = (int)PyLong_AsLong(key);
-    if (cio_loop_remove_watcher(self, fd, CIO_POLL_READ) < 0) {
-        Py_DECREF(entry);
-        return NULL;
+    PyTuple_SET_ITEM(call_args, 0, Py_NewRef(pid_obj));
+    PyTuple_SET_ITEM(call_args, 1, Py_NewRef(Py_None));  /* returncode */
+    for (Py_ssize_t i = 0; i < n_extra; i++) {
+        PyTuple_SET_ITEM(call_args, 2 + i,
+                         Py_NewRef(PyTuple_GET_ITEM(cb_args, i)));
     }
-    close(fd);
-    pid = PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
-    /* Through os.waitpid, looked up per call, as stdlib's watcher reaps:
-     * once per child, and tests patch it (a failure other than
-     * ChildProcessError propagates, the callback not called). */
-    r = PyObject_CallMethod(self->state->os_module, "waitpid", "li", pid, 0);
+    if (PyDict_DelItem(self->children, key) < 0 ||
+        cio_loop_remove_watcher(self, (int)PyLong_AsLong(key),
+                                CIO_POLL_READ) < 0) {
+        goto done;
+    }
+    close((int)PyLong_AsLong(key));
+    {
+        PyObject *wait_args[2] = {pid_obj, PyLong_FromLong(0)};  /* cached */
+
+        r = PyObject_Vectorcall(waitpid, wait_args, 2, NULL);
+    }
     if (r == NULL && !PyErr_ExceptionMatches(PyExc_ChildProcessError)) {
-        Py_DECREF(entry);
-        return NULL;
+        goto done;
     }
     if (r == NULL) {
         PyErr_Clear();
@@ -226,10 +247,10 @@ loop_child_exited(LoopObject *self, PyObject *key)
     }
     else {
         int ok = PyArg_ParseTuple(r, "ii", &got, &status);
-        Py_DECREF(r);
+
+        Py_CLEAR(r);
         if (!ok) {
-            Py_DECREF(entry);
-            return NULL;
+            goto done;
         }
     }
     if (got < 0) {
@@ -237,32 +258,30 @@ loop_child_exited(LoopObject *self, PyObject *key)
         PyObject *msg = PyUnicode_FromFormat(
             "child process pid %ld exit status already read:  will report "
             "returncode 255", pid);
-        if (msg == NULL || cio_log(self->state, "warning", msg, Py_False)) {
-            Py_XDECREF(msg);
-            Py_DECREF(entry);
-            return NULL;
+        int logged = msg ? cio_log(self->state, "warning", msg, Py_False)
+                         : -1;
+
+        Py_XDECREF(msg);
+        if (logged < 0) {
+            goto done;
         }
-        Py_DECREF(msg);
         returncode = 255;
     }
     else {
         returncode = exit_code(status);
     }
-    callback = PyTuple_GET_ITEM(entry, 1);
-    cb_args = PyTuple_GET_ITEM(entry, 2);
-    call_args = PyTuple_New(2 + PyTuple_GET_SIZE(cb_args));
-    if (call_args == NULL) {
-        Py_DECREF(entry);
-        return NULL;
+    {
+        PyObject *code = PyLong_FromLong(returncode);
+
+        if (code == NULL) {
+            goto done;
+        }
+        Py_SETREF(PyTuple_GET_ITEM(call_args, 1), code);
     }
-    PyTuple_SET_ITEM(call_args, 0, PyLong_FromLong(pid));
-    PyTuple_SET_ITEM(call_args, 1, PyLong_FromLong(returncode));
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(cb_args); i++) {
-        PyTuple_SET_ITEM(call_args, 2 + i,
-                         Py_NewRef(PyTuple_GET_ITEM(cb_args, i)));
-    }
-    r = PyErr_Occurred() ? NULL : PyObject_Call(callback, call_args, NULL);
-    Py_DECREF(call_args);
+    r = PyObject_Call(callback, call_args, NULL);
+done:
+    Py_XDECREF(waitpid);
+    Py_XDECREF(call_args);
     Py_DECREF(entry);
     return r;
 }

@@ -121,19 +121,26 @@ debug_log_as(PyObject *transport, LoopObject *loop, const char *level,
  * finally) close the pipe and drop the protocol; the caller drops the
  * loop. */
 static PyObject *
-call_connection_lost(PyObject **protocol, PyObject **pipe, PyObject *exc)
+call_connection_lost(PyObject *self, PyObject **protocol, PyObject **pipe,
+                     PyObject *exc)
 {
+    cio_state *st = cio_get_state_by_type(Py_TYPE(self));
     PyObject *res = NULL, *raised = NULL, *closed;
 
+    /* Both calls are made without a bound method or an argument tuple, so
+     * that an allocation failing here cannot leave the file open (a child
+     * waits for its stdin's EOF) nor lose the end of a subprocess's pipe,
+     * whose protocol is C. */
     if (*protocol != NULL) {
-        res = PyObject_CallMethod(*protocol, "connection_lost", "(O)", exc);
+        res = cio_call_method(st, *protocol, CIO_NAME_connection_lost, &exc,
+                              1);
         if (res == NULL) {
             raised = cio_fetch_exception();
         }
         Py_XDECREF(res);
     }
     if (*pipe != NULL) {
-        closed = PyObject_CallMethod(*pipe, "close", NULL);
+        closed = cio_call_method(st, *pipe, CIO_NAME_close, NULL, 0);
         if (closed == NULL && raised == NULL) {
             raised = cio_fetch_exception();
         }
@@ -288,31 +295,39 @@ read_pipe_close(ReadPipeTransportObject *self, PyObject *exc)
                                         NULL);
 }
 
+/* EOF: eof_received and connection_lost are scheduled, all or none,
+ * before the reader is dropped, so that a failed allocation leaves the
+ * reader to see the EOF again on the next iteration rather than losing
+ * the end of the pipe (which a subprocess's communicate() waits for). */
 static int
 read_pipe_eof(ReadPipeTransportObject *self)
 {
-    PyObject *eof_received;
+    PyObject *eof_received, *lost, *none = Py_None;
+    cio_soon_batch_t batch;
     int rc;
 
     if (debug_log_as((PyObject *)self, self->loop, "info",
                      "%r was closed by peer") < 0) {
         return -1;
     }
-    self->closing = 1;
-    if (cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0) {
-        return -1;
-    }
+    cio_soon_batch_init(&batch, self->loop, NULL);
     eof_received = PyObject_GetAttrString(self->protocol, "eof_received");
-    if (eof_received == NULL) {
-        return -1;
+    rc = cio_soon_batch_add(&batch, eof_received, NULL, 0);
+    Py_XDECREF(eof_received);
+    if (rc == 0) {
+        lost = PyObject_GetAttr((PyObject *)self, CIO_NAME(
+            self->loop->state, _call_connection_lost));
+        rc = cio_soon_batch_add(&batch, lost, &none, 1);
+        Py_XDECREF(lost);
     }
-    rc = cio_loop_call_soon(self->loop, eof_received, NULL, 0);
-    Py_DECREF(eof_received);
-    if (rc < 0) {
-        return -1;
+    if (rc == 0 &&
+        cio_loop_remove_watcher(self->loop, self->fd, CIO_POLL_READ) < 0) {
+        rc = -1;
     }
-    return cio_schedule_connection_lost((PyObject *)self, self->loop,
-                                        Py_None, NULL);
+    if (rc == 0) {
+        self->closing = 1;
+    }
+    return cio_soon_batch_end(&batch, rc);
 }
 
 static PyObject *
@@ -458,7 +473,8 @@ read_pipe_is_closing(ReadPipeTransportObject *self, PyObject *Py_UNUSED(ig))
 static PyObject *
 read_pipe_call_connection_lost(ReadPipeTransportObject *self, PyObject *exc)
 {
-    PyObject *res = call_connection_lost(&self->protocol, &self->pipe, exc);
+    PyObject *res = call_connection_lost((PyObject *)self, &self->protocol,
+                                          &self->pipe, exc);
 
     Py_CLEAR(self->loop);
     return res;
@@ -794,7 +810,8 @@ error:
 static PyObject *
 write_pipe_connection_lost(WritePipeTransportObject *self, PyObject *exc)
 {
-    PyObject *res = call_connection_lost(&self->protocol, &self->pipe, exc);
+    PyObject *res = call_connection_lost((PyObject *)self, &self->protocol,
+                                          &self->pipe, exc);
 
     if (cio_write_transport_release_loop(CIO_WRITE_TRANSPORT(self)) < 0) {
         Py_CLEAR(res);

@@ -33,6 +33,7 @@ typedef struct {
     PyObject_HEAD
     SubprocessTransportObject *proc;  /* NULL once the pipe is lost */
     PyObject *pipe;                   /* the pipe transport */
+    HandleObject *lost_spare;         /* see cio_loop_call_soon_or_spare */
     int fd;                           /* 0, 1 or 2 */
     char disconnected;
 } PipeProtocolObject;
@@ -45,6 +46,8 @@ struct SubprocessTransportObject {
     PyObject *proc;              /* the subprocess.Popen; NULL likewise */
     PyObject *exit_waiters;      /* futures of _wait(); NULL likewise */
     PipeProtocolObject *pipes[N_STDIO];
+    HandleObject *finish_spare;  /* _call_connection_lost's; see
+                                    cio_loop_call_soon_or_spare */
     PyObject *dict;
     PyObject *weakreflist;
     long pid;                    /* -1 until spawned */
@@ -84,7 +87,7 @@ call_protocol_soon(SubprocessTransportObject *self, const char *name,
 static int
 try_finish(SubprocessTransportObject *self)
 {
-    PyObject *lost, *args[1] = {Py_None};
+    PyObject *lost, *args[2] = {(PyObject *)self, Py_None};
     int rc;
 
     if (self->finished || !self->exited) {
@@ -98,11 +101,10 @@ try_finish(SubprocessTransportObject *self)
     }
     self->finished = 1;
     lost = PyObject_GetAttrString((PyObject *)self, "_call_connection_lost");
-    if (lost == NULL) {
-        return -1;
-    }
-    rc = cio_loop_call_soon(self->loop, lost, args, 1);
-    Py_DECREF(lost);
+    rc = cio_loop_call_soon_or_spare(self->loop, lost, args + 1, 1,
+                                     &self->finish_spare, args);
+    Py_XDECREF(lost);
+    Py_CLEAR(self->finish_spare);
     return rc;
 }
 
@@ -116,14 +118,26 @@ pipe_data_received(SubprocessTransportObject *self, int fd, PyObject *data)
     return rc;
 }
 
+/* The protocol's pipe_connection_lost is what a reader of the pipe waits
+ * for (a StreamReader's EOF), so it has a spare. */
 static int
-pipe_connection_lost(SubprocessTransportObject *self, int fd, PyObject *exc)
+pipe_connection_lost(SubprocessTransportObject *self, PipeProtocolObject *pipe,
+                     PyObject *exc)
 {
-    PyObject *args[2] = {PyLong_FromLong(fd), exc};
-    int rc = call_protocol_soon(self, "pipe_connection_lost", args, 2);
+    /* fd is 0, 1 or 2: a cached small int, which allocates nothing. */
+    PyObject *args[2] = {PyLong_FromLong(pipe->fd), exc}, *method;
+    int rc = 0;
 
+    if (self->protocol != NULL) {
+        method = PyObject_GetAttrString(self->protocol,
+                                        "pipe_connection_lost");
+        rc = cio_loop_call_soon_or_spare(self->loop, method, args, 2,
+                                         &pipe->lost_spare, args);
+        Py_XDECREF(method);
+    }
     Py_DECREF(args[0]);
-    return rc < 0 ? -1 : try_finish(self);
+    Py_CLEAR(pipe->lost_spare);
+    return try_finish(self) < 0 ? -1 : rc;
 }
 
 /* ---- SubprocessPipeProtocol --------------------------------------------- */
@@ -144,7 +158,7 @@ pipe_proto_connection_lost(PipeProtocolObject *self, PyObject *exc)
     self->disconnected = 1;
     if (proc != NULL) {
         self->proc = NULL;
-        rc = pipe_connection_lost(proc, self->fd, exc);
+        rc = pipe_connection_lost(proc, self, exc);
         Py_DECREF(proc);
     }
     return rc < 0 ? NULL : Py_NewRef(Py_None);
@@ -195,6 +209,7 @@ pipe_proto_traverse(PipeProtocolObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->proc);
     Py_VISIT(self->pipe);
+    Py_VISIT(self->lost_spare);
     return 0;
 }
 
@@ -203,6 +218,7 @@ pipe_proto_clear(PipeProtocolObject *self)
 {
     Py_CLEAR(self->proc);
     Py_CLEAR(self->pipe);
+    Py_CLEAR(self->lost_spare);
     return 0;
 }
 
@@ -686,6 +702,7 @@ sub_traverse(SubprocessTransportObject *self, visitproc visit, void *arg)
     for (int fd = 0; fd < N_STDIO; fd++) {
         Py_VISIT(self->pipes[fd]);
     }
+    Py_VISIT(self->finish_spare);
     Py_VISIT(self->dict);
     return 0;
 }
@@ -701,6 +718,7 @@ sub_clear(SubprocessTransportObject *self)
     for (int fd = 0; fd < N_STDIO; fd++) {
         Py_CLEAR(self->pipes[fd]);
     }
+    Py_CLEAR(self->finish_spare);
     Py_CLEAR(self->dict);
     return 0;
 }
@@ -832,9 +850,28 @@ pipe_proto_new(SubprocessTransportObject *proc, int fd)
     PyTypeObject *type = proc->loop->state->subprocess_pipe_protocol_type;
     PipeProtocolObject *self = (PipeProtocolObject *)type->tp_alloc(type, 0);
 
-    if (self != NULL) {
-        self->proc = (SubprocessTransportObject *)Py_NewRef(proc);
-        self->fd = fd;
+    PyObject *lost;
+
+    if (self == NULL) {
+        return NULL;
+    }
+    self->proc = (SubprocessTransportObject *)Py_NewRef(proc);
+    self->fd = fd;
+    /* A protocol without the method gets stdlib's AttributeError when the
+     * pipe is lost, and no spare. */
+    lost = PyObject_GetAttrString(proc->protocol, "pipe_connection_lost");
+    if (lost == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        PyErr_Clear();
+        return self;
+    }
+    self->lost_spare = cio_handle_new_spare(proc->loop, lost, 2);
+    Py_DECREF(lost);
+    if (self->lost_spare == NULL) {
+        Py_CLEAR(self);
     }
     return self;
 }
@@ -892,16 +929,27 @@ watch_child(SubprocessTransportObject *self)
     return rc;
 }
 
-/* After the spawn: connect the pipes, then schedule connection_made and
- * the waiter's result. */
+/* After the spawn: connect the pipes, make the spare of
+ * _call_connection_lost, then schedule connection_made and the waiter's
+ * result. */
 static int
 start_child(SubprocessTransportObject *self, PyObject *waiter)
 {
-    PyObject *made, *args[2] = {waiter, Py_None};
+    PyObject *made, *lost, *args[2] = {waiter, Py_None};
     cio_soon_batch_t batch;
     int rc;
 
     if (connect_pipes(self) < 0) {
+        return -1;
+    }
+    lost = PyObject_GetAttrString((PyObject *)Py_TYPE(self),
+                                  "_call_connection_lost");
+    if (lost == NULL) {
+        return -1;
+    }
+    self->finish_spare = cio_handle_new_spare(self->loop, lost, 2);
+    Py_DECREF(lost);
+    if (self->finish_spare == NULL) {
         return -1;
     }
     cio_soon_batch_init(&batch, self->loop, NULL);
