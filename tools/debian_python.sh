@@ -58,32 +58,11 @@ log() { echo "debian_python.sh: $*" >&2; }
 command -v patchelf >/dev/null ||
     { apt-get update -qq >&2 && apt-get install -y -qq patchelf >&2; }
 
-# The mirror this machine's apt already uses, with the suite set to sid.
-mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources \
-         2>/dev/null || true)
-[ -n "$mirror" ] ||
-    mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
-echo "deb [arch=$ARCH] $mirror $SUITE main" > "$tmp/sources.list"
-: > "$tmp/status"  # an empty package database: every dependency is fetched
-apt_opts=(-o Dir::Etc::sourcelist="$tmp/sources.list"
-          -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$tmp/lists"
-          -o Dir::Cache="$tmp" -o Dir::Cache::archives="$tmp/archives"
-          -o Dir::State::status="$tmp/status"
-          -o APT::Install-Recommends=false -o APT::Sandbox::User=root
-          -o APT::Architecture="$ARCH" -o APT::Architectures="$ARCH")
-log "fetching Debian's python$V ($ARCH) from $mirror ($SUITE)"
-apt-get "${apt_opts[@]}" update -qq >&2
-apt-get "${apt_opts[@]}" install --download-only -y -qq "python$V" \
-    "python$V-venv" "libpython$V-dev" "libpython$V-testsuite" >&2
-
+log "fetching Debian's python$V ($ARCH, $SUITE)"
 rm -rf "$PREFIX"
-mkdir -p "$PREFIX"
-for deb in "$tmp"/archives/*.deb; do
-    dpkg -x "$deb" "$PREFIX"
-done
+bash "$(dirname "$0")/debian_unpack.sh" "$SUITE" "$ARCH" "$PREFIX" \
+    --with-deps "python$V" "python$V-venv" "libpython$V-dev" \
+    "libpython$V-testsuite"
 # Bookworm's packages put libc under /lib, later ones under /usr/lib.
 lib=$PREFIX/usr/lib/$TRIPLET:$PREFIX/lib/$TRIPLET
 loader=$(ls "$PREFIX"/{usr/,}lib/$TRIPLET/$LOADER 2>/dev/null | head -n 1 || true)
