@@ -5,9 +5,14 @@ CASYNCIO_SANITIZE=thread with ThreadSanitizer (tests/run_all.sh runs both).
 CASYNCIO_NEWEST_TESTED=3.14 builds as if 3.14 were the newest CPython
 casyncio was checked against (CIO_NEWEST_TESTED in src/ext/casyncio.h):
 how the fallback for an untested Python is tested on the newest one.
+CASYNCIO_PORTABLE=1 builds what macOS and the BSDs would run: the kqueue
+poller and the POSIX counterpart of every Linux-only call (CIO_PORTABLE);
+on Linux it links libkqueue, found under CASYNCIO_KQUEUE_PREFIX (default
+/opt/libkqueue, where tools/libkqueue.sh puts it) or on the system.
 """
 import glob
 import os
+import sys
 
 from setuptools import Extension, setup
 
@@ -30,6 +35,20 @@ if sanitizer:
     cflags += sanitize
     ldflags += sanitize
     build_base.append("sanitize-" + sanitizer)
+libraries = []
+library_dirs = []
+include_dirs = ["src/core", "src/ext"]
+if os.environ.get("CASYNCIO_PORTABLE") == "1":
+    macros.append(("CIO_PORTABLE", "1"))
+    build_base.append("portable")
+    if sys.platform.startswith("linux"):
+        prefix = os.environ.get("CASYNCIO_KQUEUE_PREFIX", "/opt/libkqueue")
+        include_dirs.append(prefix + "/usr/include/kqueue")
+        libdir = glob.glob(prefix + "/usr/lib/*/libkqueue.so")
+        if libdir:
+            library_dirs.append(os.path.dirname(libdir[0]))
+            ldflags.append("-Wl,-rpath," + os.path.dirname(libdir[0]))
+        libraries.append("kqueue")
 # Separate objects per variant: setuptools would reuse a build made with
 # other flags.
 options = ({"build": {"build_base": "build/" + "-".join(build_base)}}
@@ -42,7 +61,9 @@ setup(
             "casyncio._casyncio",
             sources=sorted(glob.glob("src/core/*.c") +
                            glob.glob("src/ext/*.c")),
-            include_dirs=["src/core", "src/ext"],
+            include_dirs=include_dirs,
+            libraries=libraries,
+            library_dirs=library_dirs,
             define_macros=macros,
             depends=glob.glob("src/*/*.h"),
             extra_compile_args=cflags,

@@ -16,6 +16,9 @@ from ._stdlib_glue import StdlibGlue as _StdlibGlue
 # asyncio, while the streams, SSLProtocol and socket constructors run
 # stdlib's own Python instead of casyncio's C copies of it.
 NEWEST_TESTED_PYTHON = _casyncio.NEWEST_TESTED_PYTHON
+# The poller this build waits with: "epoll" (Linux), or "kqueue" (macOS,
+# the BSDs, and the portable build on Linux).
+POLLER = _casyncio.POLLER
 
 
 def _coroutine_method(name):

@@ -13,6 +13,7 @@ else:
 __all__ = ("Loop", "new_event_loop", "EventLoopPolicy", "install", "run")
 __version__: str
 NEWEST_TESTED_PYTHON: tuple[int, int]
+POLLER: str
 
 _T = TypeVar("_T")
 _Abstract = asyncio.AbstractEventLoop

@@ -8,7 +8,8 @@
 # Python, part of the parity suite on the newest Python's aarch64 wheel
 # under emulation, the parity suite and CPython's suite on
 # the newest Python built as if it were untested (the fallback to stdlib's
-# code), the documentation build, the peers' own suites on one Python,
+# code), the same on the portable build (kqueue, on libkqueue), the
+# documentation build, the peers' own suites on one Python,
 # the casyncio side of the parity suite again on an ASan+UBSan build, and
 # the three-interpreter test on a ThreadSanitizer build. Ends with one
 # "total: N passed, N failed" line.
@@ -173,6 +174,42 @@ print(\"built as if the newest tested were\", casyncio.NEWEST_TESTED_PYTHON)' &&
         '$venv/bin/python' '$ROOT/tests/conformance/run_cpython_suite.py'"
 else
     echo "=== untested-Python build FAILED"; status=1
+fi
+
+# The portable build (CASYNCIO_PORTABLE=1): the kqueue poller and the POSIX
+# counterpart of every Linux-only call, what macOS and the BSDs would
+# build, here on libkqueue (tools/libkqueue.sh). Its core tests; then, on
+# the newest Python, a check that the extension calls none of Linux's own
+# functions, the casyncio side of the parity suite (tests/conftest.py
+# skips the few tests that see where libkqueue differs from a real kqueue)
+# and CPython's suite.
+kqueue=$(bash "$ROOT/tools/libkqueue.sh") || kqueue=/nonexistent
+step core-c-portable make -s -C tests/core clean check PORTABLE=1 \
+    KQUEUE="$kqueue"
+make -s -C tests/core clean
+py=$(find_python "$newest")
+venv="$WORK/venv-portable"
+rm -rf "$venv"
+if [ -n "$py" ] && "$py" -m venv "$venv" &&
+    "$venv/bin/pip" install -q --upgrade pip &&
+    "$venv/bin/pip" install -q "pytest>=7" pytest-xdist hypothesis &&
+    CASYNCIO_PORTABLE=1 CASYNCIO_KQUEUE_PREFIX="$kqueue" \
+        "$venv/bin/pip" install -q --no-cache-dir "$ROOT"; then
+    step "portable-$newest" bash -c "cd '$WORK' && \
+        '$venv/bin/python' -c 'import casyncio; print(\"poller:\", casyncio.POLLER)' &&
+        so=\$('$venv/bin/python' -c 'import casyncio._casyncio as m; print(m.__file__)') &&
+        if nm -D --undefined-only \"\$so\" |
+            grep -E ' (epoll_|eventfd|accept4|pipe2|dup3|syscall|pidfd)'; then
+            echo 'the portable build calls Linux-only functions'; exit 1
+        fi &&
+        CASYNCIO_PORTABLE=1 '$venv/bin/python' -m pytest -q -n 2 \
+        -p no:cacheprovider --rootdir '$ROOT/tests' '$ROOT/tests' \
+        --casyncio-only --ignore '$ROOT/tests/test_libraries.py' \
+        --ignore '$ROOT/tests/test_typing.py'"
+    step "portable-$newest-cpython-suite" bash -c "cd '$WORK' && \
+        '$venv/bin/python' '$ROOT/tests/conformance/run_cpython_suite.py'"
+else
+    echo "=== portable build FAILED"; status=1
 fi
 
 # The peers' own suites (uvloop's, anyio's, uvicorn's, aiohttp's) on stdlib

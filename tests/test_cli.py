@@ -126,3 +126,13 @@ def test_version_comes_from_the_package_metadata(tmp_path):
         0, f"casyncio {version('casyncio')}\n")
     with pytest.raises(AttributeError):
         casyncio.no_such_name
+
+
+def test_the_poller_is_named_for_bug_reports():
+    """epoll on Linux; kqueue elsewhere and in the portable build, which CI
+    runs with CASYNCIO_PORTABLE=1 set for the tests too."""
+    import casyncio
+    portable = os.environ.get("CASYNCIO_PORTABLE") == "1"
+    expected = ("epoll" if sys.platform.startswith("linux") and not portable
+                else "kqueue")
+    assert casyncio.POLLER == expected

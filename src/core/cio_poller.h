@@ -1,10 +1,15 @@
 /* I/O readiness poller: the loop's only view of the OS event mechanism.
  *
- * Each backend (epoll today; io_uring can follow) lives in its own file and
- * fills in one cio_poller_backend table, in the manner of Redis' ae_*.c.
+ * Each backend lives in its own file and fills in one cio_poller_backend
+ * table, in the manner of Redis' ae_*.c: epoll (Linux) and kqueue (macOS,
+ * the BSDs; on Linux through libkqueue in the portable build, CIO_PORTABLE).
  * The poller also owns a wake-up channel so another thread can interrupt a
  * blocking poll; wake-ups are consumed inside poll and never reported as
- * events. All functions return 0 (or a count) on success, -errno on failure. */
+ * events. All functions return 0 (or a count) on success, -errno on failure.
+ * Registration is level-triggered. add() of a registered fd is -EEXIST and
+ * modify() or remove() of an unregistered one -ENOENT on epoll; kqueue does
+ * not tell (its add is a modify, and a remove of nothing succeeds), so the
+ * caller keeps its own record of what is registered (loop_fd.c does). */
 #ifndef CIO_POLLER_H
 #define CIO_POLLER_H
 
@@ -40,14 +45,27 @@ typedef struct cio_poller_backend {
 
 struct cio_poller {
     const cio_poller_backend_t *backend;
-    int poll_fd;  /* the backend's kernel object, e.g. the epoll fd */
-    int wake_fd;  /* the backend's wake-up channel, e.g. an eventfd */
+    int poll_fd;        /* the backend's kernel object, e.g. the epoll fd */
+    int wake_fd;        /* the backend's wake-up channel, e.g. an eventfd,
+                           or a pipe's read end */
+    int wake_write_fd;  /* that pipe's write end; -1 with an eventfd */
+    void *backend_data; /* what a backend keeps beside (cio_kqueue_linux.c) */
 };
 
+#if defined(__linux__) && !defined(CIO_PORTABLE)
+#define CIO_POLLER_EPOLL 1
 extern const cio_poller_backend_t cio_epoll_backend;
+#define CIO_POLLER_BACKEND cio_epoll_backend
+#else
+#define CIO_POLLER_KQUEUE 1
+extern const cio_poller_backend_t cio_kqueue_backend;
+#define CIO_POLLER_BACKEND cio_kqueue_backend
+#endif
 
-/* Opens a poller on the best backend for this system. */
+/* Opens a poller on the backend this build uses. */
 int cio_poller_open(cio_poller_t *poller);
+/* "epoll" or "kqueue". */
+const char *cio_poller_backend_name(void);
 
 static inline void
 cio_poller_close(cio_poller_t *poller)

@@ -4,6 +4,8 @@
 #endif
 #include "cio_poller.h"
 
+#ifdef CIO_POLLER_EPOLL
+
 #include <errno.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -212,3 +214,5 @@ const cio_poller_backend_t cio_epoll_backend = {
     epoll_backend_poll,
     epoll_backend_wake,
 };
+
+#endif /* CIO_POLLER_EPOLL */

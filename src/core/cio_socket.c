@@ -1,8 +1,39 @@
 #include "cio_socket.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <unistd.h>
+
+#if defined(__linux__) && !defined(CIO_PORTABLE)
+static int
+accept_nonblocking_cloexec(int listen_fd, struct sockaddr *addr,
+                           socklen_t *addrlen)
+{
+    return accept4(listen_fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+#else
+/* accept4() is not POSIX (macOS lacks it): accept(), then the flags. */
+static int
+accept_nonblocking_cloexec(int listen_fd, struct sockaddr *addr,
+                           socklen_t *addrlen)
+{
+    int fd = accept(listen_fd, addr, addrlen), saved;
+
+    if (fd < 0) {
+        return -1;
+    }
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+#endif
 
 int
 cio_socket_accept(int listen_fd, struct sockaddr_storage *addr,
@@ -12,14 +43,38 @@ cio_socket_accept(int listen_fd, struct sockaddr_storage *addr,
 
     memset(addr, 0, sizeof(*addr));
     *addrlen = sizeof(*addr);
-    fd = accept4(listen_fd, (struct sockaddr *)addr, addrlen,
-                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+    fd = accept_nonblocking_cloexec(listen_fd, (struct sockaddr *)addr,
+                                    addrlen);
     if (fd < 0) {
         /* Linux may report EWOULDBLOCK under either name; they are equal
          * there, but the callers only test for EAGAIN. */
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     }
     return fd;
+}
+
+int
+cio_socketpair_cloexec(int pair[2])
+{
+#if defined(__linux__) && !defined(CIO_PORTABLE)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
+        return -errno;
+    }
+#else
+    int rc;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0) {
+        return -errno;
+    }
+    if (fcntl(pair[0], F_SETFD, FD_CLOEXEC) < 0 ||
+        fcntl(pair[1], F_SETFD, FD_CLOEXEC) < 0) {
+        rc = -errno;
+        close(pair[0]);
+        close(pair[1]);
+        return rc;
+    }
+#endif
+    return 0;
 }
 
 int

@@ -5,6 +5,34 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+/* The flags of the transports' send(): Linux's MSG_NOSIGNAL spares a
+ * signal handler the SIGPIPE of a write to a closed connection. Elsewhere
+ * (and in the portable build) none, as stdlib's transports send: Python
+ * ignores SIGPIPE from start-up, so the write fails with EPIPE all the
+ * same. */
+#if defined(__linux__) && !defined(CIO_PORTABLE)
+#define CIO_SEND_FLAGS MSG_NOSIGNAL
+#else
+#define CIO_SEND_FLAGS 0
+#endif
+
+/* Linux's socket type flag that makes a socket non-blocking as it is
+ * made; given in the type to socket.socket(), it also makes socketmodule
+ * set a zero timeout without a system call. Where it is missing (and in
+ * the portable build) the binding leaves out the fast paths that use it,
+ * and sockets get setblocking(False) as stdlib's do. */
+#if defined(__linux__) && !defined(CIO_PORTABLE)
+#define CIO_HAVE_SOCK_NONBLOCK 1
+#define CIO_SOCK_NONBLOCK SOCK_NONBLOCK
+#else
+#define CIO_HAVE_SOCK_NONBLOCK 0
+#define CIO_SOCK_NONBLOCK 0
+#endif
+
+/* socketpair(AF_UNIX, SOCK_STREAM) with both ends close-on-exec; 0 or
+ * -errno. */
+int cio_socketpair_cloexec(int pair[2]);
+
 /* Room for the longest dotted quad and its NUL. */
 #define CIO_IPV4_TEXT_SIZE 16
 

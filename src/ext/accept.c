@@ -9,7 +9,8 @@
  * timeout without a system call (and strip the flag from .type); and the
  * peer address is formatted as socketmodule does (cio_sockaddr_object).
  * Any other socket, a subclass that may override accept() included, goes
- * through its own accept() and setblocking(False). */
+ * through its own accept() and setblocking(False), as every socket does
+ * where SOCK_NONBLOCK is missing (CIO_HAVE_SOCK_NONBLOCK, cio_socket.h). */
 #include "casyncio.h"
 #include "cio_socket.h"
 
@@ -19,8 +20,6 @@
 int
 cio_acceptor_init(cio_state *st, PyObject *sock, cio_acceptor_t *acceptor)
 {
-    const long *ints = acceptor->ints;
-
     acceptor->sock = sock;
     acceptor->fd = -1;
     acceptor->native = 0;
@@ -32,10 +31,15 @@ cio_acceptor_init(cio_state *st, PyObject *sock, cio_acceptor_t *acceptor)
     if (acceptor->fd < 0 || cio_socket_ints(st, sock, acceptor->ints) < 0) {
         return -1;
     }
-    acceptor->native =
-        ints[0] == AF_INET || ints[0] == AF_INET6 || ints[0] == AF_UNIX;
+#if CIO_HAVE_SOCK_NONBLOCK
+    acceptor->native = acceptor->ints[0] == AF_INET ||
+                       acceptor->ints[0] == AF_INET6 ||
+                       acceptor->ints[0] == AF_UNIX;
+#endif
     return 0;
 }
+
+#if CIO_HAVE_SOCK_NONBLOCK
 
 static PyObject *
 accept_native(cio_state *st, const cio_acceptor_t *acceptor)
@@ -52,8 +56,8 @@ accept_native(cio_state *st, const cio_acceptor_t *acceptor)
     if (conn_fd < 0) {
         return cio_raise_errno(conn_fd);
     }
-    conn = cio_socket_from_fd(st, ints[0], ints[1] | SOCK_NONBLOCK, ints[2],
-                              conn_fd);
+    conn = cio_socket_from_fd(st, ints[0], ints[1] | CIO_SOCK_NONBLOCK,
+                              ints[2], conn_fd);
     if (conn == NULL) {
         close(conn_fd);
         return NULL;
@@ -65,6 +69,7 @@ accept_native(cio_state *st, const cio_acceptor_t *acceptor)
     }
     return Py_BuildValue("(NN)", conn, peer);
 }
+#endif /* CIO_HAVE_SOCK_NONBLOCK */
 
 static PyObject *
 accept_python(PyObject *sock)
@@ -92,6 +97,10 @@ accept_python(PyObject *sock)
 PyObject *
 cio_acceptor_accept(cio_state *st, const cio_acceptor_t *acceptor)
 {
-    return acceptor->native ? accept_native(st, acceptor)
-                            : accept_python(acceptor->sock);
+#if CIO_HAVE_SOCK_NONBLOCK
+    if (acceptor->native) {
+        return accept_native(st, acceptor);
+    }
+#endif
+    return accept_python(acceptor->sock);
 }

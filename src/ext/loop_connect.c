@@ -25,6 +25,7 @@
  * as that one fails; the first to connect wins and the others are
  * cancelled. */
 #include "casyncio.h"
+#include "cio_socket.h"
 
 #include <sys/socket.h>
 
@@ -463,11 +464,12 @@ new_socket(ConnectCallObject *self, PyObject *family, PyObject *type,
     if (ctor == NULL) {
         return -1;
     }
-    own_class = ctor == st->socket_type && PyLong_Check(type);
+    own_class = CIO_HAVE_SOCK_NONBLOCK && ctor == st->socket_type &&
+                PyLong_Check(type);
     if (own_class) {
         long flags = PyLong_AsLong(type);
         nonblocking = flags == -1 && PyErr_Occurred()
-                          ? NULL : PyLong_FromLong(flags | SOCK_NONBLOCK);
+                          ? NULL : PyLong_FromLong(flags | CIO_SOCK_NONBLOCK);
         if (nonblocking == NULL) {
             Py_DECREF(ctor);
             return -1;

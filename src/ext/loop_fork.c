@@ -9,10 +9,10 @@
  * and forgets the parent's children, whose exit only the parent can reap.
  * asyncio's own fork hook (3.12+) has already reset the running loop and
  * the wake-up fd, as it does for stdlib's loops. */
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "casyncio.h"
+#include "cio_fd.h"
 
 /* The live loops are listed in the module state, so per interpreter:
  * only the interpreter that forked goes on in the child, and each list is
@@ -81,12 +81,11 @@ reopen_signal_pipe(LoopObject *self)
     if (self->signal_read_fd < 0) {
         return 0;
     }
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
-        return -errno;
+    if ((rc = cio_pipe_nonblocking(fds)) < 0) {
+        return rc;
     }
-    if (dup3(fds[0], self->signal_read_fd, O_CLOEXEC) < 0 ||
-        dup3(fds[1], self->signal_write_fd, O_CLOEXEC) < 0) {
-        rc = -errno;
+    if ((rc = cio_dup_cloexec(fds[0], self->signal_read_fd)) == 0) {
+        rc = cio_dup_cloexec(fds[1], self->signal_write_fd);
     }
     close(fds[0]);
     close(fds[1]);

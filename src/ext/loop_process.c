@@ -13,11 +13,12 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "casyncio.h"
+#include "cio_process.h"
+#include "cio_socket.h"
 
 static int
 start_detached(void *(*fn)(void *), void *arg)
@@ -61,8 +62,8 @@ open_exit_notifier(pid_t pid)
     exit_waiter_t *w;
     int pair[2], rc;
 
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
-        return -errno;
+    if ((rc = cio_socketpair_cloexec(pair)) < 0) {
+        return rc;
     }
     w = malloc(sizeof(*w));
     if (w == NULL) {
@@ -86,10 +87,10 @@ static int
 open_child_fd(cio_state *st, pid_t pid)
 {
     if (!st->pidfd_disabled) {
-        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        int fd = cio_pidfd_open(pid);
 
-        if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) {
-            return fd >= 0 ? fd : -errno;
+        if (fd >= 0 || (fd != -ENOSYS && fd != -EPERM)) {
+            return fd;
         }
     }
     return open_exit_notifier(pid);

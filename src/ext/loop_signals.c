@@ -7,11 +7,11 @@
  * registered Handle in the ready queue. The Python-level handler installed
  * with signal.signal() is a no-op: it exists only so that Python catches
  * the signal instead of applying the default action. */
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include "casyncio.h"
+#include "cio_fd.h"
 
 static PyObject *
 sighandler_noop(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -113,8 +113,8 @@ open_signal_pipe(LoopObject *self)
     if (self->signal_read_fd >= 0) {
         return 0;
     }
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    if ((rc = cio_pipe_nonblocking(fds)) < 0) {
+        cio_raise_errno(rc);
         return -1;
     }
     process = PyObject_GetAttrString((PyObject *)self, "_read_signal_pipe");

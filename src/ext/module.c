@@ -5,6 +5,7 @@
 #include "transport_socket.h"
 
 #include "cio_clock.h"
+#include "cio_poller.h"
 #include "cio_socket.h"
 
 #include <arpa/inet.h>
@@ -614,7 +615,8 @@ casyncio_exec(PyObject *module)
                                         tested)
                 : -1;
     Py_XDECREF(tested);
-    if (rc < 0) {
+    if (rc < 0 || PyModule_AddStringConstant(module, "POLLER",
+                                             cio_poller_backend_name()) < 0) {
         return -1;
     }
     if (add_type(module, &cio_handle_spec, NULL, &st->handle_type) < 0) {

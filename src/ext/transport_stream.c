@@ -514,7 +514,7 @@ transport_write(SocketTransportObject *self, PyObject *data)
         goto done;
     }
     if (queue_empty(self)) {
-        sent = send(self->fd, view.buf, (size_t)view.len, MSG_NOSIGNAL);
+        sent = send(self->fd, view.buf, (size_t)view.len, CIO_SEND_FLAGS);
         if (sent < 0) {
             int err = errno;
             if (!cio_would_block(err)) {

@@ -12,7 +12,9 @@
     X(test_timer_heap_nan_is_due_first)            \
     X(test_ready_queue_fifo_with_wraparound)       \
     X(test_poller_add_modify_remove)               \
-    X(test_poller_hangup_reports_both_directions)  \
+    X(test_poller_hangup_wakes_the_writer)         \
+    X(test_poller_both_directions)                 \
+    X(test_poller_fd_reuse)                        \
     X(test_poller_timeout_is_not_early)            \
     X(test_poller_wake_from_thread)                \
     X(test_clock_is_monotonic)                     \
