@@ -13,10 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <sys/types.h>
 #include <sys/event.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,9 +100,8 @@ add_write_filter(cio_poller_t *poller, int fd)
                      : kevent_change(poller, ident, EVFILT_WRITE, EV_ADD);
 }
 
-/* Deletions first: libkqueue on Linux watches an fd in one direction at a
- * time, so a switch from writing to reading drops the write filter before
- * it adds the read one. */
+/* Deletions before additions: a change that fails part-way leaves the fd
+ * watched for less than was asked, never for more. */
 static int
 kqueue_backend_set(cio_poller_t *poller, int fd, unsigned events)
 {

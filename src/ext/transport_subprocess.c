@@ -849,7 +849,6 @@ pipe_proto_new(SubprocessTransportObject *proc, int fd)
 {
     PyTypeObject *type = proc->loop->state->subprocess_pipe_protocol_type;
     PipeProtocolObject *self = (PipeProtocolObject *)type->tp_alloc(type, 0);
-
     PyObject *lost;
 
     if (self == NULL) {
