@@ -10,6 +10,21 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+int
+cio_fd_set_flags(int fd, int nonblocking)
+{
+    int fl;
+
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        return -errno;
+    }
+    if (nonblocking && ((fl = fcntl(fd, F_GETFL)) < 0 ||
+                        fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+        return -errno;
+    }
+    return 0;
+}
+
 #if defined(__linux__) && !defined(CIO_PORTABLE)
 
 int
@@ -26,18 +41,6 @@ cio_dup_cloexec(int from, int to)
 
 #else
 
-static int
-set_flags(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-        fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-        return -errno;
-    }
-    return 0;
-}
-
 int
 cio_pipe_nonblocking(int fds[2])
 {
@@ -46,7 +49,8 @@ cio_pipe_nonblocking(int fds[2])
     if (pipe(fds) < 0) {
         return -errno;
     }
-    if ((rc = set_flags(fds[0])) < 0 || (rc = set_flags(fds[1])) < 0) {
+    if ((rc = cio_fd_set_flags(fds[0], 1)) < 0 ||
+        (rc = cio_fd_set_flags(fds[1], 1)) < 0) {
         close(fds[0]);
         close(fds[1]);
     }
@@ -56,10 +60,7 @@ cio_pipe_nonblocking(int fds[2])
 int
 cio_dup_cloexec(int from, int to)
 {
-    if (dup2(from, to) < 0 || fcntl(to, F_SETFD, FD_CLOEXEC) < 0) {
-        return -errno;
-    }
-    return 0;
+    return dup2(from, to) < 0 ? -errno : cio_fd_set_flags(to, 0);
 }
 
 #endif

@@ -11,7 +11,6 @@
 #ifdef CIO_POLLER_KQUEUE
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/event.h>
@@ -159,8 +158,7 @@ kqueue_backend_open(cio_poller_t *poller)
     }
     /* A kqueue fd is not inherited by a child process on BSD, but
      * libkqueue's is an epoll fd: close-on-exec for it too. */
-    if (fcntl(poller->poll_fd, F_SETFD, FD_CLOEXEC) < 0) {
-        rc = -errno;
+    if ((rc = cio_fd_set_flags(poller->poll_fd, 0)) < 0) {
         goto fail;
     }
     if ((rc = cio_pipe_nonblocking(pair)) < 0) {

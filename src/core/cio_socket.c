@@ -1,7 +1,7 @@
 #include "cio_socket.h"
+#include "cio_fd.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,16 +19,14 @@ static int
 accept_nonblocking_cloexec(int listen_fd, struct sockaddr *addr,
                            socklen_t *addrlen)
 {
-    int fd = accept(listen_fd, addr, addrlen), saved;
+    int fd = accept(listen_fd, addr, addrlen), rc;
 
     if (fd < 0) {
         return -1;
     }
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
-        saved = errno;
+    if ((rc = cio_fd_set_flags(fd, 1)) < 0) {
         close(fd);
-        errno = saved;
+        errno = -rc;
         return -1;
     }
     return fd;
@@ -66,9 +64,8 @@ cio_socketpair_cloexec(int pair[2])
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0) {
         return -errno;
     }
-    if (fcntl(pair[0], F_SETFD, FD_CLOEXEC) < 0 ||
-        fcntl(pair[1], F_SETFD, FD_CLOEXEC) < 0) {
-        rc = -errno;
+    if ((rc = cio_fd_set_flags(pair[0], 0)) < 0 ||
+        (rc = cio_fd_set_flags(pair[1], 0)) < 0) {
         close(pair[0]);
         close(pair[1]);
         return rc;
