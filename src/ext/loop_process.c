@@ -235,9 +235,11 @@ loop_child_exited(LoopObject *self, PyObject *key)
     }
     close((int)PyLong_AsLong(key));
     {
-        PyObject *wait_args[2] = {pid_obj, PyLong_FromLong(0)};  /* cached */
+        /* 0 is a cached small int: no allocation to fail here. */
+        PyObject *wait_args[2] = {pid_obj, PyLong_FromLong(0)};
 
         r = PyObject_Vectorcall(waitpid, wait_args, 2, NULL);
+        Py_DECREF(wait_args[1]);
     }
     if (r == NULL && !PyErr_ExceptionMatches(PyExc_ChildProcessError)) {
         goto done;
